@@ -1,0 +1,83 @@
+"""The Celery configuration, built from ``Settings`` (see ../shared/reference/celery_anchors.md).
+
+Choices, and why:
+- ``task_acks_late`` + ``worker_prefetch_multiplier=1``: a message leaves Redis only after its task ran,
+  and a worker reserves one message per process, so a slow submit never hides others behind it.
+- ``task_reject_on_worker_lost=False`` (Celery's default): a child killed mid-task acks its message
+  instead of looping on it; the reconciler recovers the job from the database within seconds.
+- ``visibility_timeout`` in ``broker_transport_options`` (the only place kombu reads it for the broker);
+  every countdown we publish is capped at ``IMAGEGEN_ETA_MAX_S``, ≤ a tenth of it (enforced by Settings).
+- ``worker_eta_task_limit``: countdown messages sit in worker memory; the cap keeps a poll backlog from
+  starving submits (longer waits are due times in the DB, released by the reconciler).
+- Results ignored: the database is the source of truth. Task events on, for Flower.
+- ``worker_cancel_long_running_tasks_on_connection_loss=True``: after a broker reconnect Celery would
+  redeliver unacked late-ack tasks while the old run continues (a duplicate submit = a second paid
+  generation); cancelling them is safe because every task is a CAS on the job row.
+- Soft shutdown (10 s, also when idle): on SIGTERM late-ack messages are requeued instead of lost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu import Queue
+
+from config.settings import Settings
+
+#: Every queue a plain ``celery -A worker worker`` consumes; dedicated workers pick some with ``-Q``.
+QUEUES = ("celery", "interactive", "batch", "poll", "openai")
+
+#: (soft, hard) time limits per task, seconds. Submit covers connect + read timeouts with headroom and
+#: stays below the submit lease, so a lease never expires under a live task.
+TIME_LIMITS: dict[str, tuple[float, float]] = {
+    "imagegen.enqueue": (30, 45),
+    "imagegen.submit": (50, 60),
+    "imagegen.poll": (30, 45),
+    "imagegen.reconcile": (50, 60),
+}
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for the broker at ``REDIS_URL``."""
+    interval = settings.imagegen_reconcile_interval_s
+    return {
+        "broker_url": settings.redis_url,
+        "broker_transport_options": {
+            "visibility_timeout": settings.imagegen_visibility_timeout_s,
+            "socket_timeout": 10,
+            "socket_connect_timeout": 5,
+            "socket_keepalive": True,
+            "health_check_interval": 10,
+            "retry_on_timeout": True,
+        },
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "broker_channel_error_retry": True,
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": False,
+        "worker_prefetch_multiplier": 1,
+        "worker_eta_task_limit": settings.imagegen_worker_eta_task_limit,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_soft_shutdown_timeout": 10.0,
+        "worker_enable_soft_shutdown_on_idle": True,
+        "worker_max_tasks_per_child": 10_000,
+        "task_default_queue": "celery",
+        "task_queues": [Queue(name) for name in QUEUES],
+        "task_routes": {"imagegen.poll": {"queue": "poll"}},
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_send_sent_event": True,
+        "worker_send_task_events": True,
+        "enable_utc": True,
+        "timezone": "UTC",
+        "beat_schedule": {
+            "imagegen.reconcile": {
+                "task": "imagegen.reconcile",
+                "schedule": interval,
+                # A beat running while no worker consumes must not pile up reconcile messages.
+                "options": {"expires": max(interval * 2, 5.0), "queue": "celery"},
+            }
+        },
+    }

@@ -1,0 +1,165 @@
+"""Typed settings read from the environment (SPEC §5). Nothing else in the project reads ``os.environ``."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Tier means from the provider docs (SPEC §3 Polling), 1K resolution.
+DEFAULT_EXPECTED_DURATIONS: dict[str, float] = {
+    "*/*/low/*": 70.0,
+    "*/*/medium/*": 120.0,
+    "*/*/high/*": 276.0,
+    "*/*/*/*": 120.0,
+}
+
+
+def _default_home() -> Path:
+    return Path.home() / ".local" / "share" / "imagegen"
+
+
+class Settings(BaseSettings):
+    """Every knob of imagegen-queue, with working defaults. Field names map to upper-case env vars."""
+
+    model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore", case_sensitive=False)
+
+    # --- services -------------------------------------------------------------------------------
+    redis_url: str = "redis://localhost:6379/0"
+    database_url: str | None = None
+    imagegen_home: Path = Field(default_factory=_default_home)
+
+    # --- providers (keys are secrets: never logged, never stored, never in task arguments) --------
+    apidot_api_key: SecretStr = SecretStr("")
+    apidot_base_url: str = "https://api.apidot.ai"
+    openai_api_key: SecretStr = SecretStr("")
+    openai_base_url: str = "https://api.openai.com/v1"
+    image2_api_key: SecretStr = SecretStr("")
+    image2_base_url: str = "https://image2.vip/api/v1"
+    apidot_webhook_secret: SecretStr = SecretStr("")
+    imagegen_webhook_secret: SecretStr = SecretStr("")
+    imagegen_public_url: str | None = None
+    imagegen_results_dir: Path | None = None
+
+    # --- HTTP timeouts (seconds) ----------------------------------------------------------------
+    imagegen_http_connect_timeout_s: float = 5.0
+    imagegen_http_read_timeout_s: float = 30.0
+
+    # --- budgets and backoff (SPEC §3) ----------------------------------------------------------
+    imagegen_max_submits_rate_limited: int = Field(default=10, ge=1)
+    imagegen_max_submits_unavailable: int = Field(default=6, ge=1)
+    imagegen_max_poll_errors: int = Field(default=10, ge=1)
+    imagegen_backoff_base_s: float = Field(default=1.0, gt=0)
+    imagegen_backoff_cap_s: float = Field(default=60.0, gt=0)
+    imagegen_default_deadline_s: float = Field(default=3600.0, gt=0)
+
+    # --- polling --------------------------------------------------------------------------------
+    #: One number for all jobs, or a JSON map keyed "provider/model/quality/resolution" with * wildcards.
+    imagegen_expected_duration_s: str | None = None
+    imagegen_poll_min_s: float = Field(default=2.0, ge=0)
+    imagegen_poll_cap_s: float = Field(default=60.0, gt=0)
+    #: Waits up to this long are countdown messages on the poll queue; longer ones are due times in the DB.
+    imagegen_eta_max_s: float = Field(default=60.0, gt=0)
+
+    # --- scheduling, leases, submit policy ------------------------------------------------------
+    imagegen_reconcile_interval_s: float = Field(default=5.0, gt=0)
+    imagegen_submit_lease_s: float = Field(default=120.0, gt=0)
+    #: How long a published message may take to arrive before the reconciler assumes it was lost.
+    imagegen_dispatch_grace_s: float = Field(default=60.0, gt=0)
+    imagegen_submit_policy: Literal["at_least_once", "at_most_once"] = "at_least_once"
+    imagegen_release_batch: int = Field(default=500, ge=1)
+
+    # --- Celery ---------------------------------------------------------------------------------
+    imagegen_visibility_timeout_s: int = Field(default=3600, ge=60)
+    imagegen_worker_eta_task_limit: int = Field(default=1000, ge=1)
+
+    # --- safety and logging ---------------------------------------------------------------------
+    imagegen_allow_private_urls: bool = False
+    imagegen_log_prompts: bool = False
+    imagegen_api_tokens: str = ""
+
+    @field_validator("imagegen_expected_duration_s")
+    @classmethod
+    def _check_expected(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_expected_durations(value)  # raises ValueError naming the problem
+        return value
+
+    @model_validator(mode="after")
+    def _countdowns_below_visibility(self) -> Settings:
+        # Celery redelivers ETA messages older than the visibility timeout again and again
+        # (celery#2599, kombu#337): every countdown we publish must stay far below it.
+        if self.imagegen_eta_max_s * 10 > self.imagegen_visibility_timeout_s:
+            raise ValueError(
+                "IMAGEGEN_ETA_MAX_S must be at most a tenth of IMAGEGEN_VISIBILITY_TIMEOUT_S "
+                f"({self.imagegen_eta_max_s} vs {self.imagegen_visibility_timeout_s})"
+            )
+        return self
+
+    # --- derived values ---------------------------------------------------------------------------
+    @property
+    def effective_database_url(self) -> str:
+        """``DATABASE_URL``, or an SQLite file under ``IMAGEGEN_HOME``."""
+        if self.database_url:
+            return normalize_database_url(self.database_url)
+        return f"sqlite:///{self.imagegen_home / 'imagegen.db'}"
+
+    @property
+    def results_dir(self) -> Path:
+        """Where result files are stored (``IMAGEGEN_RESULTS_DIR`` or ``IMAGEGEN_HOME/results``)."""
+        return self.imagegen_results_dir or self.imagegen_home / "results"
+
+    @property
+    def expected_durations(self) -> dict[str, float]:
+        """The expected-duration table (SPEC §3 Polling), parsed."""
+        if self.imagegen_expected_duration_s is None:
+            return dict(DEFAULT_EXPECTED_DURATIONS)
+        return parse_expected_durations(self.imagegen_expected_duration_s)
+
+    @property
+    def api_tokens(self) -> frozenset[str]:
+        """Bearer tokens accepted by the intake API; empty means no auth."""
+        return frozenset(t.strip() for t in self.imagegen_api_tokens.split(",") if t.strip())
+
+
+def normalize_database_url(url: str) -> str:
+    """Use psycopg 3 for ``postgresql://`` URLs (SPEC §5), whatever spelling was given."""
+    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def parse_expected_durations(value: str) -> dict[str, float]:
+    """Parse ``IMAGEGEN_EXPECTED_DURATION_S``: a number (for every key) or a JSON object of key → seconds."""
+    text = value.strip()
+    try:
+        parsed: Any = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"IMAGEGEN_EXPECTED_DURATION_S is neither a number nor JSON: {exc}") from None
+    if isinstance(parsed, int | float) and not isinstance(parsed, bool):
+        if parsed < 0:
+            raise ValueError("IMAGEGEN_EXPECTED_DURATION_S must be >= 0")
+        return {"*/*/*/*": float(parsed)}
+    if not isinstance(parsed, dict):
+        raise ValueError("IMAGEGEN_EXPECTED_DURATION_S must be a number or a JSON object")
+    table: dict[str, float] = {}
+    for key, seconds in parsed.items():
+        if len(str(key).split("/")) != 4:
+            raise ValueError(
+                f"IMAGEGEN_EXPECTED_DURATION_S key {key!r} is not provider/model/quality/resolution"
+            )
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+            raise ValueError(f"IMAGEGEN_EXPECTED_DURATION_S[{key!r}] must be a number >= 0")
+        table[str(key)] = float(seconds)
+    return table
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

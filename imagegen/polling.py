@@ -1,0 +1,205 @@
+"""Polling an upstream task: one status call, then finalize, fail, hold, or schedule the next poll.
+
+A poll never resubmits: whatever a status call returns, the job stays bound to its upstream task.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from imagegen.backoff import compute_backoff
+from imagegen.errors import ErrorKind, ProviderError, is_safety_message
+from imagegen.lifecycle import JobStatus as S
+from imagegen.lifecycle import transition, update_in
+from imagegen.outcomes import expire_if_due, fail_or_hold
+from imagegen.providers import Phase, UpstreamState
+from imagegen.runtime import Runtime
+from imagegen.schedule import expected_duration, next_poll_delay
+from imagegen.steps import Step, poll_step
+from imagegen.store import repo
+from imagegen.store.models import Job
+from imagegen.timers import schedule
+
+log = logging.getLogger(__name__)
+
+EARLY_SLACK = timedelta(seconds=2)
+#: While a poll is in progress its timer points this far ahead, so a duplicate message finds it not due.
+POLL_LEASE = timedelta(seconds=60)
+
+
+def poll_job(rt: Runtime, job_id: str, *, force: bool = False) -> Step | None:
+    """Serve one ``imagegen.poll`` message (``force``: a webhook said the task changed, poll now)."""
+    now = rt.now()
+    with rt.session() as s:
+        job = repo.get_job(s, job_id)
+        if job is None or job.status != S.RUNNING or not job.upstream_task_id:
+            return None
+        if expire_if_due(s, job, now):
+            return None
+        where = [] if force else [Job.next_attempt_at <= now + EARLY_SLACK]  # type: ignore[operator]
+        claimed = update_in(
+            s,
+            job_id,
+            status=S.RUNNING,
+            where=where,
+            next_attempt_at=now + POLL_LEASE,
+            dispatch_until=now + POLL_LEASE,
+            polls=Job.polls + 1,
+        )
+        if not claimed:
+            return None  # a duplicate message, or a poll already in progress
+    started = time.monotonic()
+    try:
+        state = rt.provider(job.provider).status(job.upstream_task_id)
+    except ProviderError as exc:
+        with rt.session() as s:
+            _log_attempt(
+                s, job, started, http_status=exc.http_status, error_kind=exc.kind, message=exc.message
+            )
+            return _poll_failed(rt, s, job, exc)
+    with rt.session() as s:
+        _log_attempt(s, job, started, http_status=state.http_status)
+        if state.phase is Phase.SUCCEEDED:
+            return _finalize(rt, s, job, state)
+        if state.phase is Phase.FAILED:
+            kind = (
+                ErrorKind.CONTENT_REJECTED
+                if is_safety_message(state.error_message)
+                else ErrorKind.GENERATION_FAILED
+            )
+            transition(
+                s,
+                job.id,
+                source={S.RUNNING},
+                target=S.FAILED,
+                upstream_status=state.raw_status,
+                progress=state.progress,
+                error_kind=kind.value,
+                error_message=state.error_message or "upstream task failed",
+                error_http_status=state.http_status,
+            )
+            return None
+        return _still_running(rt, s, job, state)
+
+
+def _still_running(rt: Runtime, s: Session, job: Job, state: UpstreamState) -> Step | None:
+    settings = rt.settings
+    now = rt.now()
+    expected = expected_duration(
+        settings.expected_durations,
+        job.provider,
+        job.model,
+        job.request.get("quality"),
+        job.request.get("resolution"),
+    )
+    elapsed = (now - job.submitted_at).total_seconds() if job.submitted_at else 0.0
+    delay = next_poll_delay(
+        polls_while_running=max(1, job.polls + 1 - job.poll_errors),
+        expected_s=expected,
+        elapsed_s=elapsed,
+        progress=state.progress,
+        min_s=settings.imagegen_poll_min_s,
+        cap_s=settings.imagegen_poll_cap_s,
+        rng=rt.rng,
+    )
+    timer = schedule(now, delay, settings)
+    won = update_in(
+        s,
+        job.id,
+        status=S.RUNNING,
+        upstream_status=state.raw_status,
+        progress=state.progress,
+        poll_errors=0,
+        **timer.values,
+    )
+    return poll_step(job.id, timer.countdown) if won and timer.countdown is not None else None
+
+
+def _poll_failed(rt: Runtime, s: Session, job: Job, exc: ProviderError) -> Step | None:
+    settings = rt.settings
+    if not exc.retryable:
+        return fail_or_hold(rt, s, job, S.RUNNING, exc.kind, exc.message, exc.http_status)
+    errors = job.poll_errors + 1
+    if errors >= settings.imagegen_max_poll_errors:
+        transition(
+            s,
+            job.id,
+            source={S.RUNNING},
+            target=S.FAILED,
+            poll_errors=errors,
+            error_kind=exc.kind,
+            error_message=f"{exc.message} ({errors} failing status calls in a row)",
+            error_http_status=exc.http_status,
+        )
+        return None
+    delay = (
+        exc.retry_after
+        if exc.retry_after is not None
+        else compute_backoff(
+            errors, base=settings.imagegen_backoff_base_s, cap=settings.imagegen_backoff_cap_s, rng=rt.rng
+        )
+    )
+    timer = schedule(rt.now(), delay, settings)
+    won = update_in(
+        s,
+        job.id,
+        status=S.RUNNING,
+        poll_errors=errors,
+        last_error_kind=exc.kind,
+        last_error_message=exc.message[:500],
+        error_http_status=exc.http_status,
+        **timer.values,
+    )
+    return poll_step(job.id, timer.countdown) if won and timer.countdown is not None else None
+
+
+def _finalize(rt: Runtime, s: Session, job: Job, state: UpstreamState) -> Step | None:
+    # The finalizing claim: of a poll and a webhook racing on the same finished task, one wins.
+    if not transition(
+        s,
+        job.id,
+        source={S.RUNNING},
+        target=S.FINALIZING,
+        upstream_status=state.raw_status,
+        progress=state.progress,
+        lease_until=rt.now() + timedelta(seconds=rt.settings.imagegen_submit_lease_s),
+    ):
+        return None
+    result = [{"url": url, "path": None} for url in state.file_urls]
+    transition(
+        s,
+        job.id,
+        source={S.FINALIZING},
+        target=S.SUCCEEDED,
+        result=result,
+        error_kind=None,
+        error_message=None,
+        error_http_status=None,
+    )
+    return None
+
+
+def _log_attempt(
+    s: Session,
+    job: Job,
+    started: float,
+    *,
+    http_status: int | None,
+    error_kind: str | None = None,
+    message: str | None = None,
+) -> None:
+    repo.record_attempt(
+        s,
+        job_id=job.id,
+        provider=job.provider,
+        kind="status",
+        duration_ms=int((time.monotonic() - started) * 1000),
+        http_status=http_status,
+        error_kind=error_kind,
+        message=message,
+        upstream_task_id=job.upstream_task_id,
+    )

@@ -1,0 +1,129 @@
+"""The producer API: validate, write the ``queued`` row, then publish the submit message after commit."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+
+from imagegen.ids import new_job_id
+from imagegen.lifecycle import JobStatus
+from imagegen.requests import ImageRequest
+from imagegen.runtime import Runtime, get_runtime
+from imagegen.steps import Publisher, submit_step
+from imagegen.store import repo
+from imagegen.store.models import Job
+
+log = logging.getLogger(__name__)
+
+
+def build_job(
+    rt: Runtime,
+    request: ImageRequest,
+    *,
+    now: datetime,
+    job_id: str | None = None,
+    batch_id: str | None = None,
+) -> Job:
+    """A ``queued`` row for ``request``, due now, with its message assumed in flight for the grace time."""
+    deadline_s = request.deadline_s or rt.settings.imagegen_default_deadline_s
+    return Job(
+        id=job_id or new_job_id(),
+        batch_id=batch_id,
+        provider=request.provider,
+        model=request.model,
+        request=request.to_dict(),
+        job_metadata=request.metadata,
+        idempotency_key=request.idempotency_key,
+        priority=request.priority,
+        status=JobStatus.QUEUED.value,
+        next_attempt_at=now,
+        dispatch_until=now + timedelta(seconds=rt.settings.imagegen_dispatch_grace_s),
+        created_at=now,
+        updated_at=now,
+        deadline_at=now + timedelta(seconds=deadline_s),
+    )
+
+
+def create_job(
+    rt: Runtime, request: ImageRequest, *, job_id: str | None = None, batch_id: str | None = None
+) -> tuple[Job, bool]:
+    """Insert the job; returns ``(job, created)``. A repeated idempotency key or job id returns the existing job."""
+    job = build_job(rt, request, now=rt.now(), job_id=job_id, batch_id=batch_id)
+    try:
+        with rt.session() as s:
+            s.add(job)
+        return job, True
+    except IntegrityError:
+        # The UNIQUE constraint decided the race: exactly one insert with this key (or id) won.
+        with rt.session() as s:
+            existing = (
+                repo.get_job_by_idempotency_key(s, request.idempotency_key)
+                if request.idempotency_key
+                else None
+            )
+            existing = existing or (repo.get_job(s, job_id) if job_id else None)
+        if existing is None:
+            raise
+        return existing, False
+
+
+def create_batch(rt: Runtime, requests: Sequence[ImageRequest]) -> tuple[str, list[Job]]:
+    """Insert many jobs under one batch id, in one transaction when no idempotency key collides."""
+    batch_id = new_job_id()
+    now = rt.now()
+    jobs = [build_job(rt, r, now=now, batch_id=batch_id) for r in requests]
+    try:
+        with rt.session() as s:
+            s.add_all(jobs)
+        return batch_id, jobs
+    except IntegrityError:
+        pass  # some idempotency key exists already: insert one by one, keeping the existing jobs
+    out = [create_job(rt, r, batch_id=batch_id)[0] for r in requests]
+    return batch_id, out
+
+
+def publish_submits(publisher: Publisher, jobs: Iterable[Job]) -> None:
+    """Publish the submit messages of freshly queued jobs. A failure is logged, not raised: the
+    reconciler releases any queued job whose message never arrived."""
+    for job in jobs:
+        if job.status != JobStatus.QUEUED:
+            continue
+        try:
+            publisher.publish(submit_step(job.id, job.priority))
+        except Exception:  # broker down: the durable row is enough
+            log.warning(
+                "could not publish submit for job %s; the reconciler will release it", job.id, exc_info=True
+            )
+
+
+def enqueue(
+    request: ImageRequest, *, publisher: Publisher | None = None, runtime: Runtime | None = None
+) -> str:
+    """Validate-and-queue one request; returns the job id (the existing one for a repeated idempotency key)."""
+    rt = runtime or get_runtime()
+    job, created = create_job(rt, request)
+    if created:
+        publish_submits(publisher or default_publisher(), [job])
+    return job.id
+
+
+def enqueue_batch(
+    requests: Sequence[ImageRequest], *, publisher: Publisher | None = None, runtime: Runtime | None = None
+) -> tuple[str, list[str]]:
+    """Queue many requests under one batch id; returns ``(batch_id, job ids)``."""
+    rt = runtime or get_runtime()
+    batch_id, jobs = create_batch(rt, requests)
+    publish_submits(publisher or default_publisher(), [j for j in jobs if j.batch_id == batch_id])
+    return batch_id, [j.id for j in jobs]
+
+
+def default_publisher() -> Publisher:
+    """The Celery publisher from ``worker/`` (imported lazily so the core never imports Celery)."""
+    import importlib
+
+    module = importlib.import_module("worker.publisher")
+    publisher: Publisher = module.CeleryPublisher()
+    return publisher

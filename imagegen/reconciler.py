@@ -1,0 +1,164 @@
+"""The reconciler (``imagegen.reconcile`` on beat): the durable scheduler behind every timer.
+
+Each run, in its own short transactions, it
+1. expires jobs past their deadline (queued, held, running, and submitting whose lease ran out);
+2. recovers expired submit leases (requeue, or ``submit_outcome_unknown`` under ``at_most_once``);
+3. hands jobs whose finalizer died back to polling;
+4. releases due work: queued and running jobs whose time has come and that have no message in flight
+   (parked long waits, lost messages, a flushed Redis, a killed worker).
+Every claim is a compare-and-set ``UPDATE … RETURNING``, so several beats at once never release a job twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from imagegen.errors import ErrorKind
+from imagegen.lifecycle import JobStatus as S
+from imagegen.lifecycle import claim_in, transition_many
+from imagegen.runtime import Runtime
+from imagegen.steps import Step, poll_step, submit_step
+from imagegen.store.models import Job, ProviderState
+
+
+@dataclass
+class ReconcileReport:
+    """What one run did (logged, and returned by the task for Flower)."""
+
+    expired: list[str] = field(default_factory=list)
+    requeued: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+    refinalize: list[str] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+
+    def summary(self) -> dict[str, int]:
+        """Counts per action."""
+        return {
+            "expired": len(self.expired),
+            "requeued": len(self.requeued),
+            "unknown": len(self.unknown),
+            "refinalize": len(self.refinalize),
+            "released": len(self.steps),
+        }
+
+
+def reconcile(rt: Runtime) -> ReconcileReport:
+    """One pass; the caller publishes ``report.steps`` after this returns (all changes are committed)."""
+    report = ReconcileReport()
+    now = rt.now()
+    limit = rt.settings.imagegen_release_batch
+    with rt.session() as s:
+        report.expired += _expire(s, now, limit)
+    with rt.session() as s:
+        report.requeued, report.unknown = _recover_submits(rt, s, now, limit)
+    with rt.session() as s:
+        report.refinalize = transition_many(
+            s,
+            source={S.FINALIZING},
+            target=S.RUNNING,
+            where=[Job.lease_until < now],
+            limit=limit,
+            lease_until=None,
+            next_attempt_at=now,
+            dispatch_until=None,
+        )
+    with rt.session() as s:
+        report.steps = _release_due(rt, s, now, limit)
+    return report
+
+
+def _expire(s: Session, now: datetime, limit: int) -> list[str]:
+    past = [Job.deadline_at <= now]
+    expired = transition_many(
+        s,
+        source={S.HELD},
+        target=S.EXPIRED,
+        where=past,
+        limit=limit,
+        error_message="the job deadline passed while it was held",
+    )  # held jobs keep the error kind that held them
+    common = {
+        "error_kind": ErrorKind.DEADLINE_EXCEEDED.value,
+        "error_message": "the job deadline passed before it finished",
+        "submit_inflight_at": None,
+    }
+    expired += transition_many(
+        s, source={S.QUEUED, S.RUNNING}, target=S.EXPIRED, where=past, limit=limit, **common
+    )
+    # A submit in progress keeps its lease: expiring it mid-POST would orphan a paid generation.
+    expired += transition_many(
+        s,
+        source={S.SUBMITTING},
+        target=S.EXPIRED,
+        where=[*past, Job.lease_until < now],
+        limit=limit,
+        **common,
+    )
+    return expired
+
+
+def _recover_submits(rt: Runtime, s: Session, now: datetime, limit: int) -> tuple[list[str], list[str]]:
+    lapsed = Job.lease_until < now
+    clear = {"lease_token": None, "lease_until": None, "submit_inflight_at": None}
+    # The worker died before its POST: nothing was sent, so a resubmit is safe under either policy.
+    requeued = transition_many(
+        s,
+        source={S.SUBMITTING},
+        target=S.QUEUED,
+        where=[lapsed, Job.submit_inflight_at.is_(None)],  # type: ignore[union-attr]
+        limit=limit,
+        next_attempt_at=now,
+        dispatch_until=None,
+        **clear,
+    )
+    unknown: list[str] = []
+    if rt.settings.imagegen_submit_policy == "at_most_once":
+        unknown = transition_many(
+            s,
+            source={S.SUBMITTING},
+            target=S.FAILED,
+            where=[lapsed],
+            limit=limit,
+            error_kind=ErrorKind.SUBMIT_OUTCOME_UNKNOWN.value,
+            error_message="the worker died during the upstream submit; it may or may not have been accepted",
+            **clear,
+        )
+    else:
+        requeued += transition_many(
+            s,
+            source={S.SUBMITTING},
+            target=S.QUEUED,
+            where=[lapsed],
+            limit=limit,
+            next_attempt_at=now,
+            dispatch_until=None,
+            last_error_kind=ErrorKind.SUBMIT_OUTCOME_UNKNOWN.value,
+            last_error_message="a worker died during the submit; submitting again (at_least_once)",
+            **clear,
+        )
+    return requeued, unknown
+
+
+def _release_due(rt: Runtime, s: Session, now: datetime, limit: int) -> list[Step]:
+    grace = now + timedelta(seconds=rt.settings.imagegen_dispatch_grace_s)
+    no_message = sa.or_(Job.dispatch_until.is_(None), Job.dispatch_until < now)  # type: ignore[union-attr,operator]
+    due = Job.next_attempt_at <= now  # type: ignore[operator]
+    paused = sa.select(ProviderState.provider).where(ProviderState.paused.is_(True))  # type: ignore[attr-defined]
+    steps: list[Step] = []
+    ids = claim_in(
+        s,
+        status={S.QUEUED},
+        where=[due, no_message, Job.provider.not_in(paused)],  # type: ignore[attr-defined]
+        limit=limit,
+        dispatch_until=grace,
+    )
+    if ids:
+        priorities = dict(s.execute(sa.select(Job.id, Job.priority).where(Job.id.in_(ids))).tuples().all())  # type: ignore[attr-defined]
+        steps += [submit_step(job_id, priorities[job_id]) for job_id in ids]
+    ids = claim_in(s, status={S.RUNNING}, where=[due, no_message], limit=limit, dispatch_until=grace)
+    steps += [poll_step(job_id) for job_id in ids]
+    return steps

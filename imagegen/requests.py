@@ -1,0 +1,259 @@
+"""Image requests and their validation (SPEC §3 "Request").
+
+``ImageRequest`` validates itself on construction and raises ``RequestInvalid`` listing every bad field,
+so nothing invalid is ever queued or sent upstream.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+from urllib.parse import urlsplit
+
+from imagegen.errors import FieldError, RequestInvalid
+
+PROVIDERS = ("apidot", "openai", "image2")
+PRIORITIES = ("interactive", "batch")
+QUALITIES = ("low", "medium", "high")
+APIDOT_SIZES = ("auto", "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
+OPENAI_SIZES = ("auto", "1024x1024", "1536x1024", "1024x1536")
+RESOLUTIONS = ("1K", "2K", "4K")
+APIDOT_MODELS_WITHOUT_IMAGES = ("gpt-image-2",)
+EDIT_MODELS = ("gpt-image-2-edit",)
+
+MAX_PROMPT = 32_000
+MAX_IMAGE_URLS = 16
+MAX_URL = 2_048
+MAX_METADATA_BYTES = 16_384
+MAX_DEADLINE_S = 7 * 86_400
+MAX_IDEMPOTENCY_KEY = 200
+
+_WXH = re.compile(r"^([1-9][0-9]{0,4})x([1-9][0-9]{0,4})$")
+_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,199}$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageRequest:
+    """One validated image-generation request. Construct it with keywords or ``from_dict``."""
+
+    prompt: str
+    provider: str = "apidot"
+    model: str = "gpt-image-2"
+    quality: str | None = None
+    size: str | None = None
+    resolution: str | None = None
+    image_urls: tuple[str, ...] | None = None
+    deadline_s: float | None = None
+    idempotency_key: str | None = None
+    priority: str = "interactive"
+    callback_url: str | None = None
+    metadata: dict[str, Any] | None = None
+    fallback: tuple[str, ...] | None = None
+    #: Loopback/private http URLs are accepted only when the deployment allows them (tests, demo).
+    allow_private_urls: bool = field(default=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Normalise "absent" spellings before validating, so an empty list counts as absent (SPEC §3).
+        if isinstance(self.image_urls, list):
+            object.__setattr__(self, "image_urls", tuple(self.image_urls))
+        if isinstance(self.fallback, list):
+            object.__setattr__(self, "fallback", tuple(self.fallback))
+        if self.image_urls == ():
+            object.__setattr__(self, "image_urls", None)
+        if self.fallback == ():
+            object.__setattr__(self, "fallback", None)
+        errors = _validate(self)
+        if errors:
+            raise RequestInvalid(errors)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, allow_private_urls: bool = False, **defaults: Any) -> ImageRequest:
+        """Validate a JSON-shaped request (unknown fields and wrong types are errors naming the field)."""
+        if not isinstance(data, Mapping):
+            raise RequestInvalid([FieldError("request", "must be a JSON object")])
+        known = {f.name for f in fields(cls)} - {"allow_private_urls"}
+        errors = [FieldError(str(k), "unknown field") for k in data if k not in known]
+        values: dict[str, Any] = {**defaults}
+        for name, value in data.items():
+            if name not in known:
+                continue
+            problem = _type_problem(name, value)
+            if problem:
+                errors.append(FieldError(name, problem))
+            elif value is not None:
+                values[name] = value
+        if "prompt" not in values and not any(e.field == "prompt" for e in errors):
+            errors.append(FieldError("prompt", "is required"))
+        if errors:
+            raise RequestInvalid(errors)
+        try:
+            return cls(allow_private_urls=allow_private_urls, **values)
+        except RequestInvalid as exc:
+            raise RequestInvalid(errors + exc.errors) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The request as stored and shown (``None`` fields dropped; no secrets exist in a request)."""
+        out = {k: v for k, v in asdict(self).items() if v is not None and k != "allow_private_urls"}
+        for key in ("image_urls", "fallback"):
+            if key in out:
+                out[key] = list(out[key])
+        return out
+
+
+_STRING_FIELDS = (
+    "prompt",
+    "provider",
+    "model",
+    "quality",
+    "size",
+    "resolution",
+    "idempotency_key",
+    "priority",
+    "callback_url",
+)
+
+
+def _type_problem(name: str, value: Any) -> str | None:
+    if value is None:
+        return "is required" if name == "prompt" else None
+    if name in _STRING_FIELDS and not isinstance(value, str):
+        return "must be a string"
+    if name in ("image_urls", "fallback"):
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            return "must be a list of strings"
+    if name == "deadline_s" and (isinstance(value, bool) or not isinstance(value, int | float)):
+        return "must be a number of seconds"
+    if name == "metadata" and not isinstance(value, Mapping):
+        return "must be a JSON object"
+    return None
+
+
+def _validate(req: ImageRequest) -> list[FieldError]:
+    errors: list[FieldError] = []
+    err = errors.append
+    if req.provider not in PROVIDERS:
+        err(FieldError("provider", f"must be one of {', '.join(PROVIDERS)}"))
+    if not isinstance(req.prompt, str) or not req.prompt.strip():
+        err(FieldError("prompt", "must be a non-empty string"))
+    elif len(req.prompt) > MAX_PROMPT:
+        err(FieldError("prompt", f"must be at most {MAX_PROMPT} characters (got {len(req.prompt)})"))
+    if not isinstance(req.model, str) or not _MODEL.match(req.model):
+        err(FieldError("model", "must be a model id such as gpt-image-2"))
+    if req.priority not in PRIORITIES:
+        err(FieldError("priority", "must be interactive or batch"))
+    errors += _validate_quality_size(req)
+    errors += _validate_images(req)
+    if req.deadline_s is not None and not (
+        0 < req.deadline_s <= MAX_DEADLINE_S and math.isfinite(req.deadline_s)
+    ):
+        err(FieldError("deadline_s", f"must be between 0 and {MAX_DEADLINE_S} seconds"))
+    if req.idempotency_key is not None and not (0 < len(req.idempotency_key) <= MAX_IDEMPOTENCY_KEY):
+        err(FieldError("idempotency_key", f"must be 1 to {MAX_IDEMPOTENCY_KEY} characters"))
+    if req.callback_url is not None:
+        problem = url_problem(req.callback_url, allow_http=req.allow_private_urls)
+        if problem:
+            err(FieldError("callback_url", problem))
+    errors += _validate_metadata(req.metadata)
+    if req.fallback is not None:
+        for i, name in enumerate(req.fallback):
+            if name not in PROVIDERS:
+                err(FieldError(f"fallback.{i}", f"must be one of {', '.join(PROVIDERS)}"))
+            elif name == req.provider or req.fallback.index(name) != i:
+                err(FieldError(f"fallback.{i}", "repeats a provider already in the route"))
+    return errors
+
+
+def _validate_quality_size(req: ImageRequest) -> list[FieldError]:
+    errors: list[FieldError] = []
+    qualities = (*QUALITIES, "auto") if req.provider == "openai" else QUALITIES
+    if req.quality is not None and req.quality not in qualities:
+        errors.append(FieldError("quality", f"must be one of {', '.join(qualities)}"))
+    if req.provider == "apidot":
+        custom = req.size is not None and _WXH.match(req.size) is not None
+        if req.size is not None and req.size not in APIDOT_SIZES and not custom:
+            errors.append(FieldError("size", f"must be one of {', '.join(APIDOT_SIZES)} or WxH"))
+        if req.resolution is not None and req.resolution not in RESOLUTIONS:
+            errors.append(FieldError("resolution", "must be 1K, 2K or 4K"))
+        elif custom and req.resolution not in ("2K", "4K"):
+            errors.append(FieldError("resolution", "a custom WxH size needs resolution 2K or 4K"))
+    else:
+        if req.resolution is not None:
+            errors.append(FieldError("resolution", f"is not supported by provider {req.provider}"))
+        if req.size is not None:
+            problem = openai_size_problem(req.size, req.model)
+            if problem:
+                errors.append(FieldError("size", problem))
+    return errors
+
+
+def openai_size_problem(size: str, model: str) -> str | None:
+    """OpenAI's size rules (SPEC §3): named sizes, or for gpt-image-2 a bounded custom WxH."""
+    if size in OPENAI_SIZES:
+        return None
+    match = _WXH.match(size)
+    if match is None or not model.startswith("gpt-image-2"):
+        return f"must be one of {', '.join(OPENAI_SIZES)}" + (
+            " or WxH" if model.startswith("gpt-image-2") else ""
+        )
+    w, h = int(match[1]), int(match[2])
+    if w % 16 or h % 16:
+        return "both sides must be multiples of 16"
+    if max(w, h) > 3840:
+        return "the long edge must be at most 3840"
+    if max(w, h) > 3 * min(w, h):
+        return "the aspect ratio must be at most 3:1"
+    if not 655_360 <= w * h <= 8_294_400:
+        return "must have between 655,360 and 8,294,400 pixels"
+    return None
+
+
+def _validate_images(req: ImageRequest) -> list[FieldError]:
+    errors: list[FieldError] = []
+    urls = req.image_urls
+    if urls is not None:
+        if len(urls) > MAX_IMAGE_URLS:
+            errors.append(FieldError("image_urls", f"at most {MAX_IMAGE_URLS} images"))
+        for i, url in enumerate(urls):
+            problem = url_problem(url, allow_http=False)
+            if problem:
+                errors.append(FieldError(f"image_urls.{i}", problem))
+    if req.provider == "apidot":
+        if req.model in EDIT_MODELS and not urls:
+            errors.append(FieldError("image_urls", f"at least one image is required for {req.model}"))
+        if req.model in APIDOT_MODELS_WITHOUT_IMAGES and urls:
+            errors.append(FieldError("image_urls", f"is not allowed for {req.model} (use gpt-image-2-edit)"))
+    return errors
+
+
+def url_problem(url: str, *, allow_http: bool) -> str | None:
+    """Why ``url`` is not an acceptable absolute URL (https, or http when ``allow_http``), or None."""
+    if len(url) > MAX_URL:
+        return f"must be at most {MAX_URL} characters"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "is not a valid URL"
+    schemes = ("https", "http") if allow_http else ("https",)
+    if parts.scheme not in schemes:
+        return "must be an https URL" if not allow_http else "must be an http(s) URL"
+    if not parts.hostname or any(c.isspace() for c in url):
+        return "is not a valid URL"
+    return None
+
+
+def _validate_metadata(metadata: Any) -> list[FieldError]:
+    if metadata is None:
+        return []
+    if not isinstance(metadata, Mapping):
+        return [FieldError("metadata", "must be a JSON object")]
+    try:
+        size = len(json.dumps(metadata, allow_nan=False).encode())
+    except (TypeError, ValueError):
+        return [FieldError("metadata", "must be JSON-serialisable")]
+    if size > MAX_METADATA_BYTES:
+        return [FieldError("metadata", f"must be at most {MAX_METADATA_BYTES} bytes of JSON")]
+    return []

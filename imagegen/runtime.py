@@ -1,0 +1,89 @@
+"""Per-process resources: settings, DB engine, httpx client and provider clients.
+
+Built lazily per PID, so a forked Celery child never reuses its parent's connection pools
+(neither httpx's nor SQLAlchemy's pools are fork-safe).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import httpx
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from config.settings import Settings, get_settings
+from imagegen.providers import Provider, build_providers
+from imagegen.store.db import ensure_schema, make_engine, make_sessionmaker, session_scope
+from imagegen.store.models import utcnow
+
+
+@dataclass
+class Runtime:
+    """Everything the core needs to serve jobs in this process."""
+
+    settings: Settings
+    engine: sa.Engine
+    sessions: sessionmaker[Session]
+    http: httpx.Client
+    providers: dict[str, Provider]
+    rng: random.Random = field(default_factory=random.Random)
+
+    @classmethod
+    def create(cls, settings: Settings | None = None, *, check_schema: bool = True) -> Runtime:
+        """Build the resources (and bring an SQLite schema up to date)."""
+        settings = settings or get_settings()
+        engine = make_engine(settings.effective_database_url)
+        if check_schema:
+            ensure_schema(engine)
+        http = httpx.Client(
+            timeout=httpx.Timeout(
+                settings.imagegen_http_read_timeout_s, connect=settings.imagegen_http_connect_timeout_s
+            ),
+            follow_redirects=False,
+            headers={"User-Agent": "imagegen-queue/0.1"},
+        )
+        return cls(settings, engine, make_sessionmaker(engine), http, build_providers(settings, http))
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One database transaction."""
+        with session_scope(self.sessions) as session:
+            yield session
+
+    def provider(self, name: str) -> Provider:
+        """The client for ``name`` (KeyError for an unconfigured provider)."""
+        return self.providers[name]
+
+    def now(self) -> datetime:
+        """The current time (UTC, aware)."""
+        return utcnow()
+
+    def close(self) -> None:
+        """Release pools and sockets."""
+        self.http.close()
+        self.engine.dispose()
+
+
+_current: tuple[int, Runtime] | None = None
+
+
+def get_runtime() -> Runtime:
+    """This process's runtime, created on first use after any fork."""
+    global _current
+    if _current is None or _current[0] != os.getpid():
+        _current = (os.getpid(), Runtime.create())
+    return _current[1]
+
+
+def close_runtime() -> None:
+    """Dispose of this process's runtime (worker shutdown)."""
+    global _current
+    if _current is not None and _current[0] == os.getpid():
+        _current[1].close()
+    _current = None

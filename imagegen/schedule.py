@@ -1,0 +1,64 @@
+"""The informed poll schedule (SPEC §3 Polling): pure functions, no I/O.
+
+The first poll comes near the expected duration for the job's provider/model/quality/resolution; later
+polls back off exponentially (with jitter) to a cap, or, when the upstream reports ``progress``,
+aim at the extrapolated finish time.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+
+#: Fraction of the expected duration waited after the first "still running" answer; doubles each time.
+STEP_FRACTION = 0.15
+#: ±10 % jitter so jobs submitted together do not poll in lockstep.
+JITTER = 0.1
+
+
+def expected_duration(
+    table: Mapping[str, float], provider: str, model: str, quality: str | None, resolution: str | None
+) -> float:
+    """Look up ``provider/model/quality/resolution`` in ``table``; the most specific pattern wins."""
+    parts = (provider, model, quality or "medium", resolution or "1K")
+    best: tuple[int, float] | None = None
+    for key, seconds in table.items():
+        pattern = key.split("/")
+        if len(pattern) != 4 or not all(p in ("*", v) for p, v in zip(pattern, parts, strict=True)):
+            continue
+        specificity = sum(p != "*" for p in pattern)
+        if best is None or specificity > best[0]:
+            best = (specificity, seconds)
+    return best[1] if best else 120.0
+
+
+def first_poll_delay(expected_s: float) -> float:
+    """Wait for the expected duration before the first status call."""
+    return max(0.0, expected_s)
+
+
+def next_poll_delay(
+    *,
+    polls_while_running: int,
+    expected_s: float,
+    elapsed_s: float,
+    progress: int | None,
+    min_s: float,
+    cap_s: float,
+    rng: random.Random | None = None,
+) -> float:
+    """Delay before the next status call after ``polls_while_running`` answers of "not finished yet".
+
+    With a usable ``progress`` (1–99) the remaining time is extrapolated linearly from the elapsed time;
+    otherwise the wait grows as ``expected * 0.15 * 2**(n-1)``. Always within ``[min_s, cap_s]``.
+    """
+    n = max(1, polls_while_running)
+    if progress is not None and 0 < progress < 100 and elapsed_s > 0:
+        remaining = elapsed_s * (100 - progress) / progress
+        delay = remaining * 1.05  # aim just after the estimated finish
+    else:
+        base = max(expected_s, min_s * 4)
+        delay = base * STEP_FRACTION * 2.0 ** min(n - 1, 30)
+    delay = min(cap_s, max(min_s, delay))
+    factor = 1.0 + (rng or random).uniform(-JITTER, JITTER)
+    return min(cap_s, max(min_s, delay * factor))

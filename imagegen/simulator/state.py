@@ -1,0 +1,202 @@
+"""Shared in-memory state of the simulator: tasks, fault counters, global config, request record.
+
+One ``SimState`` serves every simulated provider. Handlers run on the event loop while
+webhook threads also read and write, so every mutation happens under one lock.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import string
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from .settings import SimSettings
+from .tasks import Shape, Task, task_view
+
+Clock = Callable[[], float]
+Endpoint = Literal["submit", "status", "file", "webhook", "secret"]
+
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+@dataclass
+class SimConfig:
+    """Global knobs set through ``/_sim/config``."""
+
+    submit_fault: int | None = None
+    duration_s: float | None = None
+    shape: Shape = "A"
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON form (the fault as a string, as it is posted)."""
+        fault = None if self.submit_fault is None else str(self.submit_fault)
+        return {"submit_fault": fault, "duration_s": self.duration_s, "shape": self.shape}
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One received request (or one outbound webhook delivery attempt)."""
+
+    seq: int
+    time: float
+    provider: str
+    method: str
+    path: str
+    endpoint: Endpoint
+    task_id: str | None
+    prompt: str | None
+    directives: tuple[str, ...]
+    status_code: int
+    code: int | None
+    retry_after: str | None
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON form for ``/_sim/requests``."""
+        out = asdict(self)
+        out["directives"] = list(self.directives)
+        return out
+
+
+@dataclass
+class SimState:
+    """Everything the simulator remembers. Create one per app."""
+
+    settings: SimSettings
+    clock: Clock = time.time
+    rng: random.Random = field(default_factory=random.Random)
+    config: SimConfig = field(default_factory=SimConfig)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    tasks: dict[str, Task] = field(default_factory=dict)
+    submit_calls: dict[str, int] = field(default_factory=dict)
+    records: list[RequestRecord] = field(default_factory=list)
+    _seq: int = 0
+
+    def now(self) -> float:
+        """Current time from the injected clock (unix seconds)."""
+        return self.clock()
+
+    def new_task_id(self) -> str:
+        """An APIDot-like id: ``task-unified-<unix>-<8 lowercase alnum>``."""
+        suffix = "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
+        return f"task-unified-{int(self.now())}-{suffix}"
+
+    def sample_duration(self, directive_s: float | None) -> float:
+        """Directive beats global config beats the settings' distribution."""
+        if directive_s is not None:
+            return directive_s
+        with self.lock:
+            if self.config.duration_s is not None:
+                return self.config.duration_s
+            return self.settings.duration.sample(self.rng)
+
+    def next_submit_call(self, prompt: str) -> int:
+        """0-based index of this submit among all submits with the same prompt text."""
+        with self.lock:
+            index = self.submit_calls.get(prompt, 0)
+            self.submit_calls[prompt] = index + 1
+            return index
+
+    def next_poll_call(self, task: Task) -> int:
+        """0-based index of this status call on ``task``."""
+        with self.lock:
+            index = task.poll_calls
+            task.poll_calls += 1
+            return index
+
+    def add_task(self, task: Task) -> None:
+        """Store a newly accepted task."""
+        with self.lock:
+            self.tasks[task.task_id] = task
+
+    def get_task(self, task_id: str) -> Task | None:
+        """The task with this id, if any."""
+        with self.lock:
+            return self.tasks.get(task_id)
+
+    def force_finish(self, task_id: str) -> Task | None:
+        """Make a task terminal now (its outcome directive still decides finished vs failed)."""
+        with self.lock:
+            task = self.tasks.get(task_id)
+            if task is not None and not task_view(task, self.now()).terminal:
+                task.forced_at = self.now()
+            return task
+
+    def claim_webhook(self, task_id: str) -> Task | None:
+        """Return the task exactly once, when it is terminal and owes a webhook; else None."""
+        with self.lock:
+            task = self.tasks.get(task_id)
+            if task is None or task.webhook_claimed or not task.callback_url:
+                return None
+            if not task_view(task, self.now()).terminal:
+                return None
+            task.webhook_claimed = True
+            return task
+
+    def record(
+        self,
+        *,
+        method: str,
+        path: str,
+        endpoint: Endpoint,
+        status_code: int,
+        provider: str = "apidot",
+        task_id: str | None = None,
+        prompt: str | None = None,
+        directives: tuple[str, ...] = (),
+        code: int | None = None,
+        retry_after: str | None = None,
+    ) -> RequestRecord:
+        """Append one entry to the request record."""
+        with self.lock:
+            self._seq += 1
+            entry = RequestRecord(
+                seq=self._seq,
+                time=self.now(),
+                provider=provider,
+                method=method,
+                path=path,
+                endpoint=endpoint,
+                task_id=task_id,
+                prompt=prompt,
+                directives=directives,
+                status_code=status_code,
+                code=code,
+                retry_after=retry_after,
+            )
+            self.records.append(entry)
+            return entry
+
+    def query_records(
+        self,
+        prompt_contains: str | None = None,
+        task_id: str | None = None,
+        endpoint: str | None = None,
+    ) -> list[RequestRecord]:
+        """Records in arrival order, optionally filtered."""
+        with self.lock:
+            found = list(self.records)
+        if prompt_contains is not None:
+            found = [r for r in found if r.prompt is not None and prompt_contains in r.prompt]
+        if task_id is not None:
+            found = [r for r in found if r.task_id == task_id]
+        if endpoint is not None:
+            found = [r for r in found if r.endpoint == endpoint]
+        return found
+
+    def clear_records(self) -> None:
+        """Forget the record (tasks and counters stay)."""
+        with self.lock:
+            self.records.clear()
+
+    def reset(self) -> None:
+        """Forget everything: tasks, fault counters, record and global config."""
+        with self.lock:
+            self.tasks.clear()
+            self.submit_calls.clear()
+            self.records.clear()
+            self.config = SimConfig()

@@ -1,0 +1,1 @@
+"""Persistence: SQLModel tables, engine/session setup, migrations, and typed queries."""

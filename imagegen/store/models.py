@@ -1,0 +1,121 @@
+"""SQLModel tables: jobs, the upstream attempt log, and per-provider state (SPEC §3 "Stored per job")."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timestamps stored as UTC and always returned timezone-aware (SQLite keeps no offset)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    """The current time, UTC, aware."""
+    return datetime.now(UTC)
+
+
+def _ts(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable, index=index)
+
+
+class Job(SQLModel, table=True):
+    """One image-generation request plus everything learned while serving it."""
+
+    __tablename__ = "jobs"
+
+    id: str = Field(primary_key=True, max_length=36)
+    batch_id: str | None = Field(default=None, max_length=36, index=True)
+    provider: str = Field(max_length=32)
+    model: str = Field(max_length=200)
+    request: dict[str, Any] = Field(sa_type=sa.JSON)
+    # "metadata" is reserved by SQLAlchemy's declarative base, hence the attribute name.
+    job_metadata: dict[str, Any] | None = Field(default=None, sa_column=sa.Column("metadata", sa.JSON))
+    idempotency_key: str | None = Field(default=None, max_length=200, unique=True)
+    priority: str = Field(default="interactive", max_length=16)
+    status: str = Field(max_length=16, index=True)
+
+    upstream_task_id: str | None = Field(default=None, max_length=200, index=True)
+    upstream_status: str | None = Field(default=None, max_length=64)
+    progress: int | None = None
+    result: list[dict[str, Any]] | None = Field(default=None, sa_type=sa.JSON)
+
+    #: Every upstream submit call and every status call, failed ones included.
+    submit_attempts: int = 0
+    polls: int = 0
+    #: Budget counters (SPEC §3): 429 submits, 5xx/transport submits, consecutive failing polls.
+    rate_limited_submits: int = 0
+    unavailable_submits: int = 0
+    poll_errors: int = 0
+
+    #: When the next submit or poll is due (the durable timer; Redis holds at most a copy of it).
+    next_attempt_at: datetime | None = _ts(index=True)
+    #: Until when a published message is believed in flight; NULL = parked, nothing in flight.
+    dispatch_until: datetime | None = _ts()
+    #: Lease of the worker that holds the job in ``submitting``/``finalizing``.
+    lease_token: str | None = Field(default=None, max_length=36)
+    lease_until: datetime | None = _ts()
+    #: Set (committed) just before the upstream POST: a lease that expires with this set may have paid.
+    submit_inflight_at: datetime | None = _ts()
+
+    error_kind: str | None = Field(default=None, max_length=32, index=True)
+    error_message: str | None = None
+    error_http_status: int | None = None
+    last_error_kind: str | None = Field(default=None, max_length=32)
+    last_error_message: str | None = None
+
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False, index=True)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    submitted_at: datetime | None = _ts()
+    finished_at: datetime | None = _ts()
+    deadline_at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
+
+
+class Attempt(SQLModel, table=True):
+    """One upstream HTTP call made for a job: what an operator reads to see exactly what happened."""
+
+    __tablename__ = "attempts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(max_length=36, index=True)
+    provider: str = Field(max_length=32)
+    kind: str = Field(max_length=16)  # submit | status
+    upstream_task_id: str | None = Field(default=None, max_length=200)
+    http_status: int | None = None
+    duration_ms: int = 0
+    error_kind: str | None = Field(default=None, max_length=32)
+    message: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class ProviderState(SQLModel, table=True):
+    """Whether a provider key is paused; lives in the DB so a flushed Redis cannot lift a pause."""
+
+    __tablename__ = "provider_state"
+
+    provider: str = Field(primary_key=True, max_length=32)
+    paused: bool = False
+    reason: str | None = Field(default=None, max_length=32)
+    message: str | None = None
+    paused_at: datetime | None = _ts()
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)

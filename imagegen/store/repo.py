@@ -1,0 +1,117 @@
+"""Typed, keyword-only queries on the store. Status changes are not here: they live in ``lifecycle``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from imagegen.store.models import Attempt, Job, ProviderState, utcnow
+
+
+def get_job(session: Session, job_id: str) -> Job | None:
+    """The job with this id, or None."""
+    return session.get(Job, job_id, populate_existing=True)
+
+
+def get_job_by_idempotency_key(session: Session, key: str) -> Job | None:
+    """The job created with this idempotency key, or None."""
+    return session.scalars(sa.select(Job).where(Job.idempotency_key == key)).first()
+
+
+def list_jobs(
+    session: Session,
+    *,
+    status: str | None = None,
+    batch_id: str | None = None,
+    provider: str | None = None,
+    error_kind: str | None = None,
+    created_after: datetime | None = None,
+    limit: int = 100,
+) -> Sequence[Job]:
+    """Jobs, newest first, filtered."""
+    stmt = sa.select(Job).order_by(Job.created_at.desc(), Job.id)  # type: ignore[attr-defined]
+    if status:
+        stmt = stmt.where(Job.status == status)
+    if batch_id:
+        stmt = stmt.where(Job.batch_id == batch_id)
+    if provider:
+        stmt = stmt.where(Job.provider == provider)
+    if error_kind:
+        stmt = stmt.where(Job.error_kind == error_kind)
+    if created_after:
+        stmt = stmt.where(Job.created_at >= created_after)
+    return session.scalars(stmt.limit(limit)).all()
+
+
+def count_by_status(session: Session, *, batch_id: str | None = None) -> dict[str, int]:
+    """``{status: n}`` over all jobs or one batch."""
+    stmt = sa.select(Job.status, sa.func.count()).group_by(Job.status)
+    if batch_id:
+        stmt = stmt.where(Job.batch_id == batch_id)
+    return {status: int(n) for status, n in session.execute(stmt).all()}
+
+
+def record_attempt(
+    session: Session,
+    *,
+    job_id: str,
+    provider: str,
+    kind: str,
+    duration_ms: int,
+    http_status: int | None = None,
+    error_kind: str | None = None,
+    message: str | None = None,
+    upstream_task_id: str | None = None,
+) -> None:
+    """Append one upstream call to the attempt log."""
+    session.add(
+        Attempt(
+            job_id=job_id,
+            provider=provider,
+            kind=kind,
+            duration_ms=duration_ms,
+            http_status=http_status,
+            error_kind=error_kind,
+            message=(message or None) and message[:500],
+            upstream_task_id=upstream_task_id,
+        )
+    )
+
+
+def list_attempts(session: Session, job_id: str) -> Sequence[Attempt]:
+    """The attempt log of one job, oldest first."""
+    return session.scalars(sa.select(Attempt).where(Attempt.job_id == job_id).order_by(Attempt.id)).all()  # type: ignore[arg-type]
+
+
+def paused_providers(session: Session) -> set[str]:
+    """Names of provider keys currently paused."""
+    return set(session.scalars(sa.select(ProviderState.provider).where(ProviderState.paused.is_(True))))  # type: ignore[attr-defined]
+
+
+def get_provider_state(session: Session, provider: str) -> ProviderState | None:
+    """The pause state of one provider (None for a provider this database does not know)."""
+    return session.get(ProviderState, provider, populate_existing=True)
+
+
+def pause_provider(session: Session, *, provider: str, reason: str, message: str | None) -> bool:
+    """Pause a provider key; True if this call paused it (it was running)."""
+    now = utcnow()
+    result = session.execute(
+        sa.update(ProviderState)
+        .where(ProviderState.provider == provider, ProviderState.paused.is_(False))  # type: ignore[attr-defined]
+        .values(paused=True, reason=reason, message=(message or "")[:500], paused_at=now, updated_at=now)
+    )
+    return int(result.rowcount) == 1  # type: ignore[attr-defined]
+
+
+def unpause_provider(session: Session, *, provider: str) -> bool:
+    """Lift a pause; True if the provider was paused."""
+    result = session.execute(
+        sa.update(ProviderState)
+        .where(ProviderState.provider == provider, ProviderState.paused.is_(True))  # type: ignore[attr-defined]
+        .values(paused=False, reason=None, message=None, paused_at=None, updated_at=utcnow())
+    )
+    return int(result.rowcount) == 1  # type: ignore[attr-defined]

@@ -1,0 +1,71 @@
+"""The ``imagegen.*`` tasks. No business logic here: see ``imagegen.submission``/``polling``/``reconciler``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from config.celery import TIME_LIMITS
+from imagegen.errors import RequestInvalid
+from imagegen.ids import is_job_id
+from imagegen.polling import poll_job
+from imagegen.producer import create_job, publish_submits
+from imagegen.reconciler import reconcile as reconcile_jobs
+from imagegen.requests import ImageRequest
+from imagegen.runtime import get_runtime
+from imagegen.steps import Step
+from imagegen.submission import submit_job
+from worker.app import app
+from worker.publisher import CeleryPublisher
+
+log = logging.getLogger(__name__)
+publisher = CeleryPublisher()
+
+
+def _limits(name: str) -> dict[str, Any]:
+    soft, hard = TIME_LIMITS[name]
+    return {"name": name, "soft_time_limit": soft, "time_limit": hard, "ignore_result": True}
+
+
+def _publish(steps: list[Step] | Step | None) -> None:
+    for step in [steps] if isinstance(steps, Step) else steps or []:
+        publisher.publish(step)
+
+
+@app.task(**_limits("imagegen.enqueue"))
+def enqueue(request: dict[str, Any], job_id: str | None = None) -> dict[str, Any]:
+    """Validate ``request``, insert the job (with the caller's ``job_id`` if given) and submit it."""
+    rt = get_runtime()
+    if job_id is not None and not (isinstance(job_id, str) and is_job_id(job_id)):
+        log.error("imagegen.enqueue rejected: job_id must be a UUID string")
+        return {"error": {"kind": "invalid_request", "message": "job_id: must be a UUID string"}}
+    try:
+        req = ImageRequest.from_dict(request, allow_private_urls=rt.settings.imagegen_allow_private_urls)
+    except RequestInvalid as exc:
+        log.error("imagegen.enqueue rejected: %s", exc)  # field names only, never the prompt
+        return {"error": {"kind": exc.kind.value, "message": str(exc)}}
+    job, _created = create_job(rt, req, job_id=job_id)
+    publish_submits(publisher, [job])
+    return {"job_id": job.id}
+
+
+@app.task(**_limits("imagegen.submit"))
+def submit(job_id: str) -> None:
+    """Submit the job upstream (at most one POST per claim)."""
+    if is_job_id(job_id):
+        _publish(submit_job(get_runtime(), job_id))
+
+
+@app.task(**_limits("imagegen.poll"))
+def poll(job_id: str) -> None:
+    """Read the upstream task's status once."""
+    if is_job_id(job_id):
+        _publish(poll_job(get_runtime(), job_id))
+
+
+@app.task(**_limits("imagegen.reconcile"))
+def reconcile() -> dict[str, int]:
+    """Expire, recover and release due work (on beat)."""
+    report = reconcile_jobs(get_runtime())
+    _publish(report.steps)
+    return report.summary()
