@@ -68,6 +68,7 @@ def retry(rt: Runtime, job_id: str) -> ActionResult:
             error_http_status=None,
             last_error_kind=None,
             last_error_message=None,
+            last_error_http_status=None,
             rate_limited_submits=0,
             unavailable_submits=0,
             poll_errors=0,

@@ -23,7 +23,7 @@ def job_to_dict(job: Job) -> dict[str, Any]:
     if job.status in _ERROR_STATUSES and job.error_kind:
         error = {"kind": job.error_kind, "message": job.error_message, "http_status": job.error_http_status}
     last_error = None
-    if job.status not in _ERROR_STATUSES and job.last_error_kind:
+    if job.status not in _ERROR_STATUSES and job.status != JobStatus.SUCCEEDED and job.last_error_kind:
         last_error = {
             "kind": job.last_error_kind,
             "message": job.last_error_message,

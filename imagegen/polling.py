@@ -151,7 +151,7 @@ def _poll_failed(rt: Runtime, s: Session, job: Job, exc: ProviderError) -> Step 
         poll_errors=errors,
         last_error_kind=exc.kind,
         last_error_message=exc.message[:500],
-        error_http_status=exc.http_status,
+        last_error_http_status=exc.http_status,
         **timer.values,
     )
     return poll_step(job.id, timer.countdown) if won and timer.countdown is not None else None

@@ -179,7 +179,7 @@ def _retry_submit(rt: Runtime, s: Session, job: Job, token: str, exc: ProviderEr
         submit_inflight_at=None,
         last_error_kind=exc.kind,
         last_error_message=exc.message[:500],
-        error_http_status=exc.http_status,
+        last_error_http_status=exc.http_status,
         **{counter: spent},
         **timer.values,
     )

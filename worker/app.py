@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery
 
 from config.celery import celery_config
@@ -12,3 +14,7 @@ app.conf.update(celery_config(get_settings()))
 
 # Signal handlers (per-process runtime, argument redaction) register on import.
 from worker import signals  # noqa: E402,F401
+
+# httpx logs every request URL at INFO; URLs may be private (SPEC §6), so only warnings get through.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("httpcore").setLevel(logging.WARNING)

@@ -76,14 +76,15 @@ def exit_code(jobs: Sequence[Job], timed_out: bool) -> int:
 def jobs_table(jobs: Sequence[Job], *, title: str | None = None) -> None:
     """A readable table of jobs on stdout."""
     table = Table(title=title, show_lines=False)
-    for col in ("id", "status", "error", "provider", "polls", "submits", "result / upstream"):
+    for col in ("id", "status", "error kind", "provider", "polls", "submits", "result url / upstream task"):
         table.add_column(col, overflow="fold")
     for job in jobs:
         view = job_to_dict(job)
-        err = view["error"] or view["last_error"]
+        # A recovered job shows the retryable error it got past, in parentheses.
+        kind = job.error_kind or (f"({job.last_error_kind})" if job.last_error_kind else "")
         result = view["result"][0]["url"] if view["result"] else (view["upstream_task_id"] or "")
         table.add_row(
-            job.id[:8], job.status, err["kind"] if err else "", job.provider, str(job.polls),
+            job.id[:8], job.status, kind, job.provider, str(job.polls),
             str(job.submit_attempts), result,
         )
     Console(width=max(120, Console().width)).print(table)

@@ -83,6 +83,7 @@ class Job(SQLModel, table=True):
     error_http_status: int | None = None
     last_error_kind: str | None = Field(default=None, max_length=32)
     last_error_message: str | None = None
+    last_error_http_status: int | None = None
 
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False, index=True)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)

@@ -67,6 +67,7 @@ def upgrade() -> None:
     sa.Column('error_http_status', sa.Integer(), nullable=True),
     sa.Column('last_error_kind', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
     sa.Column('last_error_message', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('last_error_http_status', sa.Integer(), nullable=True),
     sa.Column('created_at', imagegen.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', imagegen.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('submitted_at', imagegen.store.models.UTCDateTime(timezone=True), nullable=True),
