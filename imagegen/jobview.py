@@ -27,7 +27,7 @@ def job_to_dict(job: Job) -> dict[str, Any]:
         last_error = {
             "kind": job.last_error_kind,
             "message": job.last_error_message,
-            "http_status": job.error_http_status,
+            "http_status": job.last_error_http_status,
         }
     return {
         "id": job.id,

@@ -7,10 +7,17 @@ import logging
 from celery import Celery
 
 from config.celery import celery_config
-from config.settings import get_settings
+from config.settings import Settings, get_settings
 
-app = Celery("imagegen", include=["tasks.jobs"])
-app.conf.update(celery_config(get_settings()))
+
+def create_app(settings: Settings, *, name: str = "imagegen") -> Celery:
+    """A Celery app for ``settings`` (tests build producer-only apps against their private Redis)."""
+    celery = Celery(name, include=["tasks.jobs"])
+    celery.conf.update(celery_config(settings))
+    return celery
+
+
+app = create_app(get_settings())
 
 # Signal handlers (per-process runtime, argument redaction) register on import.
 from worker import signals  # noqa: E402,F401

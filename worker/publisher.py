@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from imagegen.steps import Step
-from worker.app import app
 
 
 class CeleryPublisher:
     """Sends steps as Celery messages by task name (ids only in the arguments)."""
 
+    def __init__(self, celery_app: Any = None) -> None:
+        if celery_app is None:
+            from worker.app import app as celery_app
+        self._app = celery_app
+
     def publish(self, step: Step) -> None:
         """Send ``step.task(step.job_id)`` to ``step.queue``, delayed by ``step.countdown``."""
-        app.send_task(
-            step.task,
-            args=[step.job_id],
-            queue=step.queue,
-            countdown=step.countdown or None,
-        )
+        self._app.send_task(step.task, args=[step.job_id], queue=step.queue, countdown=step.countdown or None)

@@ -1,0 +1,158 @@
+"""The real pipeline for tests: a private Redis, the simulator, a prefork worker and beat, as processes."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from config.settings import Settings
+from imagegen import admin, devstack
+from imagegen.lifecycle import TERMINAL, JobStatus
+from imagegen.producer import create_job, publish_submits
+from imagegen.requests import ImageRequest
+from imagegen.runtime import Runtime
+from imagegen.store import repo
+from imagegen.store.db import upgrade
+from imagegen.store.models import Job
+from worker.app import create_app
+from worker.publisher import CeleryPublisher
+
+SETTLED = {s.value for s in TERMINAL} | {JobStatus.HELD.value}
+
+#: Fast timings so every scenario finishes in seconds; the logic is the production logic.
+PIPELINE_ENV = {
+    "APIDOT_API_KEY": "sk-test-key",
+    "IMAGEGEN_ALLOW_PRIVATE_URLS": "true",
+    "IMAGEGEN_EXPECTED_DURATION_S": "0.3",
+    "IMAGEGEN_POLL_MIN_S": "0.3",
+    "IMAGEGEN_POLL_CAP_S": "1",
+    "IMAGEGEN_BACKOFF_BASE_S": "0.1",
+    "IMAGEGEN_BACKOFF_CAP_S": "0.5",
+    "IMAGEGEN_RECONCILE_INTERVAL_S": "1",
+    "IMAGEGEN_HTTP_READ_TIMEOUT_S": "2",
+    "IMAGEGEN_SUBMIT_LEASE_S": "20",
+    "IMAGEGEN_DISPATCH_GRACE_S": "15",
+    "SIM_DURATION_S": "0.5",
+}
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A private Redis on a free port (never the machine's shared one)."""
+    proc, url = devstack.start_redis()
+    yield url
+    proc.stop()
+
+
+class Stack:
+    """Handles on the running pipeline, plus helpers that talk to it the way a service would."""
+
+    def __init__(self, env: dict[str, str], sim_url: str, log_dir: Path) -> None:
+        self.env = env
+        self.sim_url = sim_url
+        self.log_dir = log_dir
+        self.settings = Settings(
+            redis_url=env["REDIS_URL"], database_url=env["DATABASE_URL"], apidot_base_url=sim_url,
+            apidot_api_key=env["APIDOT_API_KEY"], imagegen_allow_private_urls=True,
+        )
+        self.rt = Runtime.create(self.settings)
+        self.publisher = CeleryPublisher(create_app(self.settings, name="tests"))
+        self.processes: list[devstack.Process] = []
+
+    # --- jobs -------------------------------------------------------------------------------------
+    @staticmethod
+    def prompt(text: str) -> str:
+        """``text`` made unique, so the simulator's record and fault counters are per test."""
+        return f"{text} #{uuid.uuid4().hex[:12]}"
+
+    def submit(self, prompt: str, **fields: Any) -> str:
+        """Queue one request through the producer API; returns the job id."""
+        request = ImageRequest.from_dict({"prompt": prompt, **fields}, allow_private_urls=True)
+        job, created = create_job(self.rt, request)
+        if created:
+            publish_submits(self.publisher, [job])
+        return job.id
+
+    def job(self, job_id: str) -> Job:
+        """The job row as it is now."""
+        with self.rt.session() as s:
+            job = repo.get_job(s, job_id)
+        assert job is not None
+        return job
+
+    def wait(self, job_id: str, timeout: float = 30, statuses: set[str] | None = None) -> Job:
+        """Wait until the job is terminal or held (or in ``statuses``)."""
+        targets = statuses or SETTLED
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if job.status in targets:
+                return job
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id} still {job.status} after {timeout}s (logs: {self.log_dir})")
+            time.sleep(0.1)
+
+    # --- the simulator's record -----------------------------------------------------------------
+    def records(self, prompt: str, endpoint: str | None = None) -> list[dict[str, Any]]:
+        """What the simulator received for this prompt (submits and polls)."""
+        rows = httpx.get(f"{self.sim_url}/_sim/requests", params={"prompt_contains": prompt}, timeout=5).json()
+        return [r for r in rows if endpoint is None or r["endpoint"] == endpoint]
+
+    def submits(self, prompt: str) -> int:
+        """How many submit calls the upstream saw for this prompt."""
+        return len(self.records(prompt, "submit"))
+
+    def polls(self, prompt: str) -> int:
+        """How many status calls the upstream saw for this prompt."""
+        return len(self.records(prompt, "status"))
+
+    def resume(self, provider: str = "apidot") -> None:
+        """``imagegen resume`` through the core."""
+        admin.resume(self.rt, provider)
+
+    def close(self) -> None:
+        """Stop every process and release the runtime."""
+        for proc in reversed(self.processes):
+            proc.stop()
+        self.rt.close()
+
+
+@pytest.fixture(scope="session")
+def stack(redis_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Simulator + ``celery -A worker worker -P prefork -c 2`` + beat, sharing one private Redis."""
+    log_dir = tmp_path_factory.mktemp("logs")
+    env = {**os.environ, **PIPELINE_ENV, "REDIS_URL": redis_url, "DATABASE_URL": database_url,
+           "IMAGEGEN_HOME": str(tmp_path_factory.mktemp("home"))}
+    env.pop("IMAGEGEN_SUBMIT_POLICY", None)
+    upgrade(env["DATABASE_URL"])
+    sim, sim_url = devstack.start_simulator(env, log_dir=log_dir)
+    env["APIDOT_BASE_URL"] = sim_url
+    stack = Stack(env, sim_url, log_dir)
+    stack.processes.append(sim)
+    stack.processes.append(devstack.start_worker(env, concurrency=2, log_dir=log_dir))
+    stack.processes.append(devstack.start_beat(env, log_dir=log_dir))
+    # Ready when a job goes all the way through.
+    probe = stack.submit(stack.prompt("warm-up [[instant]]"))
+    stack.wait(probe, timeout=60)
+    try:
+        yield stack
+    finally:
+        stack.close()
+
+
+@pytest.fixture
+def resume_after(stack: Stack) -> Iterator[None]:
+    """Tests that pause the provider leave it unpaused, with no held job left to pause it again."""
+    yield
+    with stack.rt.session() as s:
+        held = [j.id for j in repo.list_jobs(s, status="held", limit=10_000)]
+    for job_id in held:
+        admin.cancel(stack.rt, job_id)
+    stack.resume("apidot")
