@@ -1,0 +1,47 @@
+# imagegen-queue: `make demo` runs the pipeline end to end, `make test` runs the suite.
+# Both create .venv and install what they need; nothing else is required but Python 3.11+.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install demo test test-sqlite test-postgres test-chaos lint format bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/imagegen demo
+
+# The whole suite on SQLite; then, when TEST_DATABASE_URL points at PostgreSQL, the store and
+# pipeline tests again on it (.ci/run sets it).
+test: $(STAMP)
+	env -u TEST_DATABASE_URL $(BIN)/pytest -q
+	@if [ -n "$$TEST_DATABASE_URL" ]; then \
+		echo "--- store and pipeline tests on PostgreSQL ($$TEST_DATABASE_URL)"; \
+		$(BIN)/pytest -q -m "store or pipeline"; \
+	fi
+
+test-chaos: $(STAMP)
+	$(BIN)/pytest -q -m chaos
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python bench/polling.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
