@@ -150,9 +150,7 @@ def parse_expected_durations(value: str) -> dict[str, float]:
     table: dict[str, float] = {}
     for key, seconds in parsed.items():
         if len(str(key).split("/")) != 4:
-            raise ValueError(
-                f"IMAGEGEN_EXPECTED_DURATION_S key {key!r} is not provider/model/quality/resolution"
-            )
+            raise ValueError(f"IMAGEGEN_EXPECTED_DURATION_S key {key!r} is not provider/model/quality/resolution")
         if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
             raise ValueError(f"IMAGEGEN_EXPECTED_DURATION_S[{key!r}] must be a number >= 0")
         table[str(key)] = float(seconds)

@@ -27,7 +27,15 @@ _EXPORTS = {
     "enqueue_batch": "imagegen.producer",
     "ImageRequest": "imagegen.requests",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ErrorKind",
+    "ImageRequest",
+    "ImagegenError",
+    "JobStatus",
+    "RequestInvalid",
+    "enqueue",
+    "enqueue_batch",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -57,15 +57,26 @@ def redis_reachable(url: str, timeout: float = 1.0) -> bool:
 class Process:
     """A child process in its own process group, stopped with SIGTERM then SIGKILL."""
 
-    def __init__(self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-                 log_path: Path | None = None, cwd: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        log_path: Path | None = None,
+        cwd: str | None = None,
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
         log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 (kept open for the child)
         self.popen = subprocess.Popen(
-            self.argv, env=dict(env) if env is not None else None, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, cwd=cwd,
+            self.argv,
+            env=dict(env) if env is not None else None,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=cwd,
         )
 
     @property
@@ -86,10 +97,8 @@ class Process:
         """Warm shutdown, then kill whatever is left."""
         if self.alive():
             self.kill_group(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
         self.kill_group(signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(5)
@@ -111,8 +120,21 @@ def start_redis(port: int | None = None, *, log_dir: Path | None = None) -> tupl
     workdir = Path(tempfile.mkdtemp(prefix="imagegen-redis-"))
     proc = Process(
         "redis",
-        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir), "--maxmemory-policy", "noeviction"],
+        [
+            redis_server_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+            "--maxmemory-policy",
+            "noeviction",
+        ],
         log_path=(log_dir / "redis.log") if log_dir else None,
     )
     url = f"redis://127.0.0.1:{port}/0"
@@ -120,11 +142,17 @@ def start_redis(port: int | None = None, *, log_dir: Path | None = None) -> tupl
     return proc, url
 
 
-def start_simulator(env: Mapping[str, str], *, port: int | None = None, log_dir: Path | None = None) -> tuple[Process, str]:
+def start_simulator(
+    env: Mapping[str, str], *, port: int | None = None, log_dir: Path | None = None
+) -> tuple[Process, str]:
     """The provider simulator as its own process; returns ``(process, base url)``."""
     port = port or free_port()
-    proc = Process("simulator", [sys.executable, "-m", "imagegen.cli.main", "simulator", "--port", str(port)],
-                   env=env, log_path=(log_dir / "simulator.log") if log_dir else None)
+    proc = Process(
+        "simulator",
+        [sys.executable, "-m", "imagegen.cli.main", "simulator", "--port", str(port)],
+        env=env,
+        log_path=(log_dir / "simulator.log") if log_dir else None,
+    )
     base = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
@@ -142,17 +170,40 @@ def celery_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "worker", *args]
 
 
-def start_worker(env: Mapping[str, str], *, concurrency: int = 2, queues: str | None = None,
-                 name: str = "worker", log_dir: Path | None = None, extra: Sequence[str] = ()) -> Process:
+def start_worker(
+    env: Mapping[str, str],
+    *,
+    concurrency: int = 2,
+    queues: str | None = None,
+    name: str = "worker",
+    log_dir: Path | None = None,
+    extra: Sequence[str] = (),
+) -> Process:
     """A prefork Celery worker (``celery -A worker worker -P prefork -c N``)."""
-    argv = celery_argv("worker", "-P", "prefork", "-c", str(concurrency), "-l", "INFO",
-                       "-n", f"{name}-{os.getpid()}-{free_port()}@%h", "--without-mingle", "--without-gossip",
-                       *(["-Q", queues] if queues else []), *extra)
+    argv = celery_argv(
+        "worker",
+        "-P",
+        "prefork",
+        "-c",
+        str(concurrency),
+        "-l",
+        "INFO",
+        "-n",
+        f"{name}-{os.getpid()}-{free_port()}@%h",
+        "--without-mingle",
+        "--without-gossip",
+        *(["-Q", queues] if queues else []),
+        *extra,
+    )
     return Process(name, argv, env=env, log_path=(log_dir / f"{name}.log") if log_dir else None)
 
 
 def start_beat(env: Mapping[str, str], *, log_dir: Path | None = None) -> Process:
     """``celery -A worker beat`` with its schedule file in a temporary directory."""
     schedule = Path(tempfile.mkdtemp(prefix="imagegen-beat-")) / "schedule"
-    return Process("beat", celery_argv("beat", "-l", "INFO", "-s", str(schedule)), env=env,
-                   log_path=(log_dir / "beat.log") if log_dir else None)
+    return Process(
+        "beat",
+        celery_argv("beat", "-l", "INFO", "-s", str(schedule)),
+        env=env,
+        log_path=(log_dir / "beat.log") if log_dir else None,
+    )

@@ -209,9 +209,7 @@ def error_from_response(response: httpx.Response, body: Any, *, status: int | No
     kind = classify_http(code, body)
     message, _ = error_message_from_body(body)
     retry_after = parse_retry_after(response.headers) if kind in RETRYABLE_KINDS else None
-    return provider_error(
-        kind, message or f"HTTP {code}", http_status=response.status_code, retry_after=retry_after
-    )
+    return provider_error(kind, message or f"HTTP {code}", http_status=response.status_code, retry_after=retry_after)
 
 
 @contextmanager
@@ -222,8 +220,6 @@ def map_transport_errors() -> Iterator[None]:
     except httpx.TimeoutException as exc:
         raise provider_error(ErrorKind.UPSTREAM_UNAVAILABLE, f"timeout: {type(exc).__name__}") from exc
     except httpx.TransportError as exc:
-        raise provider_error(
-            ErrorKind.UPSTREAM_UNAVAILABLE, f"transport error: {type(exc).__name__}"
-        ) from exc
+        raise provider_error(ErrorKind.UPSTREAM_UNAVAILABLE, f"transport error: {type(exc).__name__}") from exc
     except httpx.RequestError as exc:  # DecodingError, TooManyRedirects, and whatever httpx adds later
         raise provider_error(ErrorKind.UPSTREAM_UNAVAILABLE, f"request error: {type(exc).__name__}") from exc

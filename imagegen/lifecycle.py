@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import col
 
 from imagegen.errors import InvalidTransition
 from imagegen.store.models import Job, utcnow
@@ -90,7 +91,7 @@ def transition(
     check(source, target)
     stmt = (
         sa.update(Job)
-        .where(Job.id == job_id, Job.status.in_([s.value for s in source]), *where)  # type: ignore[attr-defined]
+        .where(col(Job.id) == job_id, col(Job.status).in_([s.value for s in source]), *where)
         .values(**_values(target, values))
         .execution_options(synchronize_session=False)
     )
@@ -108,7 +109,7 @@ def update_in(
     """Change fields of a job only while it is still in ``status`` (a CAS without a status change)."""
     stmt = (
         sa.update(Job)
-        .where(Job.id == job_id, Job.status == status.value, *where)
+        .where(col(Job.id) == job_id, col(Job.status) == status.value, *where)
         .values(**_values(None, values))
         .execution_options(synchronize_session=False)
     )
@@ -130,7 +131,7 @@ def transition_many(
     update makes the row fail the re-check instead of being claimed twice.
     """
     check(source, target)
-    conditions = [Job.status.in_([s.value for s in source]), *where]  # type: ignore[attr-defined]
+    conditions = [col(Job.status).in_([s.value for s in source]), *where]
     return _claim(session, conditions, _values(target, values), limit)
 
 
@@ -143,19 +144,19 @@ def claim_in(
     **values: Any,
 ) -> list[str]:
     """Like ``transition_many`` without a status change (e.g. mark due jobs as dispatched)."""
-    conditions = [Job.status.in_([s.value for s in status]), *where]  # type: ignore[attr-defined]
+    conditions = [col(Job.status).in_([s.value for s in status]), *where]
     return _claim(session, conditions, _values(None, values), limit)
 
 
 def _claim(session: Session, conditions: list[Any], values: dict[str, Any], limit: int | None) -> list[str]:
-    candidates = sa.select(Job.id).where(*conditions).order_by(Job.next_attempt_at)
+    candidates = sa.select(col(Job.id)).where(*conditions).order_by(col(Job.next_attempt_at))
     if limit is not None:
         candidates = candidates.limit(limit)
     stmt = (
         sa.update(Job)
-        .where(Job.id.in_(candidates.scalar_subquery()), *conditions)  # type: ignore[attr-defined]
+        .where(col(Job.id).in_(candidates.scalar_subquery()), *conditions)
         .values(**values)
-        .returning(Job.id)
+        .returning(col(Job.id))
         .execution_options(synchronize_session=False)
     )
     return list(session.execute(stmt).scalars())

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from imagegen.errors import ACCOUNT_KINDS, ErrorKind
 from imagegen.lifecycle import JobStatus as S
@@ -31,7 +32,7 @@ def fail_or_hold(
     **extra: Any,
 ) -> Step | None:
     """Fail the job for ``kind``, or for account errors hold it and pause its provider key."""
-    where = [Job.lease_token == lease] if lease else []
+    where = [col(Job.lease_token) == lease] if lease else []
     common: dict[str, Any] = {
         "error_kind": kind,
         "error_message": message[:1000],

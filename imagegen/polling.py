@@ -10,6 +10,7 @@ import time
 from datetime import timedelta
 
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from imagegen.backoff import compute_backoff
 from imagegen.errors import ErrorKind, ProviderError, is_safety_message
@@ -40,7 +41,7 @@ def poll_job(rt: Runtime, job_id: str, *, force: bool = False) -> Step | None:
             return None
         if expire_if_due(s, job, now):
             return None
-        where = [] if force else [Job.next_attempt_at <= now + EARLY_SLACK]  # type: ignore[operator]
+        where = [] if force else [col(Job.next_attempt_at) <= now + EARLY_SLACK]
         claimed = update_in(
             s,
             job_id,
@@ -48,7 +49,7 @@ def poll_job(rt: Runtime, job_id: str, *, force: bool = False) -> Step | None:
             where=where,
             next_attempt_at=now + POLL_LEASE,
             dispatch_until=now + POLL_LEASE,
-            polls=Job.polls + 1,
+            polls=col(Job.polls) + 1,
         )
         if not claimed:
             return None  # a duplicate message, or a poll already in progress
@@ -57,20 +58,14 @@ def poll_job(rt: Runtime, job_id: str, *, force: bool = False) -> Step | None:
         state = rt.provider(job.provider).status(job.upstream_task_id)
     except ProviderError as exc:
         with rt.session() as s:
-            _log_attempt(
-                s, job, started, http_status=exc.http_status, error_kind=exc.kind, message=exc.message
-            )
+            _log_attempt(s, job, started, http_status=exc.http_status, error_kind=exc.kind, message=exc.message)
             return _poll_failed(rt, s, job, exc)
     with rt.session() as s:
         _log_attempt(s, job, started, http_status=state.http_status)
         if state.phase is Phase.SUCCEEDED:
             return _finalize(rt, s, job, state)
         if state.phase is Phase.FAILED:
-            kind = (
-                ErrorKind.CONTENT_REJECTED
-                if is_safety_message(state.error_message)
-                else ErrorKind.GENERATION_FAILED
-            )
+            kind = ErrorKind.CONTENT_REJECTED if is_safety_message(state.error_message) else ErrorKind.GENERATION_FAILED
             transition(
                 s,
                 job.id,

@@ -59,11 +59,7 @@ def create_job(
     except IntegrityError:
         # The UNIQUE constraint decided the race: exactly one insert with this key (or id) won.
         with rt.session() as s:
-            existing = (
-                repo.get_job_by_idempotency_key(s, request.idempotency_key)
-                if request.idempotency_key
-                else None
-            )
+            existing = repo.get_job_by_idempotency_key(s, request.idempotency_key) if request.idempotency_key else None
             existing = existing or (repo.get_job(s, job_id) if job_id else None)
         if existing is None:
             raise
@@ -94,14 +90,10 @@ def publish_submits(publisher: Publisher, jobs: Iterable[Job]) -> None:
         try:
             publisher.publish(submit_step(job.id, job.priority))
         except Exception:  # broker down: the durable row is enough
-            log.warning(
-                "could not publish submit for job %s; the reconciler will release it", job.id, exc_info=True
-            )
+            log.warning("could not publish submit for job %s; the reconciler will release it", job.id, exc_info=True)
 
 
-def enqueue(
-    request: ImageRequest, *, publisher: Publisher | None = None, runtime: Runtime | None = None
-) -> str:
+def enqueue(request: ImageRequest, *, publisher: Publisher | None = None, runtime: Runtime | None = None) -> str:
     """Validate-and-queue one request; returns the job id (the existing one for a repeated idempotency key)."""
     rt = runtime or get_runtime()
     job, created = create_job(rt, request)

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from imagegen.errors import ErrorKind
 from imagegen.lifecycle import JobStatus as S
@@ -60,7 +61,7 @@ def reconcile(rt: Runtime) -> ReconcileReport:
             s,
             source={S.FINALIZING},
             target=S.RUNNING,
-            where=[Job.lease_until < now],
+            where=[col(Job.lease_until) < now],
             limit=limit,
             lease_until=None,
             next_attempt_at=now,
@@ -72,7 +73,7 @@ def reconcile(rt: Runtime) -> ReconcileReport:
 
 
 def _expire(s: Session, now: datetime, limit: int) -> list[str]:
-    past = [Job.deadline_at <= now]
+    past = [col(Job.deadline_at) <= now]
     expired = transition_many(
         s,
         source={S.HELD},
@@ -86,15 +87,13 @@ def _expire(s: Session, now: datetime, limit: int) -> list[str]:
         "error_message": "the job deadline passed before it finished",
         "submit_inflight_at": None,
     }
-    expired += transition_many(
-        s, source={S.QUEUED, S.RUNNING}, target=S.EXPIRED, where=past, limit=limit, **common
-    )
+    expired += transition_many(s, source={S.QUEUED, S.RUNNING}, target=S.EXPIRED, where=past, limit=limit, **common)
     # A submit in progress keeps its lease: expiring it mid-POST would orphan a paid generation.
     expired += transition_many(
         s,
         source={S.SUBMITTING},
         target=S.EXPIRED,
-        where=[*past, Job.lease_until < now],
+        where=[*past, col(Job.lease_until) < now],
         limit=limit,
         **common,
     )
@@ -102,14 +101,14 @@ def _expire(s: Session, now: datetime, limit: int) -> list[str]:
 
 
 def _recover_submits(rt: Runtime, s: Session, now: datetime, limit: int) -> tuple[list[str], list[str]]:
-    lapsed = Job.lease_until < now
+    lapsed = col(Job.lease_until) < now
     clear = {"lease_token": None, "lease_until": None, "submit_inflight_at": None}
     # The worker died before its POST: nothing was sent, so a resubmit is safe under either policy.
     requeued = transition_many(
         s,
         source={S.SUBMITTING},
         target=S.QUEUED,
-        where=[lapsed, Job.submit_inflight_at.is_(None)],  # type: ignore[union-attr]
+        where=[lapsed, col(Job.submit_inflight_at).is_(None)],
         limit=limit,
         next_attempt_at=now,
         dispatch_until=None,
@@ -145,19 +144,21 @@ def _recover_submits(rt: Runtime, s: Session, now: datetime, limit: int) -> tupl
 
 def _release_due(rt: Runtime, s: Session, now: datetime, limit: int) -> list[Step]:
     grace = now + timedelta(seconds=rt.settings.imagegen_dispatch_grace_s)
-    no_message = sa.or_(Job.dispatch_until.is_(None), Job.dispatch_until < now)  # type: ignore[union-attr,operator]
-    due = Job.next_attempt_at <= now  # type: ignore[operator]
-    paused = sa.select(ProviderState.provider).where(ProviderState.paused.is_(True))  # type: ignore[attr-defined]
+    no_message = sa.or_(col(Job.dispatch_until).is_(None), col(Job.dispatch_until) < now)
+    due = col(Job.next_attempt_at) <= now
+    paused = sa.select(col(ProviderState.provider)).where(col(ProviderState.paused).is_(True))
     steps: list[Step] = []
     ids = claim_in(
         s,
         status={S.QUEUED},
-        where=[due, no_message, Job.provider.not_in(paused)],  # type: ignore[attr-defined]
+        where=[due, no_message, col(Job.provider).not_in(paused)],
         limit=limit,
         dispatch_until=grace,
     )
     if ids:
-        priorities = dict(s.execute(sa.select(Job.id, Job.priority).where(Job.id.in_(ids))).tuples().all())  # type: ignore[attr-defined]
+        priorities = dict(
+            s.execute(sa.select(col(Job.id), col(Job.priority)).where(col(Job.id).in_(ids))).tuples().all()
+        )
         steps += [submit_step(job_id, priorities[job_id]) for job_id in ids]
     ids = claim_in(s, status={S.RUNNING}, where=[due, no_message], limit=limit, dispatch_until=grace)
     steps += [poll_step(job_id) for job_id in ids]

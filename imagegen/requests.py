@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,21 +46,21 @@ class ImageRequest:
     quality: str | None = None
     size: str | None = None
     resolution: str | None = None
-    image_urls: tuple[str, ...] | None = None
+    image_urls: Sequence[str] | None = None
     deadline_s: float | None = None
     idempotency_key: str | None = None
     priority: str = "interactive"
     callback_url: str | None = None
     metadata: dict[str, Any] | None = None
-    fallback: tuple[str, ...] | None = None
+    fallback: Sequence[str] | None = None
     #: Loopback/private http URLs are accepted only when the deployment allows them (tests, demo).
     allow_private_urls: bool = field(default=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Normalise "absent" spellings before validating, so an empty list counts as absent (SPEC §3).
-        if isinstance(self.image_urls, list):
+        if self.image_urls is not None and not isinstance(self.image_urls, str):
             object.__setattr__(self, "image_urls", tuple(self.image_urls))
-        if isinstance(self.fallback, list):
+        if self.fallback is not None and not isinstance(self.fallback, str):
             object.__setattr__(self, "fallback", tuple(self.fallback))
         if self.image_urls == ():
             object.__setattr__(self, "image_urls", None)
@@ -122,9 +122,10 @@ def _type_problem(name: str, value: Any) -> str | None:
         return "is required" if name == "prompt" else None
     if name in _STRING_FIELDS and not isinstance(value, str):
         return "must be a string"
-    if name in ("image_urls", "fallback"):
-        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            return "must be a list of strings"
+    if name in ("image_urls", "fallback") and (
+        not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value)
+    ):
+        return "must be a list of strings"
     if name == "deadline_s" and (isinstance(value, bool) or not isinstance(value, int | float)):
         return "must be a number of seconds"
     if name == "metadata" and not isinstance(value, Mapping):
@@ -147,9 +148,7 @@ def _validate(req: ImageRequest) -> list[FieldError]:
         err(FieldError("priority", "must be interactive or batch"))
     errors += _validate_quality_size(req)
     errors += _validate_images(req)
-    if req.deadline_s is not None and not (
-        0 < req.deadline_s <= MAX_DEADLINE_S and math.isfinite(req.deadline_s)
-    ):
+    if req.deadline_s is not None and not (0 < req.deadline_s <= MAX_DEADLINE_S and math.isfinite(req.deadline_s)):
         err(FieldError("deadline_s", f"must be between 0 and {MAX_DEADLINE_S} seconds"))
     if req.idempotency_key is not None and not (0 < len(req.idempotency_key) <= MAX_IDEMPOTENCY_KEY):
         err(FieldError("idempotency_key", f"must be 1 to {MAX_IDEMPOTENCY_KEY} characters"))
@@ -158,7 +157,9 @@ def _validate(req: ImageRequest) -> list[FieldError]:
         if problem:
             err(FieldError("callback_url", problem))
     errors += _validate_metadata(req.metadata)
-    if req.fallback is not None:
+    if isinstance(req.fallback, str):
+        err(FieldError("fallback", "must be a list of providers"))
+    elif req.fallback is not None:
         for i, name in enumerate(req.fallback):
             if name not in PROVIDERS:
                 err(FieldError(f"fallback.{i}", f"must be one of {', '.join(PROVIDERS)}"))
@@ -196,9 +197,7 @@ def openai_size_problem(size: str, model: str) -> str | None:
         return None
     match = _WXH.match(size)
     if match is None or not model.startswith("gpt-image-2"):
-        return f"must be one of {', '.join(OPENAI_SIZES)}" + (
-            " or WxH" if model.startswith("gpt-image-2") else ""
-        )
+        return f"must be one of {', '.join(OPENAI_SIZES)}" + (" or WxH" if model.startswith("gpt-image-2") else "")
     w, h = int(match[1]), int(match[2])
     if w % 16 or h % 16:
         return "both sides must be multiples of 16"
@@ -214,6 +213,8 @@ def openai_size_problem(size: str, model: str) -> str | None:
 def _validate_images(req: ImageRequest) -> list[FieldError]:
     errors: list[FieldError] = []
     urls = req.image_urls
+    if isinstance(urls, str):
+        return [FieldError("image_urls", "must be a list of URLs")]
     if urls is not None:
         if len(urls) > MAX_IMAGE_URLS:
             errors.append(FieldError("image_urls", f"at most {MAX_IMAGE_URLS} images"))

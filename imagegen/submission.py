@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from sqlalchemy import or_
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from imagegen.backoff import compute_backoff
 from imagegen.errors import ProviderError, RequestInvalid
@@ -44,7 +45,7 @@ def submit_job(rt: Runtime, job_id: str) -> Step | None:
             return None
         token = str(uuid.uuid4())
         lease_until = now + timedelta(seconds=rt.settings.imagegen_submit_lease_s)
-        due = or_(Job.next_attempt_at.is_(None), Job.next_attempt_at <= now + EARLY_SLACK)  # type: ignore[union-attr,operator]
+        due = or_(col(Job.next_attempt_at).is_(None), col(Job.next_attempt_at) <= now + EARLY_SLACK)
         if not transition(
             s,
             job_id,
@@ -62,9 +63,9 @@ def submit_job(rt: Runtime, job_id: str) -> Step | None:
             s,
             job_id,
             status=S.SUBMITTING,
-            where=[Job.lease_token == token],
+            where=[col(Job.lease_token) == token],
             submit_inflight_at=rt.now(),
-            submit_attempts=Job.submit_attempts + 1,
+            submit_attempts=col(Job.submit_attempts) + 1,
         ):
             return None
     return _call_upstream(rt, job, token)
@@ -120,7 +121,7 @@ def _call_upstream(rt: Runtime, job: Job, token: str) -> Step | None:
             job.id,
             source={S.SUBMITTING},
             target=S.RUNNING,
-            where=[Job.lease_token == token],
+            where=[col(Job.lease_token) == token],
             upstream_task_id=result.task_id,
             upstream_status=result.status,
             submitted_at=now,
@@ -173,7 +174,7 @@ def _retry_submit(rt: Runtime, s: Session, job: Job, token: str, exc: ProviderEr
         job.id,
         source={S.SUBMITTING},
         target=S.QUEUED,
-        where=[Job.lease_token == token],
+        where=[col(Job.lease_token) == token],
         lease_token=None,
         lease_until=None,
         submit_inflight_at=None,

@@ -32,8 +32,11 @@ SCENARIOS: list[dict[str, Any]] = [
     {"prompt": "status answer in shape B [[shapeb]]"},
     {"prompt": "answers with code 0 [[code0]]"},
     {"prompt": "unknown non-terminal statuses [[processing]]"},
-    {"prompt": "an edit of a reference image", "model": "gpt-image-2-edit",
-     "image_urls": ["https://example.com/reference.png"]},
+    {
+        "prompt": "an edit of a reference image",
+        "model": "gpt-image-2-edit",
+        "image_urls": ["https://example.com/reference.png"],
+    },
     {"prompt": "a custom size", "size": "2304x2048", "resolution": "2K"},
     {"prompt": "blocked by moderation [[moderation]]"},
     {"prompt": "a slow render [[slow:6]]", "quality": "high"},
@@ -75,8 +78,12 @@ def run_demo(count: int = 20) -> int:
         started.append(sim)
         env["APIDOT_BASE_URL"] = sim_url
         click.echo(f"simulator: {sim_url}")
-        subprocess.run([sys.executable, "-m", "imagegen.cli.main", "db", "upgrade"], env=env, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "imagegen.cli.main", "db", "upgrade"],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         started.append(devstack.start_worker(env, concurrency=2, log_dir=logs))
         started.append(devstack.start_beat(env, log_dir=logs))
         click.echo(f"worker and beat started (logs in {logs})")
@@ -86,11 +93,24 @@ def run_demo(count: int = 20) -> int:
         click.echo(f"running a batch of {len(lines)} requests (one invalid line on purpose)\n")
         begin = time.monotonic()
         code = subprocess.run(
-            [sys.executable, "-m", "imagegen.cli.main", "batch", str(batch), "--skip-invalid", "--wait",
-             "--timeout", "180"], env=env, check=False,
+            [
+                sys.executable,
+                "-m",
+                "imagegen.cli.main",
+                "batch",
+                str(batch),
+                "--skip-invalid",
+                "--wait",
+                "--timeout",
+                "180",
+            ],
+            env=env,
+            check=False,
         ).returncode
-        click.echo(f"\nbatch finished in {time.monotonic() - begin:.1f}s (exit code {code}: 1 means some jobs "
-                   "failed on purpose)")
+        click.echo(
+            f"\nbatch finished in {time.monotonic() - begin:.1f}s (exit code {code}: 1 means some jobs "
+            "failed on purpose)"
+        )
         return 0 if code in (0, 1) else code
     finally:
         for proc in reversed(started):

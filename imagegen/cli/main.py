@@ -12,9 +12,18 @@ import click
 from config.settings import get_settings
 from imagegen import admin
 from imagegen.cli.output import (
-    BAD_INPUT, GAVE_UP, OK, SOME_FAILED, describe, exit_code, fail, jobs_table, load, print_json, wait_for,
+    BAD_INPUT,
+    GAVE_UP,
+    OK,
+    SOME_FAILED,
+    describe,
+    exit_code,
+    fail,
+    jobs_table,
+    print_json,
+    wait_for,
 )
-from imagegen.errors import FieldError, ImagegenError, JobNotFound, RequestInvalid, UnknownProvider
+from imagegen.errors import FieldError, ImagegenError, RequestInvalid, UnknownProvider
 from imagegen.ids import is_job_id
 from imagegen.jobview import job_to_dict
 from imagegen.producer import create_batch, create_job, default_publisher, publish_submits
@@ -58,8 +67,17 @@ def main() -> None:
 @click.option("--wait", is_flag=True, help="Wait until the job ends (or is held).")
 @click.option("--timeout", type=float, default=None, help="With --wait: give up after this many seconds.")
 @click.option("--json", "as_json", is_flag=True)
-def submit(prompt: str, image_urls: tuple[str, ...], image_files: tuple[str, ...], metadata: str | None,
-           deadline: float | None, wait: bool, timeout: float | None, as_json: bool, **flags: Any) -> None:
+def submit(
+    prompt: str,
+    image_urls: tuple[str, ...],
+    image_files: tuple[str, ...],
+    metadata: str | None,
+    deadline: float | None,
+    wait: bool,
+    timeout: float | None,
+    as_json: bool,
+    **flags: Any,
+) -> None:
     """Queue one image request."""
     data: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
     data["prompt"] = prompt
@@ -73,8 +91,10 @@ def submit(prompt: str, image_urls: tuple[str, ...], image_files: tuple[str, ...
         except json.JSONDecodeError:
             fail("metadata: must be a JSON object")
     if image_files:
-        fail(f"image_files: provider {data.get('provider', 'apidot')} takes image URLs only; "
-             "serve the files over https and pass --image-url")
+        fail(
+            f"image_files: provider {data.get('provider', 'apidot')} takes image URLs only; "
+            "serve the files over https and pass --image-url"
+        )
     settings = get_settings()
     try:
         request = ImageRequest.from_dict(data, allow_private_urls=settings.imagegen_allow_private_urls)
@@ -162,8 +182,14 @@ def batch(file: Path, skip_invalid: bool, wait: bool, timeout: float | None, as_
         counts: dict[str, int] = {}
         for j in done:
             counts[j.status] = counts.get(j.status, 0) + 1
-        print_json({"batch_id": batch_id, "counts": counts, "jobs": [job_to_dict(j) for j in done],
-                    **({"invalid": skipped} if skipped else {})})
+        print_json(
+            {
+                "batch_id": batch_id,
+                "counts": counts,
+                "jobs": [job_to_dict(j) for j in done],
+                **({"invalid": skipped} if skipped else {}),
+            }
+        )
     else:
         jobs_table(done, title=f"batch {batch_id}")
     raise SystemExit(exit_code(done, timed_out))
@@ -176,13 +202,20 @@ def batch(file: Path, skip_invalid: bool, wait: bool, timeout: float | None, as_
 @click.option("--error-kind", default=None)
 @click.option("--limit", type=click.IntRange(1, 100_000), default=100)
 @click.option("--json", "as_json", is_flag=True)
-def jobs(status_: str | None, batch_id: str | None, provider: str | None, error_kind: str | None,
-         limit: int, as_json: bool) -> None:
+def jobs(
+    status_: str | None,
+    batch_id: str | None,
+    provider: str | None,
+    error_kind: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
     """List jobs, newest first."""
     rt = _runtime()
     with rt.session() as s:
-        found = repo.list_jobs(s, status=status_, batch_id=batch_id, provider=provider,
-                               error_kind=error_kind, limit=limit)
+        found = repo.list_jobs(
+            s, status=status_, batch_id=batch_id, provider=provider, error_kind=error_kind, limit=limit
+        )
     if as_json:
         print_json([job_to_dict(j) for j in found])
     else:

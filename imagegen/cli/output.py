@@ -40,8 +40,14 @@ def wait_for(rt: Runtime, ids: Sequence[str], *, timeout: float | None, progress
     """Wait until every job is terminal or held (or ``timeout``); returns ``(jobs, timed_out)``."""
     deadline = time.monotonic() + timeout if timeout else None
     bar = Progress(
-        TextColumn("[bold]jobs"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-        TimeElapsedColumn(), console=Console(stderr=True), transient=True, disable=not progress,
+        TextColumn("[bold]jobs"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=not progress,
     )
     with bar:
         task = bar.add_task("", total=len(ids))
@@ -84,8 +90,13 @@ def jobs_table(jobs: Sequence[Job], *, title: str | None = None) -> None:
         kind = job.error_kind or (f"({job.last_error_kind})" if job.last_error_kind else "")
         result = view["result"][0]["url"] if view["result"] else (view["upstream_task_id"] or "")
         table.add_row(
-            job.id[:8], job.status, kind, job.provider, str(job.polls),
-            str(job.submit_attempts), result,
+            job.id[:8],
+            job.status,
+            kind,
+            job.provider,
+            str(job.polls),
+            str(job.submit_attempts),
+            result,
         )
     Console(width=max(120, Console().width)).print(table)
 

@@ -55,9 +55,7 @@ class APIDotProvider:
         code = data.get("code")
         if code is not None and code not in OK_CODES:
             # An error inside a 2xx: classify by the body's own code.
-            status = (
-                code if isinstance(code, int) and not isinstance(code, bool) and 100 <= code < 600 else 500
-            )
+            status = code if isinstance(code, int) and not isinstance(code, bool) and 100 <= code < 600 else 500
             raise error_from_response(response, data, status=status)
         return response, data
 
@@ -89,9 +87,7 @@ def parse_status(data: Any, *, http_status: int = 200) -> UpstreamState:
         files = output.get("files")
     urls = tuple(_file_urls(files))
     if phase is Phase.SUCCEEDED and not urls:
-        raise provider_error(
-            ErrorKind.UPSTREAM_UNAVAILABLE, "finished task has no files", http_status=http_status
-        )
+        raise provider_error(ErrorKind.UPSTREAM_UNAVAILABLE, "finished task has no files", http_status=http_status)
     return UpstreamState(
         raw_status=raw,
         phase=phase,

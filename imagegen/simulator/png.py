@@ -18,12 +18,7 @@ def solid_png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
     """Encode a ``width`` x ``height`` 8-bit RGB PNG filled with ``rgb``."""
     row = b"\x00" + bytes(rgb) * width  # filter byte 0 (None) + pixels
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        _SIGNATURE
-        + _chunk(b"IHDR", ihdr)
-        + _chunk(b"IDAT", zlib.compress(row * height))
-        + _chunk(b"IEND", b"")
-    )
+    return _SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(row * height)) + _chunk(b"IEND", b"")
 
 
 def task_png(task_id: str, size: int = 64) -> bytes:

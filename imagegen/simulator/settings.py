@@ -38,9 +38,7 @@ class DurationSpec:
                 return cls._checked(kind, float(parts[1]), float(parts[2]))
         except ValueError:
             pass
-        raise ValueError(
-            f"bad duration spec {text!r}: use N, fixed:N, lognormal:MEDIAN:SIGMA or uniform:LO:HI"
-        )
+        raise ValueError(f"bad duration spec {text!r}: use N, fixed:N, lognormal:MEDIAN:SIGMA or uniform:LO:HI")
 
     @classmethod
     def _checked(cls, kind: DurationKind, a: float, b: float) -> DurationSpec:

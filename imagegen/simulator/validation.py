@@ -56,6 +56,4 @@ def validate_submit(payload: Mapping[str, object]) -> str | None:
     quality = data.get("quality")
     if quality is not None and quality not in QUALITIES:
         return f"unsupported quality {quality!r}; use one of low, medium, high"
-    return _check_size(data.get("size"), data.get("resolution")) or _check_images(
-        model, data.get("image_urls")
-    )
+    return _check_size(data.get("size"), data.get("resolution")) or _check_images(model, data.get("image_urls"))

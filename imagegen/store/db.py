@@ -103,8 +103,7 @@ def ensure_schema(engine: sa.Engine) -> None:
         upgrade(url)
         return
     raise SchemaBehind(
-        f"the database schema is at {current_revision(engine)!r}, this code needs {head!r}: "
-        "run `imagegen db upgrade`"
+        f"the database schema is at {current_revision(engine)!r}, this code needs {head!r}: run `imagegen db upgrade`"
     )
 
 

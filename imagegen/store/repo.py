@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from imagegen.store.models import Attempt, Job, ProviderState, utcnow
 
@@ -18,7 +20,7 @@ def get_job(session: Session, job_id: str) -> Job | None:
 
 def get_job_by_idempotency_key(session: Session, key: str) -> Job | None:
     """The job created with this idempotency key, or None."""
-    return session.scalars(sa.select(Job).where(Job.idempotency_key == key)).first()
+    return session.scalars(sa.select(Job).where(col(Job.idempotency_key) == key)).first()
 
 
 def list_jobs(
@@ -32,25 +34,25 @@ def list_jobs(
     limit: int = 100,
 ) -> Sequence[Job]:
     """Jobs, newest first, filtered."""
-    stmt = sa.select(Job).order_by(Job.created_at.desc(), Job.id)  # type: ignore[attr-defined]
+    stmt = sa.select(Job).order_by(col(Job.created_at).desc(), col(Job.id))
     if status:
-        stmt = stmt.where(Job.status == status)
+        stmt = stmt.where(col(Job.status) == status)
     if batch_id:
-        stmt = stmt.where(Job.batch_id == batch_id)
+        stmt = stmt.where(col(Job.batch_id) == batch_id)
     if provider:
-        stmt = stmt.where(Job.provider == provider)
+        stmt = stmt.where(col(Job.provider) == provider)
     if error_kind:
-        stmt = stmt.where(Job.error_kind == error_kind)
+        stmt = stmt.where(col(Job.error_kind) == error_kind)
     if created_after:
-        stmt = stmt.where(Job.created_at >= created_after)
+        stmt = stmt.where(col(Job.created_at) >= created_after)
     return session.scalars(stmt.limit(limit)).all()
 
 
 def count_by_status(session: Session, *, batch_id: str | None = None) -> dict[str, int]:
     """``{status: n}`` over all jobs or one batch."""
-    stmt = sa.select(Job.status, sa.func.count()).group_by(Job.status)
+    stmt = sa.select(col(Job.status), sa.func.count()).group_by(col(Job.status))
     if batch_id:
-        stmt = stmt.where(Job.batch_id == batch_id)
+        stmt = stmt.where(col(Job.batch_id) == batch_id)
     return {status: int(n) for status, n in session.execute(stmt).all()}
 
 
@@ -83,12 +85,12 @@ def record_attempt(
 
 def list_attempts(session: Session, job_id: str) -> Sequence[Attempt]:
     """The attempt log of one job, oldest first."""
-    return session.scalars(sa.select(Attempt).where(Attempt.job_id == job_id).order_by(Attempt.id)).all()  # type: ignore[arg-type]
+    return session.scalars(sa.select(Attempt).where(col(Attempt.job_id) == job_id).order_by(col(Attempt.id))).all()
 
 
 def paused_providers(session: Session) -> set[str]:
     """Names of provider keys currently paused."""
-    return set(session.scalars(sa.select(ProviderState.provider).where(ProviderState.paused.is_(True))))  # type: ignore[attr-defined]
+    return set(session.scalars(sa.select(col(ProviderState.provider)).where(col(ProviderState.paused).is_(True))))
 
 
 def get_provider_state(session: Session, provider: str) -> ProviderState | None:
@@ -99,19 +101,19 @@ def get_provider_state(session: Session, provider: str) -> ProviderState | None:
 def pause_provider(session: Session, *, provider: str, reason: str, message: str | None) -> bool:
     """Pause a provider key; True if this call paused it (it was running)."""
     now = utcnow()
-    result = session.execute(
+    result: Any = session.execute(
         sa.update(ProviderState)
-        .where(ProviderState.provider == provider, ProviderState.paused.is_(False))  # type: ignore[attr-defined]
+        .where(col(ProviderState.provider) == provider, col(ProviderState.paused).is_(False))
         .values(paused=True, reason=reason, message=(message or "")[:500], paused_at=now, updated_at=now)
     )
-    return int(result.rowcount) == 1  # type: ignore[attr-defined]
+    return int(result.rowcount) == 1
 
 
 def unpause_provider(session: Session, *, provider: str) -> bool:
     """Lift a pause; True if the provider was paused."""
-    result = session.execute(
+    result: Any = session.execute(
         sa.update(ProviderState)
-        .where(ProviderState.provider == provider, ProviderState.paused.is_(True))  # type: ignore[attr-defined]
+        .where(col(ProviderState.provider) == provider, col(ProviderState.paused).is_(True))
         .values(paused=False, reason=None, message=None, paused_at=None, updated_at=utcnow())
     )
-    return int(result.rowcount) == 1  # type: ignore[attr-defined]
+    return int(result.rowcount) == 1

@@ -59,8 +59,11 @@ class Stack:
         self.sim_url = sim_url
         self.log_dir = log_dir
         self.settings = Settings(
-            redis_url=env["REDIS_URL"], database_url=env["DATABASE_URL"], apidot_base_url=sim_url,
-            apidot_api_key=env["APIDOT_API_KEY"], imagegen_allow_private_urls=True,
+            redis_url=env["REDIS_URL"],
+            database_url=env["DATABASE_URL"],
+            apidot_base_url=sim_url,
+            apidot_api_key=env["APIDOT_API_KEY"],
+            imagegen_allow_private_urls=True,
         )
         self.rt = Runtime.create(self.settings)
         self.publisher = CeleryPublisher(create_app(self.settings, name="tests"))
@@ -128,8 +131,13 @@ class Stack:
 def stack(redis_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Simulator + ``celery -A worker worker -P prefork -c 2`` + beat, sharing one private Redis."""
     log_dir = tmp_path_factory.mktemp("logs")
-    env = {**os.environ, **PIPELINE_ENV, "REDIS_URL": redis_url, "DATABASE_URL": database_url,
-           "IMAGEGEN_HOME": str(tmp_path_factory.mktemp("home"))}
+    env = {
+        **os.environ,
+        **PIPELINE_ENV,
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": database_url,
+        "IMAGEGEN_HOME": str(tmp_path_factory.mktemp("home")),
+    }
     env.pop("IMAGEGEN_SUBMIT_POLICY", None)
     upgrade(env["DATABASE_URL"])
     sim, sim_url = devstack.start_simulator(env, log_dir=log_dir)

@@ -14,23 +14,54 @@ from tests.pipeline.conftest import Stack
 
 pytestmark = pytest.mark.pipeline
 
-JOB_KEYS = {"id", "batch_id", "status", "provider", "model", "request", "metadata", "upstream_task_id",
-            "upstream_status", "result", "error", "submit_attempts", "polls", "created_at", "submitted_at",
-            "finished_at", "deadline_at"}
+JOB_KEYS = {
+    "id",
+    "batch_id",
+    "status",
+    "provider",
+    "model",
+    "request",
+    "metadata",
+    "upstream_task_id",
+    "upstream_status",
+    "result",
+    "error",
+    "submit_attempts",
+    "polls",
+    "created_at",
+    "submitted_at",
+    "finished_at",
+    "deadline_at",
+}
 
 
 def cli(stack: Stack, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "imagegen.cli.main", *args], env=stack.env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "imagegen.cli.main", *args],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_submit_wait_json_success(stack: Stack) -> None:
     prompt = stack.prompt("cli happy [[instant]]")
-    done = cli(stack, "submit", "--prompt", prompt, "--quality", "low", "--metadata", '{"team": "a"}',
-               "--wait", "--json")
+    done = cli(
+        stack,
+        "submit",
+        "--prompt",
+        prompt,
+        "--quality",
+        "low",
+        "--metadata",
+        '{"team": "a"}',
+        "--wait",
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     job = json.loads(done.stdout)
-    assert JOB_KEYS <= set(job)
+    assert set(job) >= JOB_KEYS
     assert job["status"] == "succeeded" and job["error"] is None
     assert job["metadata"] == {"team": "a"} and job["request"]["quality"] == "low"
     assert job["result"][0]["url"] and job["result"][0]["path"] is None
@@ -51,9 +82,14 @@ def test_submit_wait_exit_codes(stack: Stack, resume_after: None) -> None:
 
 
 def test_bad_input_exits_2_with_one_line(stack: Stack) -> None:
-    for args in (["submit", "--prompt", "x", "--quality", "ultra"], ["submit", "--prompt", "x", "--metadata", "{"],
-                 ["status", str(uuid.uuid4())], ["status", "nope"], ["resume", "--provider", "acme"],
-                 ["cancel", str(uuid.uuid4())]):
+    for args in (
+        ["submit", "--prompt", "x", "--quality", "ultra"],
+        ["submit", "--prompt", "x", "--metadata", "{"],
+        ["status", str(uuid.uuid4())],
+        ["status", "nope"],
+        ["resume", "--provider", "acme"],
+        ["cancel", str(uuid.uuid4())],
+    ):
         done = cli(stack, *args)
         assert done.returncode == 2, (args, done.stderr)
         assert "Traceback" not in done.stderr and done.stderr.strip().count("\n") == 0, done.stderr

@@ -51,8 +51,14 @@ def test_concurrent_submits_with_one_idempotency_key(stack: Stack) -> None:
     key = f"key-{uuid.uuid4()}"
     argv = [sys.executable, "-m", "imagegen.cli.main", "submit", "--prompt", prompt, "--idempotency-key", key]
     with ThreadPoolExecutor(6) as pool:
-        outs = list(pool.map(lambda _: subprocess.run(argv, env=stack.env, capture_output=True, text=True,
-                                                      check=True).stdout.strip(), range(6)))
+        outs = list(
+            pool.map(
+                lambda _: subprocess.run(
+                    argv, env=stack.env, capture_output=True, text=True, check=True
+                ).stdout.strip(),
+                range(6),
+            )
+        )
     assert len(set(outs)) == 1
     job = stack.wait(outs[0])
     assert job.status == "succeeded"

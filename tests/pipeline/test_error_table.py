@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from imagegen.store.models import Job
 from tests.pipeline.conftest import Stack
 
 pytestmark = pytest.mark.pipeline
 
 
-def _error(job):
+def _error(job: Job) -> str | None:
     return job.error_kind
 
 

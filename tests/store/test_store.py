@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from sqlmodel import col
 
 from config.settings import Settings
 from imagegen import admin
@@ -19,7 +20,7 @@ from imagegen.requests import ImageRequest
 from imagegen.runtime import Runtime
 from imagegen.store import repo
 from imagegen.store.db import current_revision, head_revision
-from imagegen.store.models import Job
+from imagegen.store.models import Job, ProviderState
 
 pytestmark = pytest.mark.store
 
@@ -32,13 +33,17 @@ def _job(rt: Runtime, **fields) -> Job:
 
 def _set(rt: Runtime, job_id: str, **values) -> None:
     with rt.session() as s:
-        s.execute(sa.update(Job).where(Job.id == job_id).values(**values))
+        s.execute(sa.update(Job).where(col(Job.id) == job_id).values(**values))
 
 
 def test_schema_is_at_head(rt: Runtime) -> None:
     assert current_revision(rt.engine) == head_revision(str(rt.engine.url))
     with rt.session() as s:
-        assert {p.provider for p in s.scalars(sa.select(repo.ProviderState))} >= {"apidot", "openai", "image2"}
+        assert {p.provider for p in s.scalars(sa.select(ProviderState))} >= {
+            "apidot",
+            "openai",
+            "image2",
+        }
 
 
 def test_transition_is_compare_and_set(rt: Runtime) -> None:
@@ -127,8 +132,10 @@ def test_reconciler_skips_paused_providers_and_expires_past_deadlines(rt: Runtim
     assert [st.job_id for st in reconcile(rt).steps] == [waiting.id]
 
 
-@pytest.mark.parametrize("policy, status, kind", [("at_least_once", "queued", None),
-                                                   ("at_most_once", "failed", "submit_outcome_unknown")])
+@pytest.mark.parametrize(
+    "policy, status, kind",
+    [("at_least_once", "queued", None), ("at_most_once", "failed", "submit_outcome_unknown")],
+)
 def test_expired_submit_lease_follows_the_submit_policy(rt: Runtime, policy, status, kind) -> None:
     job = _job(rt)
     lapsed = datetime.now(UTC) - timedelta(seconds=1)

@@ -35,7 +35,10 @@ def answer(status: int = 200, body: Any = None, headers: dict[str, str] | None =
 
 
 def submit_ok(status: str = "not_started", code: int = 200) -> dict[str, Any]:
-    return {"code": code, "data": {"task_id": "task-123", "status": status, "created_time": "2024-01-01T00:00:00Z"}}
+    return {
+        "code": code,
+        "data": {"task_id": "task-123", "status": status, "created_time": "2024-01-01T00:00:00Z"},
+    }
 
 
 def status_body(**data: Any) -> dict[str, Any]:
@@ -81,7 +84,12 @@ def test_parse_status_files_shape() -> None:
 def test_parse_status_output_files_shape() -> None:
     body = status_body(
         status="finished",
-        output={"files": [{"file_url": "https://cdn.apidot.ai/a.png"}, {"file_url": "https://cdn.apidot.ai/b.png"}]},
+        output={
+            "files": [
+                {"file_url": "https://cdn.apidot.ai/a.png"},
+                {"file_url": "https://cdn.apidot.ai/b.png"},
+            ]
+        },
     )
     state = parse_status(body, http_status=201)
     assert state.phase is Phase.SUCCEEDED
@@ -136,7 +144,13 @@ def test_failed_status_keeps_the_upstream_message() -> None:
 
 
 def test_finished_without_files_is_upstream_unavailable() -> None:
-    for extra in ({}, {"files": []}, {"files": None}, {"output": {"files": []}}, {"files": [{"file_url": 3}]}):
+    for extra in (
+        {},
+        {"files": []},
+        {"files": None},
+        {"output": {"files": []}},
+        {"files": [{"file_url": 3}]},
+    ):
         with pytest.raises(RetryableError) as info:
             parse_status(status_body(status="finished", **extra), http_status=200)
         assert info.value.kind is ErrorKind.UPSTREAM_UNAVAILABLE
@@ -146,7 +160,17 @@ def test_finished_without_files_is_upstream_unavailable() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [None, [], "finished", {}, {"data": None}, {"data": []}, {"data": {}}, {"data": {"status": 1}}, {"data": {"status": None}}],
+    [
+        None,
+        [],
+        "finished",
+        {},
+        {"data": None},
+        {"data": []},
+        {"data": {}},
+        {"data": {"status": 1}},
+        {"data": {"status": None}},
+    ],
 )
 def test_status_without_data_status_is_upstream_unavailable(data: Any) -> None:
     with pytest.raises(RetryableError) as info:
@@ -157,8 +181,19 @@ def test_status_without_data_status_is_upstream_unavailable(data: Any) -> None:
 
 @pytest.mark.parametrize(
     ("progress", "expected"),
-    [(0, 0), (55, 55), (100, 100), (150, 100), (-3, 0), (42.7, 42), (None, None), ("50", None), (True, None),
-     (float("nan"), None), (float("inf"), 100)],
+    [
+        (0, 0),
+        (55, 55),
+        (100, 100),
+        (150, 100),
+        (-3, 0),
+        (42.7, 42),
+        (None, None),
+        ("50", None),
+        (True, None),
+        (float("nan"), None),
+        (float("inf"), 100),
+    ],
 )
 def test_progress_is_clamped_to_0_100(progress: Any, expected: int | None) -> None:
     assert parse_status(status_body(status="running", progress=progress)).progress == expected
@@ -175,19 +210,30 @@ json_values = st.recursive(
 )
 file_entries = st.lists(
     st.fixed_dictionaries(
-        {}, optional={"file_url": st.sampled_from(["https://x/1.png", "http://y/2.png", "nope"]) | json_values,
-                      "file_type": json_values}
+        {},
+        optional={
+            "file_url": st.sampled_from(["https://x/1.png", "http://y/2.png", "nope"]) | json_values,
+            "file_type": json_values,
+        },
     )
     | json_values,
     max_size=3,
 )
 status_like = st.fixed_dictionaries(
-    {"data": st.fixed_dictionaries(
-        {"status": st.sampled_from(["finished", "failed", "running", "not_started", "processing"]) | st.text(max_size=8)},
-        optional={"progress": json_values, "files": file_entries | json_values,
-                  "output": st.fixed_dictionaries({}, optional={"files": file_entries | json_values}) | json_values,
-                  "error_message": json_values},
-    )},
+    {
+        "data": st.fixed_dictionaries(
+            {
+                "status": st.sampled_from(["finished", "failed", "running", "not_started", "processing"])
+                | st.text(max_size=8)
+            },
+            optional={
+                "progress": json_values,
+                "files": file_entries | json_values,
+                "output": st.fixed_dictionaries({}, optional={"files": file_entries | json_values}) | json_values,
+                "error_message": json_values,
+            },
+        )
+    },
     optional={"code": json_values},
 )
 
@@ -350,14 +396,22 @@ def test_http_402_without_code_is_insufficient_credits() -> None:
 
 @pytest.mark.parametrize("status", [401, 403])
 def test_http_401_403_are_auth_failed(status: int) -> None:
-    err = submit_error(answer(status, {"code": status, "error": {"message": "bad key", "type": "authentication_error"}}))
+    err = submit_error(
+        answer(status, {"code": status, "error": {"message": "bad key", "type": "authentication_error"}})
+    )
     assert isinstance(err, AccountError)
     assert err.kind is ErrorKind.AUTH_FAILED
     assert err.http_status == status
 
 
 def test_http_429_with_retry_after() -> None:
-    err = submit_error(answer(429, {"code": 429, "error": {"message": "Too many", "type": "rate_limited"}}, {"Retry-After": "12"}))
+    err = submit_error(
+        answer(
+            429,
+            {"code": 429, "error": {"message": "Too many", "type": "rate_limited"}},
+            {"Retry-After": "12"},
+        )
+    )
     assert isinstance(err, RetryableError)
     assert err.kind is ErrorKind.RATE_LIMITED
     assert err.retry_after == 12.0
@@ -416,7 +470,9 @@ def test_json_200_that_is_not_an_object_is_upstream_unavailable(body: Any) -> No
 
 
 def test_invalid_utf8_200_is_upstream_unavailable() -> None:
-    err = status_error(lambda r: httpx.Response(200, content=b"\xff\xfe{]", headers={"content-type": "application/json"}))
+    err = status_error(
+        lambda r: httpx.Response(200, content=b"\xff\xfe{]", headers={"content-type": "application/json"})
+    )
     assert err.kind is ErrorKind.UPSTREAM_UNAVAILABLE
 
 

@@ -183,9 +183,9 @@ header_values = st.one_of(
     st.text(max_size=40),
     st.floats().map(repr),
     st.integers().map(str),
-    st.datetimes(
-        min_value=datetime(1900, 1, 1), max_value=datetime(9000, 1, 1), timezones=st.just(UTC)
-    ).map(lambda d: d.strftime("%a, %d %b %Y %H:%M:%S GMT")),
+    st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(9000, 1, 1), timezones=st.just(UTC)).map(
+        lambda d: d.strftime("%a, %d %b %Y %H:%M:%S GMT")
+    ),
     st.from_regex(r"\A[A-Z][a-z]{2}, [0-9]{1,2} [A-Z][a-z]{2} [0-9]{1,4} [0-9:]{1,8} [A-Z+0-9-]{1,5}\Z"),
 )
 
@@ -193,7 +193,9 @@ header_values = st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(
     st.dictionaries(
-        st.sampled_from(["Retry-After", "retry-after", "retry-after-ms", "X-Other"]), header_values, max_size=3
+        st.sampled_from(["Retry-After", "retry-after", "retry-after-ms", "X-Other"]),
+        header_values,
+        max_size=3,
     )
 )
 def test_parse_retry_after_is_total_and_bounded(headers: dict[str, str]) -> None:

@@ -54,8 +54,8 @@ def test_error_kinds_are_exactly_the_spec_strings() -> None:
 
 
 def test_retryable_and_account_kind_sets() -> None:
-    assert RETRYABLE_KINDS == {ErrorKind.RATE_LIMITED, ErrorKind.UPSTREAM_UNAVAILABLE}
-    assert ACCOUNT_KINDS == {ErrorKind.AUTH_FAILED, ErrorKind.INSUFFICIENT_CREDITS}
+    assert {ErrorKind.RATE_LIMITED, ErrorKind.UPSTREAM_UNAVAILABLE} == RETRYABLE_KINDS
+    assert {ErrorKind.AUTH_FAILED, ErrorKind.INSUFFICIENT_CREDITS} == ACCOUNT_KINDS
 
 
 @pytest.mark.parametrize(
@@ -119,7 +119,10 @@ def test_is_safety_message(text: str | None, expected: bool) -> None:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ({"code": 400, "error": {"message": "bad size", "type": "invalid_request"}}, ("bad size", "invalid_request")),
+        (
+            {"code": 400, "error": {"message": "bad size", "type": "invalid_request"}},
+            ("bad size", "invalid_request"),
+        ),
         ({"error": {"message": "blocked", "code": "moderation_blocked"}}, ("blocked", "moderation_blocked")),
         ({"error": {"message": None, "type": None}}, ("", "")),
         ({"error": {"message": 42}}, ("42", "")),
@@ -167,7 +170,12 @@ def test_error_message_from_body_never_raises(body: object) -> None:
         (400, {"error": {"message": "moderation_blocked", "type": "x"}}, ErrorKind.CONTENT_REJECTED),
         (
             400,
-            {"error": {"message": "Your request was rejected by the safety system.", "type": "image_generation_user_error"}},
+            {
+                "error": {
+                    "message": "Your request was rejected by the safety system.",
+                    "type": "image_generation_user_error",
+                }
+            },
             ErrorKind.CONTENT_REJECTED,
         ),
         (400, {"error": {"message": "content_policy_violation"}}, ErrorKind.CONTENT_REJECTED),
@@ -215,12 +223,24 @@ def test_classify_http(status: int, body: object, kind: ErrorKind) -> None:
     [
         (
             400,
-            {"error": {"message": "Request rejected.", "type": "image_generation_user_error", "code": "moderation_blocked"}},
+            {
+                "error": {
+                    "message": "Request rejected.",
+                    "type": "image_generation_user_error",
+                    "code": "moderation_blocked",
+                }
+            },
             ErrorKind.CONTENT_REJECTED,
         ),
         (
             429,
-            {"error": {"message": "Please check your plan.", "type": "requests", "code": "insufficient_quota"}},
+            {
+                "error": {
+                    "message": "Please check your plan.",
+                    "type": "requests",
+                    "code": "insufficient_quota",
+                }
+            },
             ErrorKind.INSUFFICIENT_CREDITS,
         ),
     ],
@@ -338,9 +358,8 @@ def _expected_prefix(cls: type) -> str:
 @pytest.mark.parametrize("exc_cls", HTTPX_REQUEST_ERRORS, ids=lambda c: c.__name__)
 def test_no_unmapped_httpx_exception(exc_cls: type) -> None:
     original = exc_cls("secret-bearing message", request=httpx.Request("GET", "https://x"))
-    with pytest.raises(ProviderError) as info:
-        with map_transport_errors():
-            raise original
+    with pytest.raises(ProviderError) as info, map_transport_errors():
+        raise original
     err = info.value
     assert type(err) is RetryableError
     assert err.kind is ErrorKind.UPSTREAM_UNAVAILABLE
@@ -355,17 +374,14 @@ def test_no_unmapped_httpx_exception(exc_cls: type) -> None:
     "exc",
     [
         ValueError("not ours"),
-        httpx.HTTPStatusError(
-            "500", request=httpx.Request("GET", "https://x"), response=httpx.Response(500)
-        ),
+        httpx.HTTPStatusError("500", request=httpx.Request("GET", "https://x"), response=httpx.Response(500)),
         KeyError("k"),
     ],
     ids=lambda e: type(e).__name__,
 )
 def test_other_exceptions_pass_through_unchanged(exc: Exception) -> None:
-    with pytest.raises(type(exc)) as info:
-        with map_transport_errors():
-            raise exc
+    with pytest.raises(type(exc)) as info, map_transport_errors():
+        raise exc
     assert info.value is exc
 
 

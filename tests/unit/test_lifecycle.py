@@ -11,7 +11,17 @@ from imagegen.lifecycle import ACTIVE, RETRYABLE_FROM, TERMINAL, TRANSITIONS, Jo
 
 S = JobStatus
 
-SPEC_STATUSES = {"queued", "submitting", "running", "finalizing", "held", "succeeded", "failed", "expired", "canceled"}
+SPEC_STATUSES = {
+    "queued",
+    "submitting",
+    "running",
+    "finalizing",
+    "held",
+    "succeeded",
+    "failed",
+    "expired",
+    "canceled",
+}
 SPEC_TERMINAL = {S.SUCCEEDED, S.FAILED, S.CANCELED, S.EXPIRED}
 SPEC_NON_TERMINAL = {S.QUEUED, S.SUBMITTING, S.RUNNING, S.FINALIZING, S.HELD}
 
@@ -51,7 +61,7 @@ def test_statuses_are_the_spec_strings() -> None:
 def test_terminal_and_active_sets() -> None:
     assert TERMINAL == SPEC_TERMINAL
     assert ACTIVE == SPEC_NON_TERMINAL
-    assert RETRYABLE_FROM == {S.FAILED, S.EXPIRED, S.CANCELED}
+    assert {S.FAILED, S.EXPIRED, S.CANCELED} == RETRYABLE_FROM
 
 
 def test_table_has_a_row_for_every_status() -> None:

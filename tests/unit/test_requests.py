@@ -58,7 +58,12 @@ def test_defaults() -> None:
     assert req.priority == "interactive"
     assert (req.quality, req.size, req.resolution, req.image_urls, req.deadline_s) == (None,) * 5
     assert (req.idempotency_key, req.callback_url, req.metadata, req.fallback) == (None,) * 4
-    assert req.to_dict() == {"prompt": "a cat", "provider": "apidot", "model": "gpt-image-2", "priority": "interactive"}
+    assert req.to_dict() == {
+        "prompt": "a cat",
+        "provider": "apidot",
+        "model": "gpt-image-2",
+        "priority": "interactive",
+    }
 
 
 def test_a_full_valid_apidot_request() -> None:
@@ -159,7 +164,19 @@ def test_auto_quality_is_openai_only() -> None:
 
 
 def test_apidot_named_sizes_match_the_spec() -> None:
-    assert set(APIDOT_SIZES) == {"auto", "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"}
+    assert set(APIDOT_SIZES) == {
+        "auto",
+        "1:1",
+        "2:3",
+        "3:2",
+        "3:4",
+        "4:3",
+        "4:5",
+        "5:4",
+        "9:16",
+        "16:9",
+        "21:9",
+    }
 
 
 @pytest.mark.parametrize("size", APIDOT_SIZES)
@@ -354,7 +371,10 @@ def test_every_bad_image_url_is_listed() -> None:
 
 
 def test_image_url_count_limit() -> None:
-    assert len(ImageRequest(prompt="x", model="gpt-image-2-edit", image_urls=[IMG] * MAX_IMAGE_URLS).image_urls or ()) == 16
+    assert (
+        len(ImageRequest(prompt="x", model="gpt-image-2-edit", image_urls=[IMG] * MAX_IMAGE_URLS).image_urls or ())
+        == 16
+    )
     assert errors_of(model="gpt-image-2-edit", image_urls=[IMG] * (MAX_IMAGE_URLS + 1)) == [
         FieldError("image_urls", "at most 16 images")
     ]
@@ -423,8 +443,12 @@ def test_fallback_route() -> None:
 
 def test_fallback_errors_name_their_index() -> None:
     assert errors_of(fallback=["dalle"]) == [FieldError("fallback.0", "must be one of apidot, openai, image2")]
-    assert errors_of(fallback=["openai", "apidot"]) == [FieldError("fallback.1", "repeats a provider already in the route")]
-    assert errors_of(fallback=["openai", "openai"]) == [FieldError("fallback.1", "repeats a provider already in the route")]
+    assert errors_of(fallback=["openai", "apidot"]) == [
+        FieldError("fallback.1", "repeats a provider already in the route")
+    ]
+    assert errors_of(fallback=["openai", "openai"]) == [
+        FieldError("fallback.1", "repeats a provider already in the route")
+    ]
     assert fields_of(fallback=["image2", "nope", "image2"]) == ["fallback.1", "fallback.2"]
 
 
@@ -567,31 +591,35 @@ def test_from_dict_returns_a_request_or_raises_request_invalid(data: Any, allow_
         assert isinstance(req.prompt, str) and req.prompt.strip()
 
 
-valid_requests = st.builds(
-    ImageRequest,
-    prompt=st.text(min_size=1, max_size=50).filter(lambda s: s.strip()),
-    provider=st.just("apidot"),
-    model=st.sampled_from(["gpt-image-2", "nano-banana"]),
-    quality=st.none() | st.sampled_from(["low", "medium", "high"]),
-    size=st.none() | st.sampled_from(APIDOT_SIZES),
-    resolution=st.none() | st.sampled_from(["1K", "2K", "4K"]),
-    deadline_s=st.none() | st.floats(min_value=1, max_value=MAX_DEADLINE_S),
-    idempotency_key=st.none() | st.text(min_size=1, max_size=20),
-    priority=st.sampled_from(["interactive", "batch"]),
-    callback_url=st.none() | st.just("https://hooks.example.com/cb"),
-    metadata=st.none() | st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3),
-    fallback=st.none() | st.permutations(["openai", "image2"]).map(list),
-) | st.builds(
-    ImageRequest,
-    prompt=st.just("edit this"),
-    model=st.just("gpt-image-2-edit"),
-    image_urls=st.lists(st.sampled_from([IMG, IMG2]), min_size=1, max_size=4),
-) | st.builds(
-    ImageRequest,
-    prompt=st.just("openai"),
-    provider=st.just("openai"),
-    quality=st.sampled_from(["auto", "high"]),
-    size=st.sampled_from(["1024x1024", "2048x2048", "3840x2160"]),
+valid_requests = (
+    st.builds(
+        ImageRequest,
+        prompt=st.text(min_size=1, max_size=50).filter(lambda s: s.strip()),
+        provider=st.just("apidot"),
+        model=st.sampled_from(["gpt-image-2", "nano-banana"]),
+        quality=st.none() | st.sampled_from(["low", "medium", "high"]),
+        size=st.none() | st.sampled_from(APIDOT_SIZES),
+        resolution=st.none() | st.sampled_from(["1K", "2K", "4K"]),
+        deadline_s=st.none() | st.floats(min_value=1, max_value=MAX_DEADLINE_S),
+        idempotency_key=st.none() | st.text(min_size=1, max_size=20),
+        priority=st.sampled_from(["interactive", "batch"]),
+        callback_url=st.none() | st.just("https://hooks.example.com/cb"),
+        metadata=st.none() | st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3),
+        fallback=st.none() | st.permutations(["openai", "image2"]).map(list),
+    )
+    | st.builds(
+        ImageRequest,
+        prompt=st.just("edit this"),
+        model=st.just("gpt-image-2-edit"),
+        image_urls=st.lists(st.sampled_from([IMG, IMG2]), min_size=1, max_size=4),
+    )
+    | st.builds(
+        ImageRequest,
+        prompt=st.just("openai"),
+        provider=st.just("openai"),
+        quality=st.sampled_from(["auto", "high"]),
+        size=st.sampled_from(["1024x1024", "2048x2048", "3840x2160"]),
+    )
 )
 
 

@@ -30,7 +30,13 @@ NO_JITTER = FixedRng(0.5)
 
 @pytest.mark.parametrize(
     ("quality", "resolution", "expected"),
-    [("low", "1K", 70.0), ("medium", "1K", 120.0), ("high", "1K", 276.0), (None, None, 120.0), ("high", "4K", 276.0)],
+    [
+        ("low", "1K", 70.0),
+        ("medium", "1K", 120.0),
+        ("high", "1K", 276.0),
+        (None, None, 120.0),
+        ("high", "4K", 276.0),
+    ],
 )
 def test_default_table_matches_the_spec_tiers(quality: str | None, resolution: str | None, expected: float) -> None:
     assert expected_duration(DEFAULT_EXPECTED_DURATIONS, "apidot", "gpt-image-2", quality, resolution) == expected
@@ -73,7 +79,11 @@ def test_most_specific_pattern_wins(
 def test_specificity_does_not_depend_on_table_order() -> None:
     items = list(TABLE.items())
     reversed_table = dict(reversed(items))
-    for args in [("apidot", "gpt-image-2", "low", "4K"), ("apidot", "gpt-image-2", "low", "1K"), ("x", "y", "high", "1K")]:
+    for args in [
+        ("apidot", "gpt-image-2", "low", "4K"),
+        ("apidot", "gpt-image-2", "low", "1K"),
+        ("x", "y", "high", "1K"),
+    ]:
         assert expected_duration(reversed_table, *args) == expected_duration(TABLE, *args)
 
 
@@ -102,8 +112,16 @@ def test_first_poll_delay(expected_s: float, delay: float) -> None:
 # --- next_poll_delay ------------------------------------------------------------------------------
 
 
-def _delay(polls: int, *, expected_s: float = 120.0, elapsed_s: float = 200.0, progress: int | None = None,
-           min_s: float = 2.0, cap_s: float = 600.0, rng: object = NO_JITTER) -> float:
+def _delay(
+    polls: int,
+    *,
+    expected_s: float = 120.0,
+    elapsed_s: float = 200.0,
+    progress: int | None = None,
+    min_s: float = 2.0,
+    cap_s: float = 600.0,
+    rng: object = NO_JITTER,
+) -> float:
     return next_poll_delay(
         polls_while_running=polls,
         expected_s=expected_s,

@@ -268,9 +268,7 @@ EXPECTED_ERRORS = {
         "code": 401,
         "error": {"message": "Unauthorized - Invalid API key", "type": "authentication_error"},
     },
-    402: {
-        "error": {"message": "Insufficient credits to process this request", "type": "insufficient_credits"}
-    },
+    402: {"error": {"message": "Insufficient credits to process this request", "type": "insufficient_credits"}},
     403: {"code": 403, "error": {"message": "Forbidden", "type": "permission_error"}},
     429: {"code": 429, "error": {"message": "rate limited", "type": "rate_limited"}},
     500: {"code": 500, "error": {"message": "upstream error", "type": "server_error"}},
@@ -326,9 +324,7 @@ def test_code500_malformed_moderation() -> None:
     assert submit(c, "x [[code500x1]]").json()["code"] == 200
 
     r = submit(c, "y [[malformedx1]]")
-    assert (
-        r.status_code == 200 and r.text == "<html>oops" and r.headers["content-type"].startswith("text/html")
-    )
+    assert r.status_code == 200 and r.text == "<html>oops" and r.headers["content-type"].startswith("text/html")
     assert submit(c, "y [[malformedx1]]").json()["code"] == 200
 
     r = submit(c, "z [[moderation]]")
@@ -599,11 +595,7 @@ def test_webhook_signed_and_delivered_without_polling(receiver: Receiver) -> Non
     assert len(receiver.wait_for(2, timeout=0.3)) == 1
     hooks = c.get("/_sim/requests", params={"endpoint": "webhook"}).json()
     assert len(hooks) == 1 and hooks[0]["status_code"] == 200 and hooks[0]["method"] == "POST"
-    assert (
-        hooks[0]["path"] == receiver.url
-        and hooks[0]["task_id"] == tid
-        and hooks[0]["prompt"] == "x [[shapeb]]"
-    )
+    assert hooks[0]["path"] == receiver.url and hooks[0]["task_id"] == tid and hooks[0]["prompt"] == "x [[shapeb]]"
 
 
 @pytest.mark.timeout(20)
