@@ -154,5 +154,5 @@ def test_check_passes_when_every_source_is_allowed() -> None:
 
 def test_check_accepts_any_iterable_once() -> None:
     check(iter([S.RUNNING, S.HELD]), S.EXPIRED)
-    with pytest.raises(InvalidTransition, match="^succeeded → expired"):
+    with pytest.raises(InvalidTransition, match=r"^succeeded → expired"):
         check((s for s in [S.RUNNING, S.SUCCEEDED]), S.EXPIRED)

@@ -128,9 +128,11 @@ leaves = st.one_of(
 )
 values = st.recursive(
     leaves,
-    lambda children: st.lists(children, max_size=4)
-    | st.tuples(children, children)
-    | st.dictionaries(secrets | job_ids, children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.tuples(children, children)
+        | st.dictionaries(secrets | job_ids, children, max_size=4)
+    ),
     max_leaves=20,
 )
 kwarg_names = st.from_regex(r"\A[a-z_][a-z0-9_]{0,15}\Z").filter(lambda s: "zq" not in s)
@@ -188,7 +190,9 @@ def test_output_does_not_depend_on_non_job_id_strings(args: list[Any], kwargs: d
     """
     originals = sorted({s for s in _strings(args) + _strings(list(kwargs.values())) if not is_job_id(s)})
     mapping = {s: f"other-{i}" for i, s in enumerate(originals)}
-    assert redact_task_args("t", _replace_strings(args, mapping), {k: _replace_strings(v, mapping) for k, v in kwargs.items()}) == redact_task_args("t", args, kwargs)
+    replaced_kwargs = {k: _replace_strings(v, mapping) for k, v in kwargs.items()}
+    replaced = redact_task_args("t", _replace_strings(args, mapping), replaced_kwargs)
+    assert replaced == redact_task_args("t", args, kwargs)
 
 
 @settings(max_examples=200, deadline=None)
