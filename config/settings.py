@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +18,10 @@ DEFAULT_EXPECTED_DURATIONS: dict[str, float] = {
     "*/*/high/*": 276.0,
     "*/*/*/*": 120.0,
 }
+
+
+#: Upper bound for an expected duration: anything longer is a typo, and timers must stay finite.
+MAX_EXPECTED_DURATION_S = 86_400.0
 
 
 def _default_home() -> Path:
@@ -90,6 +95,14 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _bounds_are_ordered(self) -> Settings:
+        if self.imagegen_poll_min_s > self.imagegen_poll_cap_s:
+            raise ValueError("IMAGEGEN_POLL_MIN_S must not exceed IMAGEGEN_POLL_CAP_S")
+        if self.imagegen_backoff_base_s > self.imagegen_backoff_cap_s:
+            raise ValueError("IMAGEGEN_BACKOFF_BASE_S must not exceed IMAGEGEN_BACKOFF_CAP_S")
+        return self
+
+    @model_validator(mode="after")
     def _countdowns_below_visibility(self) -> Settings:
         # Celery redelivers ETA messages older than the visibility timeout again and again
         # (celery#2599, kombu#337): every countdown we publish must stay far below it.
@@ -139,22 +152,31 @@ def parse_expected_durations(value: str) -> dict[str, float]:
     text = value.strip()
     try:
         parsed: Any = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise ValueError(f"IMAGEGEN_EXPECTED_DURATION_S is neither a number nor JSON: {exc}") from None
     if isinstance(parsed, int | float) and not isinstance(parsed, bool):
-        if parsed < 0:
-            raise ValueError("IMAGEGEN_EXPECTED_DURATION_S must be >= 0")
-        return {"*/*/*/*": float(parsed)}
+        return {"*/*/*/*": _duration(parsed, "IMAGEGEN_EXPECTED_DURATION_S")}
     if not isinstance(parsed, dict):
         raise ValueError("IMAGEGEN_EXPECTED_DURATION_S must be a number or a JSON object")
     table: dict[str, float] = {}
     for key, seconds in parsed.items():
         if len(str(key).split("/")) != 4:
             raise ValueError(f"IMAGEGEN_EXPECTED_DURATION_S key {key!r} is not provider/model/quality/resolution")
-        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
-            raise ValueError(f"IMAGEGEN_EXPECTED_DURATION_S[{key!r}] must be a number >= 0")
-        table[str(key)] = float(seconds)
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+            raise ValueError(f"IMAGEGEN_EXPECTED_DURATION_S[{key!r}] must be a number")
+        table[str(key)] = _duration(seconds, f"IMAGEGEN_EXPECTED_DURATION_S[{key!r}]")
     return table
+
+
+def _duration(value: float, name: str) -> float:
+    """A finite number of seconds between 0 and a day (an expected render time, not a deadline)."""
+    try:
+        seconds = float(value)
+    except OverflowError:
+        raise ValueError(f"{name} is too large") from None
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_EXPECTED_DURATION_S:
+        raise ValueError(f"{name} must be between 0 and {MAX_EXPECTED_DURATION_S:.0f} seconds")
+    return seconds
 
 
 @lru_cache(maxsize=1)

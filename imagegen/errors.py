@@ -155,11 +155,16 @@ def is_safety_message(text: str | None) -> bool:
 
 
 def error_message_from_body(body: Any) -> tuple[str, str]:
-    """Extract ``(message, type)`` from any of the documented error bodies; never raises."""
+    """Extract ``(message, tags)`` from any of the documented error bodies; never raises.
+
+    ``tags`` joins the error's ``type`` and ``code`` (OpenAI puts ``moderation_blocked`` and
+    ``insufficient_quota`` in ``code`` next to a generic ``type``), so classification sees both.
+    """
     if isinstance(body, Mapping):
         err = body.get("error")
         if isinstance(err, Mapping):
-            return _clip(err.get("message")), _clip(err.get("type") or err.get("code"))
+            tags = " ".join(_clip(err.get(k)) for k in ("type", "code") if err.get(k) is not None)
+            return _clip(err.get("message")), tags
         if isinstance(err, str):
             return _clip(err), ""
         detail = body.get("detail")
@@ -189,7 +194,7 @@ def classify_http(status: int, body: Any = None) -> ErrorKind:
     if status == 402:
         return ErrorKind.INSUFFICIENT_CREDITS
     if status == 429:
-        if "insufficient_quota" in (err_type, message):
+        if "insufficient_quota" in err_type.split() or "insufficient_quota" in message:
             return ErrorKind.INSUFFICIENT_CREDITS
         return ErrorKind.RATE_LIMITED
     if status == 408 or status >= 500:

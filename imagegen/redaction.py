@@ -34,7 +34,7 @@ def format_task(task: Any) -> Any:
 
         args = ast.literal_eval(task.args) if isinstance(task.args, str) else task.args
         kwargs = ast.literal_eval(task.kwargs) if isinstance(task.kwargs, str) else task.kwargs
-    except (ValueError, SyntaxError):
+    except Exception:  # whatever Flower hands us, never fall back to showing the raw arguments
         args, kwargs = (), {}
     task.args, task.kwargs = redact_task_args(name, args, kwargs)
     return task

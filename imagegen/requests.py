@@ -32,8 +32,8 @@ MAX_METADATA_BYTES = 16_384
 MAX_DEADLINE_S = 7 * 86_400
 MAX_IDEMPOTENCY_KEY = 200
 
-_WXH = re.compile(r"^([1-9][0-9]{0,4})x([1-9][0-9]{0,4})$")
-_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,199}$")
+_WXH = re.compile(r"^([1-9][0-9]{0,4})x([1-9][0-9]{0,4})\Z")
+_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,199}\Z")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,14 +157,21 @@ def _validate(req: ImageRequest) -> list[FieldError]:
         if problem:
             err(FieldError("callback_url", problem))
     errors += _validate_metadata(req.metadata)
+    errors += _validate_fallback(req)
+    return errors
+
+
+def _validate_fallback(req: ImageRequest) -> list[FieldError]:
+    if req.fallback is None:
+        return []
     if isinstance(req.fallback, str):
-        err(FieldError("fallback", "must be a list of providers"))
-    elif req.fallback is not None:
-        for i, name in enumerate(req.fallback):
-            if name not in PROVIDERS:
-                err(FieldError(f"fallback.{i}", f"must be one of {', '.join(PROVIDERS)}"))
-            elif name == req.provider or req.fallback.index(name) != i:
-                err(FieldError(f"fallback.{i}", "repeats a provider already in the route"))
+        return [FieldError("fallback", "must be a list of providers")]
+    errors = []
+    for i, name in enumerate(req.fallback):
+        if name not in PROVIDERS:
+            errors.append(FieldError(f"fallback.{i}", f"must be one of {', '.join(PROVIDERS)}"))
+        elif name == req.provider or list(req.fallback).index(name) != i:
+            errors.append(FieldError(f"fallback.{i}", "repeats a provider already in the route"))
     return errors
 
 
@@ -253,7 +260,7 @@ def _validate_metadata(metadata: Any) -> list[FieldError]:
         return [FieldError("metadata", "must be a JSON object")]
     try:
         size = len(json.dumps(metadata, allow_nan=False).encode())
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return [FieldError("metadata", "must be JSON-serialisable")]
     if size > MAX_METADATA_BYTES:
         return [FieldError("metadata", f"must be at most {MAX_METADATA_BYTES} bytes of JSON")]

@@ -213,11 +213,6 @@ def test_classify_http(status: int, body: object, kind: ErrorKind) -> None:
     assert classify_http(status, body) is kind
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: error_message_from_body returns err['type'] or err['code'], so OpenAI's `code` "
-    "(moderation_blocked / insufficient_quota) is ignored whenever `type` is also set",
-)
 @pytest.mark.parametrize(
     ("status", "body", "kind"),
     [

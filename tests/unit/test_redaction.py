@@ -108,11 +108,6 @@ def test_format_task_unparseable_reprs_show_nothing(args: str) -> None:
     assert "secret value" not in task.args + task.kwargs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: format_task catches only ValueError/SyntaxError from ast.literal_eval; a repr such as "
-    "\"{[]: 'x'}\" raises TypeError, and Flower then logs it and shows the task UNREDACTED (fail-open)",
-)
 def test_format_task_fails_closed() -> None:
     task = format_task(_flower_task("({[]: 'a secret prompt'},)", "{}"))
     assert "secret" not in task.args

@@ -216,11 +216,6 @@ def test_resolution_is_apidot_only(provider: str) -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _WXH/_MODEL use `$`, which also matches before a trailing newline, so '1024x1024\\n' "
-    "(and model 'gpt-image-2\\n') pass validation and go upstream",
-)
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -419,11 +414,6 @@ def test_metadata_rules() -> None:
     assert errors_of(metadata=["not", "an", "object"]) == [FieldError("metadata", "must be a JSON object")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _validate_metadata catches TypeError/ValueError but not RecursionError from json.dumps, "
-    "so deeply nested metadata escapes from_dict as RecursionError instead of RequestInvalid",
-)
 def test_deeply_nested_metadata_is_a_field_error() -> None:
     nested: dict[str, Any] = {}
     cursor = nested

@@ -132,17 +132,17 @@ def test_parse_expected_durations(text: str, table: dict[str, float]) -> None:
     [
         ("fast", "neither a number nor JSON"),
         ("", "neither a number nor JSON"),
-        ("-1", "must be >= 0"),
+        ("-1", "must be between"),
         ("[70]", "must be a number or a JSON object"),
         ('"70"', "must be a number or a JSON object"),
         ("true", "must be a number or a JSON object"),
         ("null", "must be a number or a JSON object"),
         ('{"apidot/low": 70}', "is not provider/model/quality/resolution"),
         ('{"a/b/c/d/e": 70}', "is not provider/model/quality/resolution"),
-        ('{"a/b/c/d": "70"}', "must be a number >= 0"),
-        ('{"a/b/c/d": -5}', "must be a number >= 0"),
-        ('{"a/b/c/d": true}', "must be a number >= 0"),
-        ('{"a/b/c/d": null}', "must be a number >= 0"),
+        ('{"a/b/c/d": "70"}', "must be"),
+        ('{"a/b/c/d": -5}', "must be"),
+        ('{"a/b/c/d": true}', "must be"),
+        ('{"a/b/c/d": null}', "must be"),
     ],
 )
 def test_parse_expected_durations_errors(text: str, message: str) -> None:
@@ -150,23 +150,12 @@ def test_parse_expected_durations_errors(text: str, message: str) -> None:
         parse_expected_durations(text)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: parse_expected_durations accepts non-finite/overflowing values (json.loads parses "
-    "Infinity, NaN, 1e999); an infinite expected duration makes timers.schedule() raise OverflowError "
-    "in timedelta(seconds=inf) on every submit",
-)
 @pytest.mark.parametrize("text", ["Infinity", "NaN", "1e999", '{"a/b/c/d": Infinity}', '{"a/b/c/d": NaN}'])
 def test_parse_expected_durations_rejects_non_finite(text: str) -> None:
     with pytest.raises(ValueError):
         parse_expected_durations(text)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: float() of a huge JSON integer raises OverflowError, which pydantic does not turn into "
-    "a ValidationError, so Settings() crashes with a raw OverflowError",
-)
 def test_huge_expected_duration_is_a_validation_error() -> None:
     with pytest.raises(ValidationError):
         Settings(imagegen_expected_duration_s="1" + "0" * 400)
