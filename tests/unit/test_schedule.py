@@ -129,7 +129,7 @@ def _delay(
         progress=progress,
         min_s=min_s,
         cap_s=cap_s,
-        rng=rng,  # type: ignore[arg-type]
+        rng=rng,
     )
 
 
@@ -241,4 +241,4 @@ def test_delay_is_always_within_min_and_cap(
 )
 def test_delay_never_shrinks_as_polls_grow(polls: int, expected_s: float, min_s: float, cap_s: float) -> None:
     kwargs = {"expected_s": expected_s, "elapsed_s": 50.0, "progress": None, "min_s": min_s, "cap_s": cap_s}
-    assert _delay(polls, **kwargs) <= _delay(polls + 1, **kwargs)  # type: ignore[arg-type]
+    assert _delay(polls, **kwargs) <= _delay(polls + 1, **kwargs)
