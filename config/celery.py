@@ -10,9 +10,10 @@ Choices, and why:
 - ``worker_eta_task_limit``: countdown messages sit in worker memory; the cap keeps a poll backlog from
   starving submits (longer waits are due times in the DB, released by the reconciler).
 - Results ignored: the database is the source of truth. Task events on, for Flower.
-- ``worker_cancel_long_running_tasks_on_connection_loss=True``: after a broker reconnect Celery would
-  redeliver unacked late-ack tasks while the old run continues (a duplicate submit = a second paid
-  generation); cancelling them is safe because every task is a CAS on the job row.
+- ``worker_cancel_long_running_tasks_on_connection_loss=False``: after a broker reconnect, Celery may
+  redeliver a late-ack task while its first run continues. That is harmless here (a second submit
+  message finds the job already ``submitting``/``running`` and does nothing; a second poll finds it not
+  due), whereas turning it on crashes the worker's main process on reconnect (celery#7185, celery#9250).
 - Soft shutdown (10 s, also when idle): on SIGTERM late-ack messages are requeued instead of lost.
 """
 
@@ -42,6 +43,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     interval = settings.imagegen_reconcile_interval_s
     return {
         "broker_url": settings.redis_url,
+        # kombu's Redis transport plus a fix that keeps a worker alive when Redis restarts.
+        "broker_transport": "worker.transport:Transport",
         "broker_transport_options": {
             "visibility_timeout": settings.imagegen_visibility_timeout_s,
             "socket_timeout": 10,
@@ -59,7 +62,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": False,
         "worker_prefetch_multiplier": 1,
         "worker_eta_task_limit": settings.imagegen_worker_eta_task_limit,
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "worker_soft_shutdown_timeout": 10.0,
         "worker_enable_soft_shutdown_on_idle": True,
         "worker_max_tasks_per_child": 10_000,

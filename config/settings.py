@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     imagegen_dispatch_grace_s: float = Field(default=60.0, gt=0)
     imagegen_submit_policy: Literal["at_least_once", "at_most_once"] = "at_least_once"
     imagegen_release_batch: int = Field(default=500, ge=1)
+    #: While a provider key is paused, retry one held job this often as a probe (0 = never).
+    imagegen_pause_probe_s: float = Field(default=0.0, ge=0)
 
     # --- Celery ---------------------------------------------------------------------------------
     imagegen_visibility_timeout_s: int = Field(default=3600, ge=60)

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
-import sqlalchemy as sa
-from sqlmodel import col
-
-from imagegen.errors import ErrorKind, JobNotFound, UnknownProvider
-from imagegen.lifecycle import ACTIVE, RETRYABLE_FROM, transition, transition_many
+from imagegen.errors import ErrorKind, JobNotFound
+from imagegen.lifecycle import ACTIVE, RETRYABLE_FROM, transition
 from imagegen.lifecycle import JobStatus as S
 from imagegen.runtime import Runtime
 from imagegen.steps import Step, submit_step
 from imagegen.store import repo
-from imagegen.store.models import Job
 
 
 @dataclass(frozen=True)
@@ -83,44 +78,3 @@ def retry(rt: Runtime, job_id: str) -> ActionResult:
     if won:
         return ActionResult(True, steps=(submit_step(job_id, job.priority),))
     return ActionResult(False, f"job {job_id} is {job.status}; only failed, expired or canceled jobs can be retried")
-
-
-def resume(rt: Runtime, provider: str) -> ActionResult:
-    """Unpause a provider key and return its held jobs to work (queued, or running if already submitted)."""
-    now = rt.now()
-    with rt.session() as s:
-        if repo.get_provider_state(s, provider) is None:
-            raise UnknownProvider(provider)
-        was_paused = repo.unpause_provider(s, provider=provider)
-        back: dict[str, Any] = {
-            "next_attempt_at": now,
-            "dispatch_until": None,
-            "error_kind": None,
-            "error_message": None,
-        }
-        mine = col(Job.provider) == provider
-        requeued = transition_many(
-            s,
-            source={S.HELD},
-            target=S.QUEUED,
-            where=[mine, col(Job.upstream_task_id).is_(None)],
-            **back,
-            rate_limited_submits=0,
-            unavailable_submits=0,
-        )
-        repolled = transition_many(
-            s,
-            source={S.HELD},
-            target=S.RUNNING,
-            where=[mine, col(Job.upstream_task_id).is_not(None)],
-            **back,
-            poll_errors=0,
-        )
-        # Queued jobs parked while paused are due already; the reconciler releases them on its next run.
-        parked = s.execute(sa.select(sa.func.count()).where(mine, col(Job.status) == S.QUEUED.value)).scalar_one()
-    state = "unpaused" if was_paused else "was not paused"
-    return ActionResult(
-        True,
-        f"{provider} {state}; {len(requeued)} held jobs requeued, {len(repolled)} polling again, "
-        f"{parked} queued jobs will be released by the reconciler",
-    )

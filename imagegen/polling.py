@@ -12,6 +12,7 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from imagegen import pauses
 from imagegen.backoff import compute_backoff
 from imagegen.errors import ErrorKind, ProviderError, is_safety_message
 from imagegen.lifecycle import JobStatus as S
@@ -60,11 +61,12 @@ def poll_job(rt: Runtime, job_id: str, *, force: bool = False) -> Step | None:
         with rt.session() as s:
             _log_attempt(s, job, started, http_status=exc.http_status, error_kind=exc.kind, message=exc.message)
             return _poll_failed(rt, s, job, exc)
+    pauses.probe_succeeded(rt, job)
     with rt.session() as s:
         _log_attempt(s, job, started, http_status=state.http_status)
         if state.phase is Phase.SUCCEEDED:
-            return _finalize(rt, s, job, state)
-        if state.phase is Phase.FAILED:
+            won = claim_finalizing(rt, s, job.id, state)
+        elif state.phase is Phase.FAILED:
             kind = ErrorKind.CONTENT_REJECTED if is_safety_message(state.error_message) else ErrorKind.GENERATION_FAILED
             transition(
                 s,
@@ -78,7 +80,11 @@ def poll_job(rt: Runtime, job_id: str, *, force: bool = False) -> Step | None:
                 error_http_status=state.http_status,
             )
             return None
-        return _still_running(rt, s, job, state)
+        else:
+            return _still_running(rt, s, job, state)
+    if won:
+        finish(rt, job.id, state)
+    return None
 
 
 def _still_running(rt: Runtime, s: Session, job: Job, state: UpstreamState) -> Step | None:
@@ -152,30 +158,37 @@ def _poll_failed(rt: Runtime, s: Session, job: Job, exc: ProviderError) -> Step 
     return poll_step(job.id, timer.countdown) if won and timer.countdown is not None else None
 
 
-def _finalize(rt: Runtime, s: Session, job: Job, state: UpstreamState) -> Step | None:
-    # The finalizing claim: of a poll and a webhook racing on the same finished task, one wins.
-    if not transition(
+def claim_finalizing(rt: Runtime, s: Session, job_id: str, state: UpstreamState) -> bool:
+    """The finalizing claim: of a poll and a webhook racing on the same finished task, one wins."""
+    return transition(
         s,
-        job.id,
+        job_id,
         source={S.RUNNING},
         target=S.FINALIZING,
         upstream_status=state.raw_status,
         progress=state.progress,
         lease_until=rt.now() + timedelta(seconds=rt.settings.imagegen_submit_lease_s),
-    ):
-        return None
-    result = [{"url": url, "path": None} for url in state.file_urls]
-    transition(
-        s,
-        job.id,
-        source={S.FINALIZING},
-        target=S.SUCCEEDED,
-        result=result,
-        error_kind=None,
-        error_message=None,
-        error_http_status=None,
     )
-    return None
+
+
+def finish(rt: Runtime, job_id: str, state: UpstreamState) -> bool:
+    """Store the result of a job this caller claimed (``finalizing``) and mark it succeeded.
+
+    Runs after the claim has committed, so a slow store never holds a database transaction open; if
+    this process dies here, the reconciler hands the job back to polling when the lease lapses.
+    """
+    result = [{"url": url, "path": None} for url in state.file_urls]
+    with rt.session() as s:
+        return transition(
+            s,
+            job_id,
+            source={S.FINALIZING},
+            target=S.SUCCEEDED,
+            result=result,
+            error_kind=None,
+            error_message=None,
+            error_http_status=None,
+        )
 
 
 def _log_attempt(

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from imagegen import pauses
 from imagegen.errors import ErrorKind
 from imagegen.lifecycle import JobStatus as S
 from imagegen.lifecycle import claim_in, transition_many
@@ -69,6 +70,8 @@ def reconcile(rt: Runtime) -> ReconcileReport:
         )
     with rt.session() as s:
         report.steps = _release_due(rt, s, now, limit)
+    with rt.session() as s:
+        report.steps += pauses.send_probes(rt, s, now)
     return report
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import or_
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from imagegen import pauses
 from imagegen.backoff import compute_backoff
 from imagegen.errors import ProviderError, RequestInvalid
 from imagegen.lifecycle import JobStatus as S
@@ -39,7 +40,7 @@ def submit_job(rt: Runtime, job_id: str) -> Step | None:
             return None  # stale or duplicate message: the row says what is true
         if expire_if_due(s, job, now):
             return None
-        if job.provider in repo.paused_providers(s):
+        if pauses.blocks(s, job):
             # Park without a message: the reconciler skips paused providers, resume releases them.
             update_in(s, job_id, status=S.QUEUED, dispatch_until=None)
             return None
@@ -131,6 +132,8 @@ def _call_upstream(rt: Runtime, job: Job, token: str) -> Step | None:
             poll_errors=0,
             **timer.values,
         )
+    if won:
+        pauses.probe_succeeded(rt, job)
     if not won:
         # Canceled, expired or reclaimed while we were calling: the upstream task is orphaned (logged).
         log.warning(

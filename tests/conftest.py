@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -33,15 +33,25 @@ def _drop_postgres(base_url: str, name: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """An empty database for this session: PostgreSQL if TEST_DATABASE_URL is set, else an SQLite file."""
+def database_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], str]]:
+    """Make empty databases: PostgreSQL if TEST_DATABASE_URL is set, else SQLite files. Dropped at the end."""
     base = os.environ.get("TEST_DATABASE_URL")
-    if not base:
-        path: Path = tmp_path_factory.mktemp("db") / "imagegen.db"
-        yield f"sqlite:///{path}"
-        return
-    url, name = _fresh_postgres(base)
-    try:
-        yield url
-    finally:
-        _drop_postgres(base, name)
+    created: list[str] = []
+
+    def make() -> str:
+        if not base:
+            path: Path = tmp_path_factory.mktemp("db") / "imagegen.db"
+            return f"sqlite:///{path}"
+        url, name = _fresh_postgres(base)
+        created.append(name)
+        return url
+
+    yield make
+    for name in created:
+        _drop_postgres(base or "", name)
+
+
+@pytest.fixture(scope="session")
+def database_url(database_factory: Callable[[], str]) -> str:
+    """The session's main database."""
+    return database_factory()

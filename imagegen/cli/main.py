@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from config.settings import get_settings
-from imagegen import admin
+from imagegen import admin, pauses
 from imagegen.cli.output import (
     BAD_INPUT,
     GAVE_UP,
@@ -254,10 +254,9 @@ def resume(provider: str) -> None:
     """Unpause a provider key (after topping up or rotating it) and release its held jobs."""
     rt = _runtime()
     try:
-        result = admin.resume(rt, provider)
+        click.echo(pauses.resume(rt, provider))
     except UnknownProvider:
         fail(f"provider: unknown provider {provider!r}")
-    click.echo(result.reason)
 
 
 @main.group()

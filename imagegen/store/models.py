@@ -119,4 +119,7 @@ class ProviderState(SQLModel, table=True):
     reason: str | None = Field(default=None, max_length=32)
     message: str | None = None
     paused_at: datetime | None = _ts()
+    #: The job currently sent as a probe while paused (IMAGEGEN_PAUSE_PROBE_S), and when.
+    probe_job_id: str | None = Field(default=None, max_length=36)
+    probe_at: datetime | None = _ts()
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)

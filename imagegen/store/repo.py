@@ -114,6 +114,14 @@ def unpause_provider(session: Session, *, provider: str) -> bool:
     result: Any = session.execute(
         sa.update(ProviderState)
         .where(col(ProviderState.provider) == provider, col(ProviderState.paused).is_(True))
-        .values(paused=False, reason=None, message=None, paused_at=None, updated_at=utcnow())
+        .values(
+            paused=False,
+            reason=None,
+            message=None,
+            paused_at=None,
+            probe_job_id=None,
+            probe_at=None,
+            updated_at=utcnow(),
+        )
     )
     return int(result.rowcount) == 1

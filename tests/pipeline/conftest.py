@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from config.settings import Settings
-from imagegen import admin, devstack
+from imagegen import admin, devstack, pauses
 from imagegen.lifecycle import TERMINAL, JobStatus
 from imagegen.producer import create_job, publish_submits
 from imagegen.requests import ImageRequest
@@ -68,6 +68,7 @@ class Stack:
         self.rt = Runtime.create(self.settings)
         self.publisher = CeleryPublisher(create_app(self.settings, name="tests"))
         self.processes: list[devstack.Process] = []
+        self.worker: devstack.Process | None = None
 
     # --- jobs -------------------------------------------------------------------------------------
     @staticmethod
@@ -118,7 +119,7 @@ class Stack:
 
     def resume(self, provider: str = "apidot") -> None:
         """``imagegen resume`` through the core."""
-        admin.resume(self.rt, provider)
+        pauses.resume(self.rt, provider)
 
     def close(self) -> None:
         """Stop every process and release the runtime."""
@@ -127,9 +128,8 @@ class Stack:
         self.rt.close()
 
 
-@pytest.fixture(scope="session")
-def stack(redis_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Simulator + ``celery -A worker worker -P prefork -c 2`` + beat, sharing one private Redis."""
+def start_stack(redis_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory, **overrides: str) -> Stack:
+    """Simulator + ``celery -A worker worker -P prefork -c 2`` + beat on this Redis and database."""
     log_dir = tmp_path_factory.mktemp("logs")
     env = {
         **os.environ,
@@ -137,22 +137,32 @@ def stack(redis_url: str, database_url: str, tmp_path_factory: pytest.TempPathFa
         "REDIS_URL": redis_url,
         "DATABASE_URL": database_url,
         "IMAGEGEN_HOME": str(tmp_path_factory.mktemp("home")),
+        **overrides,
     }
-    env.pop("IMAGEGEN_SUBMIT_POLICY", None)
+    if "IMAGEGEN_SUBMIT_POLICY" not in overrides:
+        env.pop("IMAGEGEN_SUBMIT_POLICY", None)
     upgrade(env["DATABASE_URL"])
     sim, sim_url = devstack.start_simulator(env, log_dir=log_dir)
     env["APIDOT_BASE_URL"] = sim_url
     stack = Stack(env, sim_url, log_dir)
     stack.processes.append(sim)
-    stack.processes.append(devstack.start_worker(env, concurrency=2, log_dir=log_dir))
+    stack.worker = devstack.start_worker(env, concurrency=2, log_dir=log_dir)
+    stack.processes.append(stack.worker)
     stack.processes.append(devstack.start_beat(env, log_dir=log_dir))
     # Ready when a job goes all the way through.
     probe = stack.submit(stack.prompt("warm-up [[instant]]"))
     stack.wait(probe, timeout=60)
+    return stack
+
+
+@pytest.fixture(scope="session")
+def stack(redis_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The shared pipeline for the pipeline tests."""
+    running = start_stack(redis_url, database_url, tmp_path_factory)
     try:
-        yield stack
+        yield running
     finally:
-        stack.close()
+        running.close()
 
 
 @pytest.fixture

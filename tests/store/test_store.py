@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import col
 
 from config.settings import Settings
-from imagegen import admin
+from imagegen import pauses
 from imagegen.errors import InvalidTransition
 from imagegen.lifecycle import JobStatus as S
 from imagegen.lifecycle import transition, update_in
@@ -128,7 +128,7 @@ def test_reconciler_skips_paused_providers_and_expires_past_deadlines(rt: Runtim
         repo.pause_provider(s, provider="apidot", reason="insufficient_credits", message="top up")
     report = reconcile(rt)
     assert late.id in report.expired and report.steps == []
-    admin.resume(rt, "apidot")
+    pauses.resume(rt, "apidot")
     assert [st.job_id for st in reconcile(rt).steps] == [waiting.id]
 
 

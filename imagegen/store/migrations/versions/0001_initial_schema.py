@@ -91,6 +91,8 @@ def upgrade() -> None:
     sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
     sa.Column('message', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('paused_at', imagegen.store.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('probe_job_id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=True),
+    sa.Column('probe_at', imagegen.store.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('updated_at', imagegen.store.models.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('provider')
     )

@@ -1,0 +1,45 @@
+"""kombu's Redis transport with one fix: a worker survives Redis going away while it holds messages.
+
+On a broker connection loss Celery closes the connection (``on_connection_error_after_connected``);
+kombu then closes the default channel, whose QoS tries to restore the unacknowledged messages through
+a connection whose transport was already detached, and raises ``AttributeError`` ('NoneType' object
+has no attribute 'hostname'). That is not a connection error, so Celery treats it as unrecoverable and
+the worker process exits (seen in our Redis-restart chaos test; same family as kombu#582/#970).
+
+Skipping that restore loses nothing: the messages stay in Redis's unacked index (restored after the
+visibility timeout) if Redis survived, and the reconciler re-releases their jobs from the database
+within seconds either way.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kombu.transport import redis as kombu_redis
+
+log = logging.getLogger(__name__)
+
+
+class QoS(kombu_redis.QoS):  # type: ignore[misc]
+    """Redis QoS whose restore on close tolerates an already-detached connection."""
+
+    def restore_unacked(self, client: Any = None) -> None:
+        """Restore delivered-but-unacked messages, unless the connection is already gone."""
+        try:
+            super().restore_unacked(client)
+        except AttributeError:
+            log.warning("broker connection already closed; unacked messages left to the reconciler")
+            self._delivered.clear()
+
+
+class Channel(kombu_redis.Channel):  # type: ignore[misc]
+    """Redis channel using the tolerant QoS."""
+
+    QoS = QoS
+
+
+class Transport(kombu_redis.Transport):  # type: ignore[misc]
+    """Selected by ``broker_transport = "worker.transport:Transport"`` (see config/celery.py)."""
+
+    Channel = Channel
