@@ -21,7 +21,7 @@ from kombu.transport import redis as kombu_redis
 log = logging.getLogger(__name__)
 
 
-class QoS(kombu_redis.QoS):  # type: ignore[misc]
+class QoS(kombu_redis.QoS):
     """Redis QoS whose restore on close tolerates an already-detached connection."""
 
     def restore_unacked(self, client: Any = None) -> None:
@@ -33,13 +33,13 @@ class QoS(kombu_redis.QoS):  # type: ignore[misc]
             self._delivered.clear()
 
 
-class Channel(kombu_redis.Channel):  # type: ignore[misc]
+class Channel(kombu_redis.Channel):
     """Redis channel using the tolerant QoS."""
 
     QoS = QoS
 
 
-class Transport(kombu_redis.Transport):  # type: ignore[misc]
+class Transport(kombu_redis.Transport):
     """Selected by ``broker_transport = "worker.transport:Transport"`` (see config/celery.py)."""
 
     Channel = Channel
