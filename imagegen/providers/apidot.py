@@ -22,6 +22,7 @@ class APIDotProvider:
     """Talks to APIDot (or anything speaking its contract, such as the simulator)."""
 
     name = "apidot"
+    synchronous = False
 
     def __init__(self, client: httpx.Client, *, base_url: str, api_key: str) -> None:
         self._client = client

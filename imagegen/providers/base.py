@@ -24,12 +24,24 @@ class Phase(StrEnum):
 
 
 @dataclass(frozen=True)
-class SubmitResult:
-    """Upstream accepted the request and gave it ``task_id``."""
+class GeneratedImage:
+    """One image a synchronous provider returned in its answer (decoded ``b64_json``, or a URL)."""
 
-    task_id: str
+    data: bytes | None = None
+    url: str | None = None
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """Upstream accepted the request: an async provider gives ``task_id``; a synchronous one
+    (``Provider.synchronous``) answers with the ``images`` themselves and no task id."""
+
+    task_id: str | None
     status: str | None
     http_status: int
+    images: tuple[GeneratedImage, ...] = ()
+    usage: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,8 @@ class Provider(Protocol):
     """What the core needs from an upstream image API."""
 
     name: str
+    #: True when ``submit`` returns the images (OpenAI); False when it returns a task id to poll.
+    synchronous: bool
 
     def submit(self, request: ImageRequest, *, callback_url: str | None = None) -> SubmitResult:
         """Create an upstream task (one paid generation). Raises ``ProviderError``."""

@@ -3,6 +3,10 @@
 Parsing is pure (no state, no I/O) so it can be tested on its own and shared by every
 simulated provider. Unknown tokens are kept in ``Directives.tokens`` (for the request
 record) but otherwise ignored, like a real upstream would ignore them as prompt text.
+
+A token may be scoped to one provider with a ``provider:`` prefix (``[[apidot:402]]``,
+``[[openai:429x2]]``, ``[[image2:statusfail]]``): the other providers ignore it, so one
+prompt can script a fallback path (APIDot pauses, OpenAI then serves the job).
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ _TOKEN_RE = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
 #: HTTP statuses a directive (or the global config) may inject.
 HTTP_FAULT_CODES: frozenset[int] = frozenset({400, 401, 402, 403, 429, 500, 502, 503, 504})
 
+#: Prefixes that scope a token to one simulated provider.
+PROVIDER_SCOPES: frozenset[str] = frozenset({"apidot", "openai", "image2"})
+
 RetryAfterMode = Literal["default", "none", "seconds", "date"]
 Outcome = Literal["finished", "statusfail", "safetyfail"]
 
@@ -27,7 +34,7 @@ class Fault:
     """One injected failure and how many calls it covers.
 
     ``kind`` is an HTTP status as text ("429", "500", ...) or one of ``code500``,
-    ``malformed``, ``moderation``. ``count`` None means every call.
+    ``malformed``, ``moderation``, ``quota``. ``count`` None means every call.
     """
 
     kind: str
@@ -97,7 +104,7 @@ _SECONDS = r"(?P<s>\d+(?:\.\d+)?)"
 _RA_OPT = r"(?::(?P<opt>noheader|date|ra=\d+))?"
 
 _HTTP_FAULT_RE = re.compile(rf"(?P<poll>poll)?(?P<code>\d{{3}}){_COUNT}{_RA_OPT}")
-_NAMED_FAULT_RE = re.compile(rf"(?P<name>code500|malformed|pollmalformed|moderation){_COUNT}")
+_NAMED_FAULT_RE = re.compile(rf"(?P<name>code500|malformed|pollmalformed|moderation|quota){_COUNT}")
 _HANG_RE = re.compile(rf"hang{_COUNT}:{_SECONDS}")
 _SLOW_RE = re.compile(rf"slow:{_SECONDS}")
 _DUP_RE = re.compile(r"dupwebhook:(?P<n>\d+)")
@@ -177,9 +184,14 @@ def extract_tokens(prompt: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in _TOKEN_RE.findall(prompt))
 
 
-def _apply(token: str, b: _Builder) -> bool:
-    """Apply one token to the builder; False if it is not a known directive."""
+def _apply(token: str, b: _Builder, provider: str) -> bool:
+    """Apply one token to the builder; False if it is not a known directive (or not for ``provider``)."""
     word = token.lower().replace(" ", "")
+    scope, sep, rest = word.partition(":")
+    if sep and scope in PROVIDER_SCOPES:
+        if scope != provider:
+            return False
+        word = rest
     if word in _FLAGS:
         attr, value = _FLAGS[word]
         setattr(b, attr, value)
@@ -191,12 +203,15 @@ def _apply(token: str, b: _Builder) -> bool:
     return False
 
 
-def parse_directives(prompt: str) -> Directives:
-    """Parse every ``[[...]]`` directive in ``prompt`` (case-insensitive; unknown ones ignored)."""
+def parse_directives(prompt: str, provider: str = "apidot") -> Directives:
+    """Parse every ``[[...]]`` directive in ``prompt`` as ``provider`` sees it.
+
+    Case-insensitive; unknown tokens and tokens scoped to another provider are ignored.
+    """
     tokens = extract_tokens(prompt)
     b = _Builder()
     for token in tokens:
-        _apply(token, b)
+        _apply(token, b, provider)
     return Directives(
         tokens=tokens,
         submit_faults=tuple(b.submit_faults),

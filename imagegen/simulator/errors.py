@@ -1,4 +1,4 @@
-"""APIDot-style error bodies and the rendering of injected faults.
+"""Error bodies (APIDot style, and OpenAI style for the openai and image2 fakes) and injected faults.
 
 Rendering returns the response together with what the request record needs (the body's
 ``code`` field and the Retry-After header), so handlers never re-parse their own output.
@@ -32,6 +32,7 @@ class Rendered:
     response: Response
     code: int | None
     retry_after: str | None
+    error_code: str | None = None  # OpenAI-style string code, for the record
 
 
 UNAUTHORIZED = ApiError(401, "Unauthorized - Invalid API key", "authentication_error")
@@ -93,6 +94,108 @@ def render_fault(fault: Fault, *, detail: bool, now: float) -> Rendered:
         return Rendered(JSONResponse(body, 200), 500, None)
     if fault.kind == "moderation":
         return render_error(MODERATION, detail=detail)
+    if fault.kind == "quota":
+        # APIDot's account-level billing stop is its 402 (OpenAI's is a 429 insufficient_quota).
+        return render_error(_BY_STATUS[402], detail=detail)
     status = fault.http_status or 500
     retry_after = retry_after_value(fault, now) if status == 429 else None
     return render_error(error_for_status(status), detail=detail, retry_after=retry_after)
+
+
+# --- OpenAI style (openai and image2 fakes) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OpenAIError:
+    """An OpenAI error: ``{"error": {"message", "type", "param", "code"}}`` (providers.md §2.4)."""
+
+    status: int
+    message: str
+    type: str
+    code: str | None = None
+    param: str | None = None
+
+
+OPENAI_UNAUTHORIZED = OpenAIError(
+    401,
+    "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
+    "invalid_request_error",
+    "invalid_api_key",
+)
+OPENAI_MODERATION = OpenAIError(
+    400,
+    "Your request was rejected by the safety system. If you believe this is an error, contact us at "
+    "help.openai.com and include the request ID req_sim. safety_violations=[sexual].",
+    "image_generation_user_error",
+    "moderation_blocked",
+)
+OPENAI_QUOTA = OpenAIError(
+    429,
+    "You exceeded your current quota, please check your plan and billing details.",
+    "insufficient_quota",
+    "insufficient_quota",
+)
+_OPENAI_BY_STATUS: dict[int, OpenAIError] = {
+    400: OpenAIError(400, "Invalid request.", "invalid_request_error"),
+    401: OPENAI_UNAUTHORIZED,
+    402: OpenAIError(
+        402, "Insufficient credits to process this request.", "insufficient_credits", "insufficient_credits"
+    ),
+    403: OpenAIError(
+        403, "Country, region, or territory not supported", "request_forbidden", "unsupported_country_region_territory"
+    ),
+    429: OpenAIError(
+        429,
+        "Rate limit exceeded for images per minute in organization org-sim. Limit: 5/1min. Current: 6/1min.",
+        "requests",
+        "rate_limit_exceeded",
+    ),
+    500: OpenAIError(500, "The server had an error while processing your request. Sorry about that!", "server_error"),
+    503: OpenAIError(
+        503, "The engine is currently overloaded, please try again later.", "server_error", "server_is_overloaded"
+    ),
+}
+
+
+def openai_invalid(message: str, param: str | None = None, code: str | None = None) -> OpenAIError:
+    """A 400 ``invalid_request_error`` naming the offending ``param``."""
+    return OpenAIError(400, message, "invalid_request_error", code, param)
+
+
+def render_openai_error(error: OpenAIError, headers: dict[str, str] | None = None) -> Rendered:
+    """Render ``error`` as an OpenAI error body."""
+    body = {"error": {"message": error.message, "type": error.type, "param": error.param, "code": error.code}}
+    retry_after = (headers or {}).get("retry-after")
+    return Rendered(JSONResponse(body, error.status, headers), None, retry_after, error.code)
+
+
+def openai_rate_limit_headers(fault: Fault, now: float) -> dict[str, str]:
+    """``retry-after-ms`` + ``retry-after`` (unless ``:noheader``; a date has no ms twin) and ``x-ratelimit-*``."""
+    headers = {
+        "x-ratelimit-limit-requests": "5",
+        "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-reset-requests": f"{fault.retry_after_s}s",  # a Go duration, like OpenAI's
+    }
+    value = retry_after_value(fault, now)
+    if value is not None:
+        headers["retry-after"] = value
+        if fault.retry_after != "date":
+            headers["retry-after-ms"] = str(int(value) * 1000)
+    return headers
+
+
+def render_openai_fault(fault: Fault, *, now: float) -> Rendered:
+    """Render an injected fault in OpenAI style (``quota`` is OpenAI's 429 ``insufficient_quota``)."""
+    if fault.kind == "malformed":
+        return Rendered(HTMLResponse("<html>oops", 200), None, None)
+    if fault.kind == "code500":
+        # Some OpenAI-compatible relays answer errors with HTTP 200: the body has no data, only "error".
+        body = {"error": {"message": "internal", "type": "server_error", "param": None, "code": None}}
+        return Rendered(JSONResponse(body, 200), None, None)
+    if fault.kind == "moderation":
+        return render_openai_error(OPENAI_MODERATION)
+    if fault.kind == "quota":
+        return render_openai_error(OPENAI_QUOTA)  # billing: no retry-after, retrying does not help
+    status = fault.http_status or 500
+    error = _OPENAI_BY_STATUS.get(status) or OpenAIError(status, "Upstream error, please retry.", "server_error")
+    return render_openai_error(error, openai_rate_limit_headers(fault, now) if status == 429 else None)

@@ -54,12 +54,25 @@ class RequestRecord:
     status_code: int
     code: int | None
     retry_after: str | None
+    # Optional facts some providers add (OpenAI-shaped fakes); left out of the JSON form when unset,
+    # so APIDot records keep their original shape.
+    error_code: str | None = None  # the error body's string ``code`` (``rate_limit_exceeded``...)
+    image_count: int | None = None  # reference images uploaded (OpenAI edits)
+    image_bytes: tuple[int, ...] | None = None  # their sizes, in arrival order
 
     def as_dict(self) -> dict[str, object]:
         """JSON form for ``/_sim/requests``."""
         out = asdict(self)
         out["directives"] = list(self.directives)
+        for key in _OPTIONAL_FIELDS:
+            if out[key] is None:
+                del out[key]
+        if self.image_bytes is not None:
+            out["image_bytes"] = list(self.image_bytes)
         return out
+
+
+_OPTIONAL_FIELDS = ("error_code", "image_count", "image_bytes")
 
 
 @dataclass
@@ -150,6 +163,8 @@ class SimState:
         directives: tuple[str, ...] = (),
         code: int | None = None,
         retry_after: str | None = None,
+        error_code: str | None = None,
+        image_bytes: tuple[int, ...] | None = None,
     ) -> RequestRecord:
         """Append one entry to the request record."""
         with self.lock:
@@ -167,6 +182,9 @@ class SimState:
                 status_code=status_code,
                 code=code,
                 retry_after=retry_after,
+                error_code=error_code,
+                image_count=None if image_bytes is None else len(image_bytes),
+                image_bytes=image_bytes,
             )
             self.records.append(entry)
             return entry

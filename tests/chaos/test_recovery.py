@@ -60,8 +60,9 @@ def _duplicate_submits(stack: Stack, prompts: dict[str, str]) -> int:
 
 def _restart_worker(stack: Stack) -> None:
     assert stack.worker is not None
-    stack.worker.kill_group(signal.SIGKILL)
-    stack.worker.popen.wait(10)
+    if stack.worker.alive():
+        stack.worker.kill_group(signal.SIGKILL)
+        stack.worker.popen.wait(10)
     stack.processes.remove(stack.worker)
     stack.worker = devstack.start_worker(stack.env, concurrency=2, log_dir=stack.log_dir, name="worker")
     stack.processes.append(stack.worker)
@@ -73,8 +74,8 @@ def test_sigkill_worker_three_times_loses_nothing(private_stack: StackFactory) -
     ids = list(prompts.values())
     begin = time.monotonic()
     kills = 3
-    for _ in range(kills):
-        time.sleep(4)
+    for pause in (1.0, 3.0, 4.0):  # the first kill lands while submits are still in flight
+        time.sleep(pause)
         _restart_worker(stack)
     last_kill = time.monotonic()
     _wait_all(stack, ids, timeout=240)
@@ -131,3 +132,36 @@ def test_redis_restart_workers_reconnect(private_stack: StackFactory) -> None:
     assert stack.worker is not None and stack.worker.alive()
     after = stack.submit(stack.prompt("after reconnect [[instant]]"))
     assert stack.wait(after, timeout=60).status == "succeeded"
+
+
+@pytest.mark.parametrize("policy", ["at_least_once", "at_most_once"])
+def test_kill_inside_the_submit_window(private_stack: StackFactory, policy: str) -> None:
+    """The one double-submit window (worker dies between the POST and recording its answer), measured.
+
+    Every submit hangs 1.5 s upstream (the task is created at once), so a kill at 0.7 s lands inside the
+    window for each busy child: at_least_once resubmits them (duplicates, bounded by concurrency);
+    at_most_once fails them with submit_outcome_unknown instead (no duplicates).
+    """
+    stack, _, _ = private_stack(**CHAOS_ENV, IMAGEGEN_SUBMIT_POLICY=policy, SIM_DURATION_S="0.5")
+    prompts = {stack.prompt(f"window {i} [[hangx1:1.5]]"): "" for i in range(6)}
+    for prompt in prompts:
+        prompts[prompt] = stack.submit(prompt)
+    time.sleep(0.7)
+    _restart_worker(stack)
+    killed = time.monotonic()
+    _wait_all(stack, list(prompts.values()), timeout=90)
+    jobs = [stack.job(i) for i in prompts.values()]
+    statuses = Counter(j.status for j in jobs)
+    kinds = Counter(j.error_kind for j in jobs if j.error_kind)
+    duplicates = _duplicate_submits(stack, prompts)
+    print(
+        f"\n[chaos submit window {policy}] jobs=6 concurrency=2 statuses={dict(statuses)} kinds={dict(kinds)} "
+        f"duplicate_submits={duplicates} settled_in={time.monotonic() - killed:.1f}s"
+    )
+    if policy == "at_least_once":
+        assert statuses == {"succeeded": 6}
+        assert 1 <= duplicates <= 2, "the kill should land inside at most `concurrency` submits"
+    else:
+        assert duplicates == 0
+        assert 1 <= kinds["submit_outcome_unknown"] <= 2
+        assert statuses["succeeded"] + statuses["failed"] == 6
