@@ -35,6 +35,7 @@ TIME_LIMITS: dict[str, tuple[float, float]] = {
     "imagegen.submit": (50, 60),
     "imagegen.poll": (30, 45),
     "imagegen.reconcile": (50, 60),
+    "imagegen.notify": (45, 60),
 }
 
 

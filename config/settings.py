@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     apidot_webhook_secret: SecretStr = SecretStr("")
     imagegen_webhook_secret: SecretStr = SecretStr("")
     imagegen_public_url: str | None = None
+    #: Key for the per-job tokens in the callback URLs we give providers (falls back to the webhook
+    #: secrets, then to the API key, so every process derives the same tokens without configuration).
+    imagegen_callback_token_secret: SecretStr = SecretStr("")
     imagegen_results_dir: Path | None = None
 
     # --- HTTP timeouts (seconds) ----------------------------------------------------------------
@@ -69,6 +72,15 @@ class Settings(BaseSettings):
     imagegen_poll_cap_s: float = Field(default=60.0, gt=0)
     #: Waits up to this long are countdown messages on the poll queue; longer ones are due times in the DB.
     imagegen_eta_max_s: float = Field(default=60.0, gt=0)
+
+    # --- webhooks and caller notifications ------------------------------------------------------
+    #: With IMAGEGEN_PUBLIC_URL set, polls are only a safety net: waits are this many times longer...
+    imagegen_webhook_poll_factor: float = Field(default=4.0, ge=1)
+    #: ...up to this cap (the webhook may never come).
+    imagegen_webhook_poll_cap_s: float = Field(default=300.0, gt=0)
+    imagegen_notify_max_attempts: int = Field(default=8, ge=1)
+    #: Tolerance for X-Webhook-Timestamp (SPEC §4: 300 s).
+    imagegen_webhook_tolerance_s: float = Field(default=300.0, gt=0)
 
     # --- scheduling, leases, submit policy ------------------------------------------------------
     imagegen_reconcile_interval_s: float = Field(default=5.0, gt=0)
@@ -134,6 +146,19 @@ class Settings(BaseSettings):
         if self.imagegen_expected_duration_s is None:
             return dict(DEFAULT_EXPECTED_DURATIONS)
         return parse_expected_durations(self.imagegen_expected_duration_s)
+
+    @property
+    def callback_token_key(self) -> bytes:
+        """The HMAC key of per-job callback tokens (see ``imagegen_callback_token_secret``)."""
+        for secret in (
+            self.imagegen_callback_token_secret,
+            self.apidot_webhook_secret,
+            self.imagegen_webhook_secret,
+            self.apidot_api_key,
+        ):
+            if secret.get_secret_value():
+                return b"imagegen-callback:" + secret.get_secret_value().encode()
+        return b"imagegen-callback:unconfigured"
 
     @property
     def api_tokens(self) -> frozenset[str]:

@@ -20,10 +20,11 @@ from imagegen.lifecycle import transition, update_in
 from imagegen.outcomes import expire_if_due, fail_or_hold
 from imagegen.providers import Phase, UpstreamState
 from imagegen.runtime import Runtime
-from imagegen.schedule import expected_duration, next_poll_delay
+from imagegen.schedule import expected_duration, next_poll_delay, poll_cap, webhook_factor
 from imagegen.steps import Step, poll_step
 from imagegen.store import repo
 from imagegen.store.models import Job
+from imagegen.submission import follow_up
 from imagegen.timers import schedule
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,13 @@ EARLY_SLACK = timedelta(seconds=2)
 POLL_LEASE = timedelta(seconds=60)
 
 
-def poll_job(rt: Runtime, job_id: str, *, force: bool = False) -> Step | None:
+def poll_job(rt: Runtime, job_id: str, *, force: bool = False) -> list[Step]:
     """Serve one ``imagegen.poll`` message (``force``: a webhook said the task changed, poll now)."""
+    steps = [step] if (step := _poll(rt, job_id, force=force)) else []
+    return steps + follow_up(rt, job_id)
+
+
+def _poll(rt: Runtime, job_id: str, *, force: bool) -> Step | None:
     now = rt.now()
     with rt.session() as s:
         job = repo.get_job(s, job_id)
@@ -100,11 +106,11 @@ def _still_running(rt: Runtime, s: Session, job: Job, state: UpstreamState) -> S
     elapsed = (now - job.submitted_at).total_seconds() if job.submitted_at else 0.0
     delay = next_poll_delay(
         polls_while_running=max(1, job.polls + 1 - job.poll_errors),
-        expected_s=expected,
+        expected_s=expected * webhook_factor(settings),
         elapsed_s=elapsed,
-        progress=state.progress,
+        progress=None if settings.imagegen_public_url else state.progress,
         min_s=settings.imagegen_poll_min_s,
-        cap_s=settings.imagegen_poll_cap_s,
+        cap_s=poll_cap(settings),
         rng=rt.rng,
     )
     timer = schedule(now, delay, settings)

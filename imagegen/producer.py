@@ -38,6 +38,7 @@ def build_job(
         job_metadata=request.metadata,
         idempotency_key=request.idempotency_key,
         priority=request.priority,
+        callback_url=request.callback_url,
         status=JobStatus.QUEUED.value,
         next_attempt_at=now,
         dispatch_until=now + timedelta(seconds=rt.settings.imagegen_dispatch_grace_s),

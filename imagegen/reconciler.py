@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from imagegen import pauses
+from imagegen import notifications, pauses
 from imagegen.errors import ErrorKind
 from imagegen.lifecycle import JobStatus as S
 from imagegen.lifecycle import claim_in, transition_many
@@ -72,6 +72,7 @@ def reconcile(rt: Runtime) -> ReconcileReport:
         report.steps = _release_due(rt, s, now, limit)
     with rt.session() as s:
         report.steps += pauses.send_probes(rt, s, now)
+    report.steps += notifications.claim_due(rt, now, limit)
     return report
 
 

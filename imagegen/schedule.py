@@ -10,6 +10,8 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 
+from config.settings import Settings
+
 #: Fraction of the expected duration waited after the first "still running" answer; doubles each time.
 STEP_FRACTION = 0.15
 #: ±10 % jitter so jobs submitted together do not poll in lockstep.
@@ -62,3 +64,13 @@ def next_poll_delay(
     delay = min(cap_s, max(min_s, delay))
     factor = 1.0 + (rng or random).uniform(-JITTER, JITTER)
     return min(cap_s, max(min_s, delay * factor))
+
+
+def webhook_factor(settings: Settings) -> float:
+    """How much longer polls wait when providers call back (the poll is then only a safety net)."""
+    return settings.imagegen_webhook_poll_factor if settings.imagegen_public_url else 1.0
+
+
+def poll_cap(settings: Settings) -> float:
+    """The longest wait between polls: much longer in webhook mode, where polls are a safety net."""
+    return settings.imagegen_webhook_poll_cap_s if settings.imagegen_public_url else settings.imagegen_poll_cap_s

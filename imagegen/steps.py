@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-TaskName = Literal["imagegen.submit", "imagegen.poll"]
+TaskName = Literal["imagegen.submit", "imagegen.poll", "imagegen.notify"]
 
 SUBMIT: TaskName = "imagegen.submit"
 POLL: TaskName = "imagegen.poll"
+NOTIFY: TaskName = "imagegen.notify"
 POLL_QUEUE = "poll"
+#: Caller notifications share the default queue: they are rare and short.
+NOTIFY_QUEUE = "celery"
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,8 @@ class Step:
     job_id: str
     queue: str
     countdown: float = 0.0
+    #: Poll now even if not due (a webhook said the upstream task changed).
+    force: bool = False
 
 
 def submit_step(job_id: str, priority: str, countdown: float = 0.0) -> Step:
@@ -27,9 +32,14 @@ def submit_step(job_id: str, priority: str, countdown: float = 0.0) -> Step:
     return Step(SUBMIT, job_id, priority, countdown)
 
 
-def poll_step(job_id: str, countdown: float = 0.0) -> Step:
+def poll_step(job_id: str, countdown: float = 0.0, *, force: bool = False) -> Step:
     """A poll message on the ``poll`` queue."""
-    return Step(POLL, job_id, POLL_QUEUE, countdown)
+    return Step(POLL, job_id, POLL_QUEUE, countdown, force)
+
+
+def notify_step(job_id: str, countdown: float = 0.0) -> Step:
+    """A caller-notification message."""
+    return Step(NOTIFY, job_id, NOTIFY_QUEUE, countdown)
 
 
 class Publisher(Protocol):

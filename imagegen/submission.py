@@ -11,7 +11,7 @@ from sqlalchemy import or_
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from imagegen import pauses
+from imagegen import notifications, pauses
 from imagegen.backoff import compute_backoff
 from imagegen.errors import ProviderError, RequestInvalid
 from imagegen.lifecycle import JobStatus as S
@@ -19,11 +19,12 @@ from imagegen.lifecycle import transition, update_in
 from imagegen.outcomes import expire_if_due, fail_or_hold
 from imagegen.requests import ImageRequest
 from imagegen.runtime import Runtime
-from imagegen.schedule import expected_duration, first_poll_delay
+from imagegen.schedule import expected_duration, first_poll_delay, webhook_factor
 from imagegen.steps import Step, poll_step, submit_step
 from imagegen.store import repo
 from imagegen.store.models import Job
 from imagegen.timers import schedule
+from imagegen.webhooks import callback_url
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,19 @@ log = logging.getLogger(__name__)
 EARLY_SLACK = timedelta(seconds=2)
 
 
-def submit_job(rt: Runtime, job_id: str) -> Step | None:
-    """Serve one ``imagegen.submit`` message; returns the next message to publish, if any."""
+def submit_job(rt: Runtime, job_id: str) -> list[Step]:
+    """Serve one ``imagegen.submit`` message; returns the messages to publish next."""
+    steps = [step] if (step := _submit(rt, job_id)) else []
+    return steps + follow_up(rt, job_id)
+
+
+def follow_up(rt: Runtime, job_id: str) -> list[Step]:
+    """A job that just ended and has a caller callback gets its notification claimed right away."""
+    step = notifications.claim(rt, job_id)
+    return [step] if step else []
+
+
+def _submit(rt: Runtime, job_id: str) -> Step | None:
     now = rt.now()
     with rt.session() as s:
         job = repo.get_job(s, job_id)
@@ -77,7 +89,7 @@ def _call_upstream(rt: Runtime, job: Job, token: str) -> Step | None:
     started = time.monotonic()
     try:
         request = ImageRequest.from_dict(job.request, allow_private_urls=True)
-        result = provider.submit(request)
+        result = provider.submit(request, callback_url=callback_url(rt.settings, job.provider, job.id))
     except RequestInvalid as exc:  # only if validation rules changed since intake
         with rt.session() as s:
             return fail_or_hold(rt, s, job, S.SUBMITTING, exc.kind, str(exc), None, lease=token)
@@ -106,7 +118,7 @@ def _call_upstream(rt: Runtime, job: Job, token: str) -> Step | None:
         job.request.get("quality"),
         job.request.get("resolution"),
     )
-    timer = schedule(now, first_poll_delay(expected), rt.settings)
+    timer = schedule(now, first_poll_delay(expected) * webhook_factor(rt.settings), rt.settings)
     with rt.session() as s:
         repo.record_attempt(
             s,

@@ -8,6 +8,7 @@ from typing import Any
 from config.celery import TIME_LIMITS
 from imagegen.errors import RequestInvalid
 from imagegen.ids import is_job_id
+from imagegen.notifications import deliver
 from imagegen.polling import poll_job
 from imagegen.producer import create_job, publish_submits
 from imagegen.reconciler import reconcile as reconcile_jobs
@@ -57,10 +58,17 @@ def submit(job_id: str) -> None:
 
 
 @app.task(**_limits("imagegen.poll"))
-def poll(job_id: str) -> None:
-    """Read the upstream task's status once."""
+def poll(job_id: str, force: bool = False) -> None:
+    """Read the upstream task's status once (``force``: a webhook arrived, do not wait for the due time)."""
     if is_job_id(job_id):
-        _publish(poll_job(get_runtime(), job_id))
+        _publish(poll_job(get_runtime(), job_id, force=bool(force)))
+
+
+@app.task(**_limits("imagegen.notify"))
+def notify(job_id: str) -> None:
+    """Tell the caller's ``callback_url`` that its job ended (one signed POST; retried with backoff)."""
+    if is_job_id(job_id):
+        _publish(deliver(get_runtime(), job_id))
 
 
 @app.task(**_limits("imagegen.reconcile"))

@@ -17,4 +17,7 @@ class CeleryPublisher:
 
     def publish(self, step: Step) -> None:
         """Send ``step.task(step.job_id)`` to ``step.queue``, delayed by ``step.countdown``."""
-        self._app.send_task(step.task, args=[step.job_id], queue=step.queue, countdown=step.countdown or None)
+        kwargs = {"force": True} if step.force else None
+        self._app.send_task(
+            step.task, args=[step.job_id], kwargs=kwargs, queue=step.queue, countdown=step.countdown or None
+        )

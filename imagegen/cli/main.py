@@ -294,6 +294,23 @@ def db_upgrade() -> None:
 
 
 @main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+def api(host: str, port: int) -> None:
+    """Serve the HTTP API: intake (/v1), upstream webhooks, /healthz, /metrics, /docs."""
+    import uvicorn
+
+    from imagegen.api import create_app
+
+    # The runtime is built here so a schema that is behind stops us with one clear line, not a traceback.
+    rt = _runtime()
+    try:
+        uvicorn.run(create_app(runtime=rt), host=host, port=port, log_level="warning")
+    finally:
+        rt.close()
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1")
 @click.option("--port", type=int, default=8800)
 def simulator(host: str, port: int) -> None:

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import uvicorn
 from fastapi import FastAPI
 
-from . import apidot, control, files
+from . import apidot, control, files, image2, openai
 from .settings import SimSettings
 from .state import Clock, SimState
 from .webhooks import WebhookDispatcher
@@ -33,8 +33,10 @@ def create_app(settings: SimSettings | None = None, *, clock: Clock = time.time)
 
     app = FastAPI(title="imagegen provider simulator", lifespan=lifespan)
     # Providers share state and record; each lives under its own prefix
-    # (APIDot at the root; later OpenAI under /openai/v1 and image2 under /image2/api/v1).
+    # (APIDot at the root, OpenAI under /openai/v1, image2 under /image2/api/v1).
     app.include_router(apidot.make_router(state, hooks))
+    app.include_router(openai.make_router(state), prefix="/openai/v1")
+    app.include_router(image2.make_router(state), prefix="/image2/api/v1")
     app.include_router(files.make_router(state))
     app.include_router(control.make_router(state, hooks), prefix="/_sim")
     app.state.sim = state

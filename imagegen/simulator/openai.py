@@ -166,11 +166,11 @@ def _part_headers(head: bytes) -> dict[str, str]:
     return headers
 
 
-def _as_int(value: object) -> int | None:
-    """JSON sends numbers, multipart sends digit strings; anything else is None."""
+def _as_int(value: object, *, text_ok: bool = True) -> int | None:
+    """JSON sends numbers, multipart (``text_ok``) sends digit strings; anything else is None."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if text_ok and isinstance(value, str) and value.strip().isdigit():
         return int(value)
     return None
 
@@ -215,7 +215,7 @@ def check_fields(fields: dict[str, object], *, edit: bool) -> OpenAIError | None
         supported = ", ".join(f"'{m}'" for m in MODELS)
         return openai_invalid(f"Invalid value: '{model}'. Supported values are: {supported}.", "model", "invalid_value")
     gpt = not model.startswith("dall-e")
-    n = _as_int(fields.get("n", 1))
+    n = _as_int(fields.get("n", 1), text_ok=edit)
     if n is None or not 1 <= n <= 10:
         return openai_invalid(
             f"Invalid 'n': {fields.get('n')!r}; expected an integer from 1 to 10.", "n", "invalid_value"

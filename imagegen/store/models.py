@@ -78,6 +78,13 @@ class Job(SQLModel, table=True):
     #: Set (committed) just before the upstream POST: a lease that expires with this set may have paid.
     submit_inflight_at: datetime | None = _ts()
 
+    #: The caller's own callback (a copy of request.callback_url, so the reconciler can query it) and
+    #: its delivery state: NULL (none due) → pending → delivered | failed.
+    callback_url: str | None = Field(default=None, max_length=2048)
+    notify_status: str | None = Field(default=None, max_length=16, index=True)
+    notify_attempts: int = 0
+    notify_next_at: datetime | None = _ts()
+
     error_kind: str | None = Field(default=None, max_length=32, index=True)
     error_message: str | None = None
     error_http_status: int | None = None
@@ -106,6 +113,20 @@ class Attempt(SQLModel, table=True):
     duration_ms: int = 0
     error_kind: str | None = Field(default=None, max_length=32)
     message: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class Delivery(SQLModel, table=True):
+    """One attempt to notify a caller's ``callback_url`` that its job ended."""
+
+    __tablename__ = "deliveries"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(max_length=36, index=True)
+    attempt: int
+    http_status: int | None = None
+    duration_ms: int = 0
+    error: str | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
 
 

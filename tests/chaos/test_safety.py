@@ -28,7 +28,7 @@ def _redis_dump(url: str) -> str:
     client = redis.Redis.from_url(url)
     parts: list[str] = []
     for key in client.scan_iter(count=1000):
-        kind = client.type(key).decode()
+        kind = str(client.type(key), "ascii") if isinstance(client.type(key), bytes) else str(client.type(key))
         value: Any
         if kind == "string":
             value = client.get(key)

@@ -94,7 +94,7 @@ def _serve(rt: Runtime, status: int, body: str, hdrs: dict[str, str]) -> None:
 def _job_in(rt: Runtime, status: str, **values: Any) -> str:
     job, _ = create_job(rt, ImageRequest(prompt="fuzz"))
     with rt.session() as s:
-        s.execute(sa.update(Job).where(Job.id == job.id).values(status=status, **values))  # type: ignore[arg-type]
+        s.execute(sa.update(Job).where(Job.id == job.id).values(status=status, **values))
     return job.id
 
 

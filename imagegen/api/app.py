@@ -1,0 +1,102 @@
+"""The FastAPI application: intake (``/v1``), upstream webhooks, health and metrics (SPEC §5 "HTTP API").
+
+``create_app`` is the factory (``uvicorn --factory imagegen.api.app:create_app`` or ``imagegen api``).
+Tests inject a runtime and a recording publisher; production builds both at startup, so a database
+whose schema is behind stops the process before it serves anything.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from pydantic.json_schema import models_json_schema
+from sqlalchemy.exc import SQLAlchemyError
+
+from config.settings import Settings, get_settings
+from imagegen.api import jobs, ops, webhooks
+from imagegen.api.auth import require_token
+from imagegen.api.metrics import build_registry
+from imagegen.api.schemas import BatchRequest, JobRequest, Message
+from imagegen.api.state import ApiState, WebhookReceiver
+from imagegen.errors import ImagegenError
+from imagegen.runtime import Runtime
+from imagegen.steps import Publisher
+
+log = logging.getLogger(__name__)
+
+_UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"model": Message, "description": "Database unavailable"}}
+
+
+def create_app(
+    *,
+    runtime: Runtime | None = None,
+    publisher: Publisher | None = None,
+    settings: Settings | None = None,
+    webhook_receiver: WebhookReceiver | None = None,
+) -> FastAPI:
+    """Build the API. Anything not given is built at startup (``webhook_receiver``: ``imagegen.webhooks``)."""
+    settings = settings or (runtime.settings if runtime is not None else get_settings())
+    state = ApiState(settings, runtime, publisher, webhook_receiver)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            state.runtime()
+            state.publisher()
+        except ImagegenError as exc:  # SchemaBehind: one clear line, then uvicorn exits
+            log.error("imagegen api cannot start: %s", exc)
+            raise
+        try:
+            yield
+        finally:
+            state.close()
+
+    app = FastAPI(
+        title="imagegen-queue",
+        version="0.1.0",
+        summary="Queue image-generation jobs, watch them, and receive upstream callbacks.",
+        lifespan=lifespan,
+    )
+    app.state.api = state
+    app.state.metrics = build_registry(state.runtime)
+
+    # Auth guards the intake only; probes, scrapers and providers have no intake token.
+    intake_deps = [require_token(settings.api_tokens)] if settings.api_tokens else []
+    app.include_router(jobs.router, dependencies=intake_deps, responses=_intake_responses(bool(intake_deps)))
+    app.include_router(webhooks.router, responses=_UNAVAILABLE)
+    app.include_router(ops.router)
+    app.add_exception_handler(SQLAlchemyError, _database_unavailable)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _intake_responses(auth: bool) -> dict[int | str, dict[str, Any]]:
+    if not auth:
+        return dict(_UNAVAILABLE)
+    return {**_UNAVAILABLE, 401: {"model": Message, "description": "Missing or invalid bearer token"}}
+
+
+async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    # A store failure is an outage, not a bug in the caller's request: 503, and no traceback in the body.
+    log.warning("database error: %s", exc.__class__.__name__, exc_info=exc)
+    return JSONResponse({"detail": "database unavailable"}, status_code=503)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the request-body models it cannot see (bodies are validated by the core)."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes, description=app.description
+        )
+        _, defs = models_json_schema(
+            [(JobRequest, "validation"), (BatchRequest, "validation")], ref_template="#/components/schemas/{model}"
+        )
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
+        app.openapi_schema = schema
+    return app.openapi_schema

@@ -1,0 +1,93 @@
+"""The app's resources (runtime, publisher, webhook core), built lazily once, and their dependencies."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Protocol
+
+from fastapi import Depends, Request
+
+from config.settings import Settings
+from imagegen.runtime import Runtime
+from imagegen.steps import Publisher
+from imagegen.webhooks import WebhookAccepted, receive_upstream_webhook
+
+
+class WebhookReceiver(Protocol):
+    """The signature of ``imagegen.webhooks.receive_upstream_webhook`` (tests inject fakes of it)."""
+
+    def __call__(
+        self, rt: Runtime, provider: str, *, token: str | None, headers: Mapping[str, str], body: bytes
+    ) -> WebhookAccepted: ...
+
+
+@dataclass
+class ApiState:
+    """Given resources are used as they are; missing ones are built on first use (or at startup)."""
+
+    settings: Settings
+    given_runtime: Runtime | None = None
+    given_publisher: Publisher | None = None
+    given_receiver: WebhookReceiver | None = None
+    _runtime: Runtime | None = None
+    _publisher: Publisher | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def runtime(self) -> Runtime:
+        """The runtime (``Runtime.create`` brings SQLite up to date, refuses an old PostgreSQL schema)."""
+        if self.given_runtime is not None:
+            return self.given_runtime
+        with self._lock:  # sync routes run in a thread pool: build exactly one
+            if self._runtime is None:
+                self._runtime = Runtime.create(self.settings)
+            return self._runtime
+
+    def publisher(self) -> Publisher:
+        """The publisher (Celery's, from ``worker/``, unless one was injected)."""
+        if self.given_publisher is not None:
+            return self.given_publisher
+        with self._lock:
+            if self._publisher is None:
+                from imagegen.producer import default_publisher
+
+                self._publisher = default_publisher()
+            return self._publisher
+
+    def receiver(self) -> WebhookReceiver:
+        """The webhook core (``imagegen.webhooks``) unless a fake was injected."""
+        return self.given_receiver or receive_upstream_webhook
+
+    def close(self) -> None:
+        """Release what this state built (never what was injected)."""
+        if self._runtime is not None:
+            self._runtime.close()
+            self._runtime = None
+
+
+def _state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.api
+    return state
+
+
+def _runtime(request: Request) -> Runtime:
+    return _state(request).runtime()
+
+
+def _receiver(request: Request) -> WebhookReceiver:
+    return _state(request).receiver()
+
+
+def _publisher(request: Request) -> Publisher:
+    return _state(request).publisher()
+
+
+def _settings(request: Request) -> Settings:
+    return _state(request).settings
+
+
+RuntimeDep = Annotated[Runtime, Depends(_runtime)]
+PublisherDep = Annotated[Publisher, Depends(_publisher)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
+ReceiverDep = Annotated[WebhookReceiver, Depends(_receiver)]

@@ -1,0 +1,120 @@
+"""image2 client (SPEC §4 image2): an OpenAI-shaped API run asynchronously with ``"async": true``.
+
+``POST {base}/images/generations`` answers ``{"task_id", "status": "pending"}``; ``GET
+{base}/images/tasks/{task_id}`` answers ``{"status", "progress", "data": [{"url", "revised_prompt"}],
+"error"}``. Errors are OpenAI-shaped (``{"error": {"message", "type", "code"}}``), classified by ``send``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from imagegen.errors import ErrorKind, error_message_from_body, provider_error
+from imagegen.providers.base import Phase, SubmitResult, UpstreamState, send
+from imagegen.requests import ImageRequest
+
+#: Documented statuses; anything else (``pending``, ``processing``, ``queued``...) is still in progress.
+_PHASES = {"completed": Phase.SUCCEEDED, "failed": Phase.FAILED}
+_MAX_TEXT = 500
+_MAX_URL = 4096
+_MAX_TASK_ID = 200
+
+
+class Image2Provider:
+    """Talks to image2 (or anything speaking its contract, such as the simulator)."""
+
+    name = "image2"
+    synchronous = False
+
+    def __init__(self, client: httpx.Client, *, base_url: str, api_key: str) -> None:
+        self._client = client
+        self._base = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+
+    def submit(self, request: ImageRequest, *, callback_url: str | None = None) -> SubmitResult:
+        """POST the request as an async task; one call is one paid generation.
+
+        ``callback_url`` is ignored: image2 documents no webhook, so its jobs are polled.
+        """
+        response, data = send(
+            self._client, "POST", f"{self._base}/images/generations", headers=self._headers, json=build_body(request)
+        )
+        task_id = data.get("task_id")
+        if not isinstance(task_id, str) or not task_id or len(task_id) > _MAX_TASK_ID:
+            raise provider_error(
+                ErrorKind.UPSTREAM_UNAVAILABLE, "submit answer has no task_id", http_status=response.status_code
+            )
+        return SubmitResult(task_id=task_id, status=_text(data.get("status")), http_status=response.status_code)
+
+    def status(self, task_id: str) -> UpstreamState:
+        """GET the task; ``completed`` carries the result URLs, ``failed`` the upstream message."""
+        url = f"{self._base}/images/tasks/{quote(task_id, safe='')}"
+        response, data = send(self._client, "GET", url, headers=self._headers)
+        return parse_task(data, http_status=response.status_code)
+
+
+def build_body(request: ImageRequest) -> dict[str, Any]:
+    """The submit body: only fields that are set; reference images pass through as URLs."""
+    body: dict[str, Any] = {"model": request.model, "prompt": request.prompt, "n": 1}
+    if request.size is not None:
+        body["size"] = request.size
+    if request.image_urls:
+        body["image"] = list(request.image_urls)
+    body["async"] = True
+    return body
+
+
+def parse_task(data: Any, *, http_status: int = 200) -> UpstreamState:
+    """Read a task body; anything unusable is ``upstream_unavailable`` (the next poll may do better)."""
+    raw_status = data.get("status") if isinstance(data, dict) else None
+    if not isinstance(raw_status, str) or not raw_status:
+        raise provider_error(ErrorKind.UPSTREAM_UNAVAILABLE, "task answer has no status", http_status=http_status)
+    raw = raw_status[:64]
+    phase = _PHASES.get(raw.lower(), Phase.PENDING)
+    urls = tuple(_result_urls(data.get("data")))
+    if phase is Phase.SUCCEEDED and not urls:
+        raise provider_error(ErrorKind.UPSTREAM_UNAVAILABLE, "completed task has no image URL", http_status=http_status)
+    return UpstreamState(
+        raw_status=raw,
+        phase=phase,
+        http_status=http_status,
+        progress=_progress(data.get("progress")),
+        file_urls=urls,
+        error_message=_error_message(data.get("error")) if phase is Phase.FAILED else None,
+    )
+
+
+def _result_urls(items: Any) -> list[str]:
+    if not isinstance(items, list):
+        return []
+    urls = []
+    for item in items:
+        url = item.get("url") if isinstance(item, dict) else None
+        if isinstance(url, str) and url.startswith(("https://", "http://")) and len(url) <= _MAX_URL:
+            urls.append(url)
+    return urls
+
+
+def _error_message(error: Any) -> str | None:
+    """``error`` as a string or ``{"message", "type", "code"}``; the tags are kept so the core can tell a
+    safety failure (``moderation_blocked``) whose message does not say so."""
+    if error is None:
+        return None
+    message, tags = error_message_from_body({"error": error})
+    if tags and tags not in message:
+        message = f"{message} ({tags})" if message else tags
+    return message[:_MAX_TEXT] or None
+
+
+def _progress(value: Any) -> int | None:
+    # Same clamp as APIDot's: numbers only (no bool, no NaN), 0..100.
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return None
+    return int(max(0, min(100, value)))
+
+
+def _text(value: Any) -> str | None:
+    return value[:_MAX_TEXT] if isinstance(value, str) else None
