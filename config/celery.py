@@ -24,6 +24,7 @@ from typing import Any
 from kombu.entity import Queue
 
 from config.settings import Settings
+from imagegen.steps import SYNC_PROVIDER_QUEUES, Step
 
 #: Every queue a plain ``celery -A worker worker`` consumes; dedicated workers pick some with ``-Q``.
 QUEUES = ("celery", "interactive", "batch", "poll", "openai")
@@ -37,6 +38,20 @@ TIME_LIMITS: dict[str, tuple[float, float]] = {
     "imagegen.reconcile": (50, 60),
     "imagegen.notify": (45, 60),
 }
+
+
+def sync_submit_limits(settings: Settings) -> tuple[float, float]:
+    """(soft, hard) time limits of a submit to a synchronous provider: the whole render is one call."""
+    read = settings.imagegen_openai_read_timeout_s
+    return read + 30.0, read + 60.0
+
+
+def publish_options(step: Step, settings: Settings) -> dict[str, Any]:
+    """Per-message options: submits on a synchronous provider's queue get time limits sized for it."""
+    if step.task == "imagegen.submit" and step.queue in SYNC_PROVIDER_QUEUES.values():
+        soft, hard = sync_submit_limits(settings)
+        return {"soft_time_limit": soft, "time_limit": hard}
+    return {}
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

@@ -52,10 +52,20 @@ class Settings(BaseSettings):
     #: secrets, then to the API key, so every process derives the same tokens without configuration).
     imagegen_callback_token_secret: SecretStr = SecretStr("")
     imagegen_results_dir: Path | None = None
+    #: S3-compatible result storage (used instead of the local directory when a bucket is set);
+    #: credentials come from the usual AWS_* variables, read by boto3 itself.
+    imagegen_s3_bucket: str | None = None
+    imagegen_s3_prefix: str = "imagegen/"
+    imagegen_s3_endpoint_url: str | None = None
+    imagegen_s3_region: str | None = None
+    #: Largest result file we copy (bytes).
+    imagegen_max_result_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
 
     # --- HTTP timeouts (seconds) ----------------------------------------------------------------
     imagegen_http_connect_timeout_s: float = 5.0
     imagegen_http_read_timeout_s: float = 30.0
+    #: OpenAI answers only when the image is done (≈ 70–280 s): its calls get their own read timeout.
+    imagegen_openai_read_timeout_s: float = Field(default=600.0, gt=0)
 
     # --- budgets and backoff (SPEC §3) ----------------------------------------------------------
     imagegen_max_submits_rate_limited: int = Field(default=10, ge=1)

@@ -76,5 +76,5 @@ def retry(rt: Runtime, job_id: str) -> ActionResult:
             dispatch_until=now + timedelta(seconds=rt.settings.imagegen_dispatch_grace_s),
         )
     if won:
-        return ActionResult(True, steps=(submit_step(job_id, job.priority),))
+        return ActionResult(True, steps=(submit_step(job_id, job.priority, job.provider),))
     return ActionResult(False, f"job {job_id} is {job.status}; only failed, expired or canceled jobs can be retried")

@@ -61,9 +61,7 @@ def claim(rt: Runtime, job_id: str) -> Step | None:
                 col(Job.notify_status).is_(None),
                 col(Job.status).in_([t.value for t in TERMINAL]),
             )
-            .values(
-                notify_status=PENDING, notify_next_at=due
-            )
+            .values(notify_status=PENDING, notify_next_at=due)
         )
     return notify_step(job_id) if int(getattr(won, "rowcount", 0)) == 1 else None
 

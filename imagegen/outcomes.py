@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from imagegen.errors import ACCOUNT_KINDS, ErrorKind
+from imagegen.errors import ACCOUNT_KINDS, RETRYABLE_KINDS, ErrorKind
 from imagegen.lifecycle import JobStatus as S
-from imagegen.lifecycle import transition
+from imagegen.lifecycle import transition, update_in
 from imagegen.runtime import Runtime
-from imagegen.steps import Step
+from imagegen.steps import Step, submit_step
 from imagegen.store import repo
 from imagegen.store.models import Job
 from imagegen.timers import park
@@ -31,8 +31,18 @@ def fail_or_hold(
     lease: str | None = None,
     **extra: Any,
 ) -> Step | None:
-    """Fail the job for ``kind``, or for account errors hold it and pause its provider key."""
+    """Fail the job for ``kind``, or for account errors hold it and pause its provider key.
+
+    A submit that failed for good on a paused key or a spent retry budget moves on to the next provider
+    of the job's ``fallback`` route instead (the 402 still pauses the first key).
+    """
     where = [col(Job.lease_token) == lease] if lease else []
+    if source == S.SUBMITTING and kind in FALLBACK_KINDS:
+        if kind in ACCOUNT_KINDS:
+            repo.pause_provider(s, provider=job.provider, reason=kind, message=message)
+        step = switch_provider(rt, s, job, source, kind, message, where=where, **extra)
+        if step is not None:
+            return step
     common: dict[str, Any] = {
         "error_kind": kind,
         "error_message": message[:1000],
@@ -48,6 +58,72 @@ def fail_or_hold(
         return None
     transition(s, job.id, source={source}, target=S.FAILED, where=where, **common)
     return None
+
+
+#: Failures that send a job down its fallback route: the key is unusable, or the retry budget is spent.
+FALLBACK_KINDS = ACCOUNT_KINDS | RETRYABLE_KINDS
+
+
+def next_provider(job: Job) -> str | None:
+    """The provider after the job's current one in its route ``[provider, *fallback]``, if any."""
+    route = [job.request.get("provider", "apidot"), *(job.request.get("fallback") or [])]
+    if job.provider not in route:
+        return None
+    index = route.index(job.provider)
+    return route[index + 1] if index + 1 < len(route) else None
+
+
+def switch_provider(
+    rt: Runtime, s: Session, job: Job, source: S, kind: str, message: str, *, where: Any = (), **extra: Any
+) -> Step | None:
+    """Move a job to the next provider of its route (queued, due now, fresh budgets); logged as an attempt."""
+    target = next_provider(job)
+    if target is None:
+        return None
+    now = rt.now()
+    moved = (
+        transition(
+            s,
+            job.id,
+            source={source},
+            target=S.QUEUED,
+            where=where,
+            provider=target,
+            lease_token=None,
+            lease_until=None,
+            submit_inflight_at=None,
+            rate_limited_submits=0,
+            unavailable_submits=0,
+            last_error_kind=kind,
+            last_error_message=f"{job.provider}: {message}"[:500],
+            next_attempt_at=now,
+            dispatch_until=now + timedelta(seconds=rt.settings.imagegen_dispatch_grace_s),
+            **{k: v for k, v in extra.items() if k not in ("rate_limited_submits", "unavailable_submits")},
+        )
+        if source != S.QUEUED
+        else update_in(
+            s,
+            job.id,
+            status=S.QUEUED,
+            provider=target,
+            last_error_kind=kind,
+            last_error_message=f"{job.provider}: {message}"[:500],
+            next_attempt_at=now,
+            dispatch_until=now + timedelta(seconds=rt.settings.imagegen_dispatch_grace_s),
+        )
+    )
+    if not moved:
+        return None
+    repo.record_attempt(
+        s,
+        job_id=job.id,
+        provider=job.provider,
+        kind="fallback",
+        duration_ms=0,
+        error_kind=kind,
+        message=f"{job.provider} → {target}: {message}",
+    )
+    return submit_step(job.id, job.priority, target)
 
 
 def expire_if_due(s: Session, job: Job, now: datetime) -> bool:

@@ -134,11 +134,13 @@ def _release(rt: Runtime, s: Session, job: Job, now: datetime) -> Step | None:
     grace = now + timedelta(seconds=rt.settings.imagegen_dispatch_grace_s)
     timer: dict[str, Any] = {"next_attempt_at": now, "dispatch_until": grace}
     if job.status == S.QUEUED:
-        return submit_step(job.id, job.priority) if update_in(s, job.id, status=S.QUEUED, **timer) else None
+        return (
+            submit_step(job.id, job.priority, job.provider) if update_in(s, job.id, status=S.QUEUED, **timer) else None
+        )
     if job.upstream_task_id:
         won = transition(s, job.id, source={S.HELD}, target=S.RUNNING, poll_errors=0, **timer)
         return poll_step(job.id) if won else None
     won = transition(
         s, job.id, source={S.HELD}, target=S.QUEUED, rate_limited_submits=0, unavailable_submits=0, **timer
     )
-    return submit_step(job.id, job.priority) if won else None
+    return submit_step(job.id, job.priority, job.provider) if won else None

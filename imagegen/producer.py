@@ -89,7 +89,7 @@ def publish_submits(publisher: Publisher, jobs: Iterable[Job]) -> None:
         if job.status != JobStatus.QUEUED:
             continue
         try:
-            publisher.publish(submit_step(job.id, job.priority))
+            publisher.publish(submit_step(job.id, job.priority, job.provider))
         except Exception:  # broker down: the durable row is enough
             log.warning("could not publish submit for job %s; the reconciler will release it", job.id, exc_info=True)
 

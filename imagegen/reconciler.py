@@ -160,10 +160,8 @@ def _release_due(rt: Runtime, s: Session, now: datetime, limit: int) -> list[Ste
         dispatch_until=grace,
     )
     if ids:
-        priorities = dict(
-            s.execute(sa.select(col(Job.id), col(Job.priority)).where(col(Job.id).in_(ids))).tuples().all()
-        )
-        steps += [submit_step(job_id, priorities[job_id]) for job_id in ids]
+        rows = s.execute(sa.select(col(Job.id), col(Job.priority), col(Job.provider)).where(col(Job.id).in_(ids)))
+        steps += [submit_step(job_id, priority, provider) for job_id, priority, provider in rows.tuples()]
     ids = claim_in(s, status={S.RUNNING}, where=[due, no_message], limit=limit, dispatch_until=grace)
     steps += [poll_step(job_id) for job_id in ids]
     return steps

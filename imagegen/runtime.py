@@ -18,7 +18,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings, get_settings
+from imagegen.fetch import FetchPolicy
 from imagegen.providers import Provider, build_providers
+from imagegen.storage import ResultStore, build_store
 from imagegen.store.db import ensure_schema, make_engine, make_sessionmaker, session_scope
 from imagegen.store.models import utcnow
 
@@ -32,6 +34,7 @@ class Runtime:
     sessions: sessionmaker[Session]
     http: httpx.Client
     providers: dict[str, Provider]
+    store: ResultStore
     rng: random.Random = field(default_factory=random.Random)
 
     @classmethod
@@ -48,7 +51,8 @@ class Runtime:
             follow_redirects=False,
             headers={"User-Agent": "imagegen-queue/0.1"},
         )
-        return cls(settings, engine, make_sessionmaker(engine), http, build_providers(settings, http))
+        providers = build_providers(settings, http)
+        return cls(settings, engine, make_sessionmaker(engine), http, providers, build_store(settings))
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -59,6 +63,13 @@ class Runtime:
     def provider(self, name: str) -> Provider:
         """The client for ``name`` (KeyError for an unconfigured provider)."""
         return self.providers[name]
+
+    @property
+    def fetch_policy(self) -> FetchPolicy:
+        """How result files are downloaded (URL checks, size cap, image types only)."""
+        return FetchPolicy(
+            allow_private=self.settings.imagegen_allow_private_urls, max_bytes=self.settings.imagegen_max_result_bytes
+        )
 
     def now(self) -> datetime:
         """The current time (UTC, aware)."""

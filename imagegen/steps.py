@@ -27,9 +27,13 @@ class Step:
     force: bool = False
 
 
-def submit_step(job_id: str, priority: str, countdown: float = 0.0) -> Step:
-    """A submit message on the job's priority queue (``interactive`` or ``batch``)."""
-    return Step(SUBMIT, job_id, priority, countdown)
+#: Synchronous providers hold a worker process for minutes per call: their submits get their own queue.
+SYNC_PROVIDER_QUEUES = {"openai": "openai"}
+
+
+def submit_step(job_id: str, priority: str, provider: str = "apidot", countdown: float = 0.0) -> Step:
+    """A submit message on the job's priority queue (``interactive``/``batch``), or its provider's own."""
+    return Step(SUBMIT, job_id, SYNC_PROVIDER_QUEUES.get(provider, priority), countdown)
 
 
 def poll_step(job_id: str, countdown: float = 0.0, *, force: bool = False) -> Step:

@@ -1,4 +1,8 @@
-"""Submitting a job upstream: claim with a lease, one POST, classify the outcome, schedule what follows."""
+"""Submitting a job upstream: claim with a lease, one POST, classify the outcome, schedule what follows.
+
+An async provider answers with a task id (``submitting → running``, then polls); a synchronous one
+(OpenAI) answers with the images, which are stored before the job is marked ``succeeded``.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +15,16 @@ from sqlalchemy import or_
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from config.celery import sync_submit_limits
 from imagegen import notifications, pauses
 from imagegen.backoff import compute_backoff
-from imagegen.errors import ProviderError, RequestInvalid
+from imagegen.errors import ErrorKind, ImagegenError, ProviderError, RequestInvalid, UnsafeURL
 from imagegen.lifecycle import JobStatus as S
 from imagegen.lifecycle import transition, update_in
-from imagegen.outcomes import expire_if_due, fail_or_hold
+from imagegen.outcomes import expire_if_due, fail_or_hold, switch_provider
+from imagegen.providers import SubmitResult
 from imagegen.requests import ImageRequest
+from imagegen.results import store_results
 from imagegen.runtime import Runtime
 from imagegen.schedule import expected_duration, first_poll_delay, webhook_factor
 from imagegen.steps import Step, poll_step, submit_step
@@ -44,6 +51,13 @@ def follow_up(rt: Runtime, job_id: str) -> list[Step]:
     return [step] if step else []
 
 
+def lease_seconds(rt: Runtime, provider: str) -> float:
+    """A submit lease outlives the task's hard time limit, so a live call is never overtaken."""
+    if rt.provider(provider).synchronous:
+        return max(rt.settings.imagegen_submit_lease_s, sync_submit_limits(rt.settings)[1] + 30.0)
+    return rt.settings.imagegen_submit_lease_s
+
+
 def _submit(rt: Runtime, job_id: str) -> Step | None:
     now = rt.now()
     with rt.session() as s:
@@ -53,12 +67,17 @@ def _submit(rt: Runtime, job_id: str) -> Step | None:
         if expire_if_due(s, job, now):
             return None
         if pauses.blocks(s, job):
-            # Park without a message: the reconciler skips paused providers, resume releases them.
-            update_in(s, job_id, status=S.QUEUED, dispatch_until=None)
-            return None
+            # Another provider in the job's fallback route, or park without a message (the reconciler
+            # skips paused providers; resume releases them).
+            state = repo.get_provider_state(s, job.provider)
+            reason = (state.reason if state else None) or ErrorKind.INSUFFICIENT_CREDITS.value
+            step = switch_provider(rt, s, job, S.QUEUED, reason, f"{job.provider} key is paused")
+            if step is None:
+                update_in(s, job_id, status=S.QUEUED, dispatch_until=None)
+            return step
         token = str(uuid.uuid4())
-        lease_until = now + timedelta(seconds=rt.settings.imagegen_submit_lease_s)
         due = or_(col(Job.next_attempt_at).is_(None), col(Job.next_attempt_at) <= now + EARLY_SLACK)
+        lease_until = now + timedelta(seconds=lease_seconds(rt, job.provider))
         if not transition(
             s,
             job_id,
@@ -94,41 +113,25 @@ def _call_upstream(rt: Runtime, job: Job, token: str) -> Step | None:
         with rt.session() as s:
             return fail_or_hold(rt, s, job, S.SUBMITTING, exc.kind, str(exc), None, lease=token)
     except ProviderError as exc:
-        duration = int((time.monotonic() - started) * 1000)
         with rt.session() as s:
-            repo.record_attempt(
-                s,
-                job_id=job.id,
-                provider=job.provider,
-                kind="submit",
-                duration_ms=duration,
-                http_status=exc.http_status,
-                error_kind=exc.kind,
-                message=exc.message,
-            )
+            _log_submit(s, job, started, http_status=exc.http_status, error_kind=exc.kind, message=exc.message)
             if exc.retryable:
                 return _retry_submit(rt, s, job, token, exc)
             return fail_or_hold(rt, s, job, S.SUBMITTING, exc.kind, exc.message, exc.http_status, lease=token)
-    duration = int((time.monotonic() - started) * 1000)
+    with rt.session() as s:
+        _log_submit(s, job, started, http_status=result.http_status, upstream_task_id=result.task_id)
+    if provider.synchronous:
+        return _answered(rt, job, token, result)
+    return _accepted(rt, job, token, result)
+
+
+def _accepted(rt: Runtime, job: Job, token: str, result: SubmitResult) -> Step | None:
+    """An async provider took the job: record its task id and schedule the first (informed) poll."""
     now = rt.now()
-    expected = expected_duration(
-        rt.settings.expected_durations,
-        job.provider,
-        job.model,
-        job.request.get("quality"),
-        job.request.get("resolution"),
-    )
+    quality, resolution = job.request.get("quality"), job.request.get("resolution")
+    expected = expected_duration(rt.settings.expected_durations, job.provider, job.model, quality, resolution)
     timer = schedule(now, first_poll_delay(expected) * webhook_factor(rt.settings), rt.settings)
     with rt.session() as s:
-        repo.record_attempt(
-            s,
-            job_id=job.id,
-            provider=job.provider,
-            kind="submit",
-            duration_ms=duration,
-            http_status=result.http_status,
-            upstream_task_id=result.task_id,
-        )
         won = transition(
             s,
             job.id,
@@ -144,45 +147,72 @@ def _call_upstream(rt: Runtime, job: Job, token: str) -> Step | None:
             poll_errors=0,
             **timer.values,
         )
-    if won:
-        pauses.probe_succeeded(rt, job)
     if not won:
         # Canceled, expired or reclaimed while we were calling: the upstream task is orphaned (logged).
-        log.warning(
-            "job %s left submitting while its submit was in flight; upstream task %s unused",
-            job.id,
-            result.task_id,
-        )
+        log.warning("job %s left submitting during its submit; upstream task %s unused", job.id, result.task_id)
         return None
+    pauses.probe_succeeded(rt, job)
     return poll_step(job.id, timer.countdown) if timer.countdown is not None else None
+
+
+def _answered(rt: Runtime, job: Job, token: str, result: SubmitResult) -> Step | None:
+    """A synchronous provider answered with the images: store them, then ``submitting → succeeded``."""
+    pauses.probe_succeeded(rt, job)
+    mine = [col(Job.lease_token) == token]
+    try:
+        entries = store_results(rt, job.id, result.images)
+    except (UnsafeURL, ImagegenError, OSError) as exc:
+        # Paid for, but we could not keep it: fail loudly rather than pretend (no retry would be free).
+        kind = ErrorKind.UPSTREAM_UNAVAILABLE
+        with rt.session() as s:
+            transition(
+                s,
+                job.id,
+                source={S.SUBMITTING},
+                target=S.FAILED,
+                where=mine,
+                error_kind=kind.value,
+                error_message=f"storing the result failed: {exc}"[:1000],
+                submit_inflight_at=None,
+                usage=result.usage,
+            )
+        return None
+    with rt.session() as s:
+        transition(
+            s,
+            job.id,
+            source={S.SUBMITTING},
+            target=S.SUCCEEDED,
+            where=mine,
+            result=entries,
+            usage=result.usage,
+            upstream_status=result.status,
+            submitted_at=rt.now(),
+            submit_inflight_at=None,
+            error_kind=None,
+            error_message=None,
+            error_http_status=None,
+        )
+    return None
 
 
 def _retry_submit(rt: Runtime, s: Session, job: Job, token: str, exc: ProviderError) -> Step | None:
     settings = rt.settings
-    if exc.kind == "rate_limited":
+    if exc.kind == ErrorKind.RATE_LIMITED:
         counter, budget = "rate_limited_submits", settings.imagegen_max_submits_rate_limited
     else:
         counter, budget = "unavailable_submits", settings.imagegen_max_submits_unavailable
     spent = getattr(job, counter) + 1
     if spent >= budget:
+        message = f"{exc.message} (after {spent} submit calls)"
         return fail_or_hold(
-            rt,
-            s,
-            job,
-            S.SUBMITTING,
-            exc.kind,
-            f"{exc.message} (after {spent} submit calls)",
-            exc.http_status,
-            lease=token,
-            **{counter: spent},
+            rt, s, job, S.SUBMITTING, exc.kind, message, exc.http_status, lease=token, **{counter: spent}
         )
-    delay = (
-        exc.retry_after
-        if exc.retry_after is not None
-        else compute_backoff(
+    delay = exc.retry_after
+    if delay is None:
+        delay = compute_backoff(
             spent, base=settings.imagegen_backoff_base_s, cap=settings.imagegen_backoff_cap_s, rng=rt.rng
         )
-    )
     timer = schedule(rt.now(), delay, settings)
     won = transition(
         s,
@@ -200,5 +230,10 @@ def _retry_submit(rt: Runtime, s: Session, job: Job, token: str, exc: ProviderEr
         **timer.values,
     )
     if won and timer.countdown is not None:
-        return submit_step(job.id, job.priority, timer.countdown)
+        return submit_step(job.id, job.priority, job.provider, timer.countdown)
     return None
+
+
+def _log_submit(s: Session, job: Job, started: float, **fields: object) -> None:
+    duration = int((time.monotonic() - started) * 1000)
+    repo.record_attempt(s, job_id=job.id, provider=job.provider, kind="submit", duration_ms=duration, **fields)  # type: ignore[arg-type]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from config.celery import publish_options
+from config.settings import get_settings
 from imagegen.steps import Step
 
 
@@ -19,5 +21,10 @@ class CeleryPublisher:
         """Send ``step.task(step.job_id)`` to ``step.queue``, delayed by ``step.countdown``."""
         kwargs = {"force": True} if step.force else None
         self._app.send_task(
-            step.task, args=[step.job_id], kwargs=kwargs, queue=step.queue, countdown=step.countdown or None
+            step.task,
+            args=[step.job_id],
+            kwargs=kwargs,
+            queue=step.queue,
+            countdown=step.countdown or None,
+            **publish_options(step, get_settings()),
         )

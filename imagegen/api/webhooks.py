@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from imagegen.api.schemas import Accepted, Message
@@ -24,6 +24,7 @@ router = APIRouter()
 #: The statuses the core rejects with; anything else is answered 400 (never a 5xx: a provider retries
 #: 5xx answers, and retrying a delivery we cannot understand only adds load).
 REJECT_STATUSES = frozenset({400, 401, 404})
+_EXAMPLE_JOB = "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
 
 
 async def raw_body(request: Request) -> bytes:
@@ -48,13 +49,16 @@ def _rejected(status_code: int, message: str) -> JSONResponse:
     openapi_extra={"requestBody": {"content": {"application/json": {"schema": {}}}}},
 )
 def post_webhook(
-    provider: str,
+    provider: Annotated[str, Path(description="The provider the callback URL names", examples=["apidot"])],
     body: Annotated[bytes, Depends(raw_body)],
     request: Request,
     rt: RuntimeDep,
     publisher: PublisherDep,
     receive: ReceiverDep,
-    token: Annotated[str | None, Query(description="The per-job token from the callback URL")] = None,
+    token: Annotated[
+        str | None,
+        Query(description="The per-job token of the callback URL", examples=[f"{_EXAMPLE_JOB}.q1w2e3r4t5"]),
+    ] = None,
 ) -> JSONResponse:
     """Verify and acknowledge one delivery: 202 ``{"ok": true}``, or 400/401/404 ``{"detail": reason}``."""
     try:

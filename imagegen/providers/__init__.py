@@ -5,10 +5,23 @@ from __future__ import annotations
 import httpx
 
 from config.settings import Settings
+from imagegen.fetch import FetchPolicy
 from imagegen.providers.apidot import APIDotProvider
-from imagegen.providers.base import Phase, Provider, SubmitResult, UpstreamState
+from imagegen.providers.base import GeneratedImage, Phase, Provider, SubmitResult, UpstreamState
+from imagegen.providers.image2 import Image2Provider
+from imagegen.providers.openai import OpenAIProvider
 
-__all__ = ["APIDotProvider", "Phase", "Provider", "SubmitResult", "UpstreamState", "build_providers"]
+__all__ = [
+    "APIDotProvider",
+    "GeneratedImage",
+    "Image2Provider",
+    "OpenAIProvider",
+    "Phase",
+    "Provider",
+    "SubmitResult",
+    "UpstreamState",
+    "build_providers",
+]
 
 
 def build_providers(settings: Settings, client: httpx.Client) -> dict[str, Provider]:
@@ -16,5 +29,15 @@ def build_providers(settings: Settings, client: httpx.Client) -> dict[str, Provi
     return {
         "apidot": APIDotProvider(
             client, base_url=settings.apidot_base_url, api_key=settings.apidot_api_key.get_secret_value()
+        ),
+        "openai": OpenAIProvider(
+            client,
+            base_url=settings.openai_base_url,
+            api_key=settings.openai_api_key.get_secret_value(),
+            fetch_policy=FetchPolicy(allow_private=settings.imagegen_allow_private_urls),
+            read_timeout_s=settings.imagegen_openai_read_timeout_s,
+        ),
+        "image2": Image2Provider(
+            client, base_url=settings.image2_base_url, api_key=settings.image2_api_key.get_secret_value()
         ),
     }

@@ -59,6 +59,8 @@ class Job(SQLModel, table=True):
     upstream_status: str | None = Field(default=None, max_length=64)
     progress: int | None = None
     result: list[dict[str, Any]] | None = Field(default=None, sa_type=sa.JSON)
+    #: Token usage reported by providers that report it (OpenAI).
+    usage: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
 
     #: Every upstream submit call and every status call, failed ones included.
     submit_attempts: int = 0

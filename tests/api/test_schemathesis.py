@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import pytest
 import schemathesis
@@ -15,14 +16,39 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from config.settings import Settings
 from imagegen.api import create_app
 from imagegen.runtime import Runtime
-from tests.api.conftest import UNREACHABLE_REDIS, FakeWebhookCore, RecordingPublisher
+from imagegen.webhooks import WebhookAccepted
+from tests.api.conftest import GOOD_TOKEN, UNREACHABLE_REDIS, FakeWebhookCore, RecordingPublisher
 
 # Built at import: schemathesis needs the schema when it collects the tests (its lazy ``from_fixture``
 # loader does not work with pytest 9). The database lives in a temporary directory removed at the end.
 _TMP = tempfile.TemporaryDirectory(prefix="imagegen-schemathesis-")
 _RUNTIME = Runtime.create(Settings(database_url=f"sqlite:///{_TMP.name}/t.db", redis_url=UNREACHABLE_REDIS))
-_APP = create_app(runtime=_RUNTIME, publisher=RecordingPublisher(), webhook_receiver=FakeWebhookCore())
+
+
+class AnyTokenCore(FakeWebhookCore):
+    """The fake core, accepting any token for apidot, so fuzzed deliveries also reach the 202 path."""
+
+    def __call__(
+        self, rt: Runtime, provider: str, *, token: str | None, headers: Mapping[str, str], body: bytes
+    ) -> WebhookAccepted:
+        return super().__call__(rt, provider, token=GOOD_TOKEN if token else None, headers=headers, body=body)
+
+
+_APP = create_app(runtime=_RUNTIME, publisher=RecordingPublisher(), webhook_receiver=AnyTokenCore())
 schema = schemathesis.openapi.from_asgi("/openapi.json", _APP)
+
+# The same API with IMAGEGEN_API_TOKENS set: schemathesis also checks that the declared auth is enforced.
+_GUARDED = create_app(
+    runtime=_RUNTIME,
+    publisher=RecordingPublisher(),
+    settings=_RUNTIME.settings.model_copy(update={"imagegen_api_tokens": "t1,t2"}),
+    webhook_receiver=AnyTokenCore(),
+)
+# Examples and fuzzing only: the coverage phase's boundary cases (10,000-item batches) already ran above.
+_NO_COVERAGE = schemathesis.Config.from_dict({"phases": {"coverage": {"enabled": False}}})
+guarded_schema = schemathesis.openapi.from_asgi("/openapi.json", _GUARDED, config=_NO_COVERAGE).include(
+    path_regex="^/v1/"
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -34,7 +60,7 @@ def _cleanup() -> Iterator[None]:
 
 @schema.parametrize()
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
-def test_api_conforms_to_its_schema(case: schemathesis.Case) -> None:
+def test_api_conforms_to_its_schema(case: schemathesis.Case[Any]) -> None:
     # positive_data_acceptance is off: the schema cannot express every cross-field rule of SPEC §3
     # (e.g. a custom WxH size needs resolution 2K), so schema-valid requests may rightly get a 422.
     excluded: list[CheckFunction] = [positive_data_acceptance]
@@ -42,3 +68,9 @@ def test_api_conforms_to_its_schema(case: schemathesis.Case) -> None:
         # Without a broker the documented answer is 503 (tests/api/test_ops.py covers the 200).
         excluded.append(not_a_server_error)
     case.call_and_validate(excluded_checks=excluded)
+
+
+@guarded_schema.parametrize()
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+def test_guarded_api_conforms_to_its_schema(case: schemathesis.Case[Any]) -> None:
+    case.call_and_validate(headers={"Authorization": "Bearer t2"}, excluded_checks=[positive_data_acceptance])

@@ -52,6 +52,7 @@ def upgrade() -> None:
     sa.Column('upstream_status', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('progress', sa.Integer(), nullable=True),
     sa.Column('result', sa.JSON(), nullable=True),
+    sa.Column('usage', sa.JSON(), nullable=True),
     sa.Column('submit_attempts', sa.Integer(), nullable=False),
     sa.Column('polls', sa.Integer(), nullable=False),
     sa.Column('rate_limited_submits', sa.Integer(), nullable=False),

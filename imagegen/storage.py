@@ -1,0 +1,126 @@
+"""Result storage: every succeeded job's images are copied into our storage before it is marked
+succeeded (upstream URLs expire). A local directory by default (``IMAGEGEN_RESULTS_DIR``), or an
+S3-compatible bucket (``IMAGEGEN_S3_BUCKET``, through boto3). Each file is recorded with its sha256,
+size, content type and dimensions; keys are ``<job id>/<index><ext>``, so a retried store overwrites
+instead of duplicating.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from PIL import Image, UnidentifiedImageError
+
+from config.settings import Settings
+
+_EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
+_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One stored result file, as listed in a job's ``result``."""
+
+    path: str
+    sha256: str
+    size: int
+    content_type: str
+    width: int | None
+    height: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for the job row."""
+        return asdict(self)
+
+
+class ResultStore(Protocol):
+    """Where result bytes go."""
+
+    def put(self, key: str, data: bytes, content_type: str) -> str:
+        """Store ``data`` under ``key``; returns the path or URI it can be read from."""
+        ...
+
+
+class LocalStore:
+    """A directory on a filesystem every worker shares (one host, or a network mount)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def put(self, key: str, data: bytes, content_type: str) -> str:
+        """Write atomically (temp file + rename), so a reader never sees half a file."""
+        target = self.root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return str(target)
+
+
+class S3Store:
+    """An S3-compatible bucket (AWS, MinIO, R2...) through boto3; request signing is boto3's job."""
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        client: Any = None,
+    ) -> None:
+        if client is None:
+            import boto3  # optional dependency: pip install 'imagegen-queue[s3]'
+
+            client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix
+
+    def put(self, key: str, data: bytes, content_type: str) -> str:
+        """Upload with the content type and a SHA-256 checksum the service verifies."""
+        full = self.prefix + key
+        self.client.put_object(
+            Bucket=self.bucket, Key=full, Body=data, ContentType=content_type, ChecksumAlgorithm="SHA256"
+        )
+        return f"s3://{self.bucket}/{full}"
+
+
+def build_store(settings: Settings) -> ResultStore:
+    """The configured store: S3 when a bucket is set, else the local results directory."""
+    if settings.imagegen_s3_bucket:
+        return S3Store(
+            settings.imagegen_s3_bucket,
+            prefix=settings.imagegen_s3_prefix,
+            endpoint_url=settings.imagegen_s3_endpoint_url,
+            region=settings.imagegen_s3_region,
+        )
+    return LocalStore(settings.results_dir)
+
+
+def inspect_image(data: bytes, declared_type: str | None) -> tuple[str, int | None, int | None]:
+    """``(content type, width, height)`` from the bytes themselves (the declared type is a fallback)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:  # reads the header only
+            return _FORMATS.get(image.format or "", declared_type or "application/octet-stream"), *image.size
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return declared_type or "application/octet-stream", None, None
+
+
+def store_image(store: ResultStore, job_id: str, index: int, data: bytes, declared_type: str | None) -> StoredFile:
+    """Store one result image and describe it."""
+    content_type, width, height = inspect_image(data, declared_type)
+    key = f"{job_id}/{index}{_EXTENSIONS.get(content_type, '.bin')}"
+    path = store.put(key, data, content_type)
+    return StoredFile(path, hashlib.sha256(data).hexdigest(), len(data), content_type, width, height)
