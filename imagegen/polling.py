@@ -14,11 +14,13 @@ from sqlmodel import col
 
 from imagegen import pauses
 from imagegen.backoff import compute_backoff
-from imagegen.errors import ErrorKind, ProviderError, is_safety_message
+from imagegen.errors import ErrorKind, ProviderError, UnsafeURL, is_safety_message
+from imagegen.fetch import FetchFailed
 from imagegen.lifecycle import JobStatus as S
 from imagegen.lifecycle import transition, update_in
 from imagegen.outcomes import expire_if_due, fail_or_hold
-from imagegen.providers import Phase, UpstreamState
+from imagegen.providers import GeneratedImage, Phase, UpstreamState
+from imagegen.results import store_results
 from imagegen.runtime import Runtime
 from imagegen.schedule import expected_duration, next_poll_delay, poll_cap, webhook_factor
 from imagegen.steps import Step, poll_step
@@ -88,9 +90,7 @@ def _poll(rt: Runtime, job_id: str, *, force: bool) -> Step | None:
             return None
         else:
             return _still_running(rt, s, job, state)
-    if won:
-        finish(rt, job.id, state)
-    return None
+    return finish(rt, job.id, state) if won else None
 
 
 def _still_running(rt: Runtime, s: Session, job: Job, state: UpstreamState) -> Step | None:
@@ -177,24 +177,57 @@ def claim_finalizing(rt: Runtime, s: Session, job_id: str, state: UpstreamState)
     )
 
 
-def finish(rt: Runtime, job_id: str, state: UpstreamState) -> bool:
-    """Store the result of a job this caller claimed (``finalizing``) and mark it succeeded.
+def finish(rt: Runtime, job_id: str, state: UpstreamState) -> Step | None:
+    """Store the results of a job this caller claimed (``finalizing``) and mark it succeeded.
 
-    Runs after the claim has committed, so a slow store never holds a database transaction open; if
+    Runs after the claim has committed, so slow downloads never hold a database transaction open; if
     this process dies here, the reconciler hands the job back to polling when the lease lapses.
+    A refused result URL fails the job; a failed download hands it back to polling, to try again.
     """
-    result = [{"url": url, "path": None} for url in state.file_urls]
+    images = [GeneratedImage(url=url) for url in state.file_urls]
+    try:
+        entries = store_results(rt, job_id, images)
+    except UnsafeURL as exc:
+        with rt.session() as s:
+            transition(
+                s,
+                job_id,
+                source={S.FINALIZING},
+                target=S.FAILED,
+                error_kind=ErrorKind.UPSTREAM_UNAVAILABLE.value,
+                error_message=f"result file refused: {exc}"[:1000],
+            )
+        return None
+    except (FetchFailed, OSError) as exc:
+        delay = compute_backoff(
+            1, base=rt.settings.imagegen_backoff_base_s, cap=rt.settings.imagegen_backoff_cap_s, rng=rt.rng
+        )
+        timer = schedule(rt.now(), delay, rt.settings)
+        with rt.session() as s:
+            back = transition(
+                s,
+                job_id,
+                source={S.FINALIZING},
+                target=S.RUNNING,
+                lease_until=None,
+                last_error_kind=ErrorKind.UPSTREAM_UNAVAILABLE.value,
+                last_error_message=f"result download failed: {exc}"[:500],
+                **timer.values,
+            )
+        return poll_step(job_id, timer.countdown) if back and timer.countdown is not None else None
     with rt.session() as s:
-        return transition(
+        transition(
             s,
             job_id,
             source={S.FINALIZING},
             target=S.SUCCEEDED,
-            result=result,
+            result=entries,
+            lease_until=None,
             error_kind=None,
             error_message=None,
             error_http_status=None,
         )
+    return None
 
 
 def _log_attempt(

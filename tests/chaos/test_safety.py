@@ -166,3 +166,12 @@ def test_warm_shutdown_mid_run_loses_nothing(private_stack: StackFactory) -> Non
     _restart_worker(stack)
     _wait_all(stack, list(prompts.values()), timeout=120)
     assert {stack.job(i).status for i in prompts.values()} == {"succeeded"}
+
+
+def test_result_url_on_loopback_is_refused(private_stack: StackFactory) -> None:
+    # The provider API itself is configured (trusted); the result URL it returns is not.
+    stack, _, _ = private_stack(IMAGEGEN_ALLOW_PRIVATE_URLS="false")
+    prompt = stack.prompt("result on loopback [[instant]]")
+    job = stack.wait(stack.submit(prompt))
+    assert (job.status, job.error_kind) == ("failed", "upstream_unavailable")
+    assert (job.error_message or "").startswith("result file refused: ")

@@ -29,6 +29,8 @@ SETTLED = {s.value for s in TERMINAL} | {JobStatus.HELD.value}
 #: Fast timings so every scenario finishes in seconds; the logic is the production logic.
 PIPELINE_ENV = {
     "APIDOT_API_KEY": "sk-test-key",
+    "OPENAI_API_KEY": "sk-test-openai",
+    "IMAGE2_API_KEY": "sk-test-image2",
     "IMAGEGEN_ALLOW_PRIVATE_URLS": "true",
     "IMAGEGEN_EXPECTED_DURATION_S": "0.3",
     "IMAGEGEN_POLL_MIN_S": "0.3",
@@ -63,7 +65,8 @@ class Stack:
             database_url=env["DATABASE_URL"],
             apidot_base_url=sim_url,
             apidot_api_key=env["APIDOT_API_KEY"],
-            imagegen_allow_private_urls=True,
+            imagegen_allow_private_urls=env.get("IMAGEGEN_ALLOW_PRIVATE_URLS") == "true",
+            imagegen_home=env["IMAGEGEN_HOME"],
         )
         self.rt = Runtime.create(self.settings)
         self.publisher = CeleryPublisher(create_app(self.settings, name="tests"))
@@ -144,6 +147,8 @@ def start_stack(redis_url: str, database_url: str, tmp_path_factory: pytest.Temp
     upgrade(env["DATABASE_URL"])
     sim, sim_url = devstack.start_simulator(env, log_dir=log_dir)
     env["APIDOT_BASE_URL"] = sim_url
+    env["OPENAI_BASE_URL"] = f"{sim_url}/openai/v1"
+    env["IMAGE2_BASE_URL"] = f"{sim_url}/image2/api/v1"
     stack = Stack(env, sim_url, log_dir)
     stack.processes.append(sim)
     stack.worker = devstack.start_worker(env, concurrency=2, log_dir=log_dir)
@@ -173,4 +178,5 @@ def resume_after(stack: Stack) -> Iterator[None]:
         held = [j.id for j in repo.list_jobs(s, status="held", limit=10_000)]
     for job_id in held:
         admin.cancel(stack.rt, job_id)
-    stack.resume("apidot")
+    for provider in ("apidot", "openai", "image2"):
+        stack.resume(provider)
