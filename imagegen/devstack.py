@@ -207,3 +207,22 @@ def start_beat(env: Mapping[str, str], *, log_dir: Path | None = None) -> Proces
         env=env,
         log_path=(log_dir / "beat.log") if log_dir else None,
     )
+
+
+def start_api(env: Mapping[str, str], *, port: int, log_dir: Path | None = None) -> Process:
+    """``imagegen api`` (intake + webhooks) as its own process, ready when /healthz answers."""
+    proc = Process(
+        "api",
+        [sys.executable, "-m", "imagegen.cli.main", "api", "--port", str(port)],
+        env=env,
+        log_path=(log_dir / "api.log") if log_dir else None,
+    )
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code in (200, 503)
+        except httpx.HTTPError:
+            return False
+
+    wait_until(ready, timeout=30, what="api")
+    return proc

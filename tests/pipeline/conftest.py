@@ -72,6 +72,7 @@ class Stack:
         self.publisher = CeleryPublisher(create_app(self.settings, name="tests"))
         self.processes: list[devstack.Process] = []
         self.worker: devstack.Process | None = None
+        self.api_url: str | None = None
 
     # --- jobs -------------------------------------------------------------------------------------
     @staticmethod
@@ -131,7 +132,14 @@ class Stack:
         self.rt.close()
 
 
-def start_stack(redis_url: str, database_url: str, tmp_path_factory: pytest.TempPathFactory, **overrides: str) -> Stack:
+def start_stack(
+    redis_url: str,
+    database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    *,
+    with_api: bool = False,
+    **overrides: str,
+) -> Stack:
     """Simulator + ``celery -A worker worker -P prefork -c 2`` + beat on this Redis and database."""
     log_dir = tmp_path_factory.mktemp("logs")
     env = {
@@ -145,6 +153,10 @@ def start_stack(redis_url: str, database_url: str, tmp_path_factory: pytest.Temp
     if "IMAGEGEN_SUBMIT_POLICY" not in overrides:
         env.pop("IMAGEGEN_SUBMIT_POLICY", None)
     upgrade(env["DATABASE_URL"])
+    api_port = devstack.free_port() if with_api else None
+    if api_port:
+        # Providers call back here; the worker puts this base in every callback_url it submits.
+        env["IMAGEGEN_PUBLIC_URL"] = f"http://127.0.0.1:{api_port}"
     sim, sim_url = devstack.start_simulator(env, log_dir=log_dir)
     env["APIDOT_BASE_URL"] = sim_url
     env["OPENAI_BASE_URL"] = f"{sim_url}/openai/v1"
@@ -154,6 +166,9 @@ def start_stack(redis_url: str, database_url: str, tmp_path_factory: pytest.Temp
     stack.worker = devstack.start_worker(env, concurrency=2, log_dir=log_dir)
     stack.processes.append(stack.worker)
     stack.processes.append(devstack.start_beat(env, log_dir=log_dir))
+    if api_port:
+        stack.api_url = f"http://127.0.0.1:{api_port}"
+        stack.processes.append(devstack.start_api(env, port=api_port, log_dir=log_dir))
     # Ready when a job goes all the way through.
     probe = stack.submit(stack.prompt("warm-up [[instant]]"))
     stack.wait(probe, timeout=60)

@@ -1,4 +1,4 @@
-"""Private stacks for destructive tests: each gets its own Redis, database, simulator, worker and beat."""
+"""Private stacks (chaos, webhooks, safety): each gets its own Redis, database, simulator, worker and beat."""
 
 from __future__ import annotations
 

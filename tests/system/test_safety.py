@@ -18,8 +18,8 @@ from config.settings import Settings
 from imagegen import devstack
 from imagegen.polling import claim_finalizing, finish
 from imagegen.runtime import Runtime
-from tests.chaos.conftest import StackFactory
-from tests.chaos.test_recovery import CHAOS_ENV, _restart_worker, _submit_many, _wait_all
+from tests.system.conftest import StackFactory
+from tests.system.test_recovery import CHAOS_ENV, _restart_worker, _submit_many, _wait_all
 
 pytestmark = pytest.mark.chaos
 

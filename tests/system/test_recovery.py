@@ -13,8 +13,8 @@ import pytest
 import redis
 
 from imagegen import devstack
-from tests.chaos.conftest import StackFactory
 from tests.pipeline.conftest import SETTLED, Stack
+from tests.system.conftest import StackFactory
 
 pytestmark = pytest.mark.chaos
 
