@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     imagegen_allow_private_urls: bool = False
     imagegen_log_prompts: bool = False
     imagegen_api_tokens: str = ""
+    #: Port on which each worker host serves its Prometheus metrics (needs PROMETHEUS_MULTIPROC_DIR).
+    imagegen_worker_metrics_port: int | None = None
 
     @field_validator("imagegen_expected_duration_s")
     @classmethod

@@ -17,6 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
 from imagegen.errors import InvalidTransition
+from imagegen.metrics import observe_end
 from imagegen.store.models import Job, utcnow
 
 
@@ -95,7 +96,10 @@ def transition(
         .values(**_values(target, values))
         .execution_options(synchronize_session=False)
     )
-    return _rowcount(session.execute(stmt)) == 1
+    won = _rowcount(session.execute(stmt)) == 1
+    if won and target in TERMINAL:
+        observe_end(target.value, values.get("error_kind"))
+    return won
 
 
 def update_in(

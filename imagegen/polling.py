@@ -18,6 +18,7 @@ from imagegen.errors import ErrorKind, ProviderError, UnsafeURL, is_safety_messa
 from imagegen.fetch import FetchFailed
 from imagegen.lifecycle import JobStatus as S
 from imagegen.lifecycle import transition, update_in
+from imagegen.metrics import POLLS_PER_JOB, observe_call
 from imagegen.outcomes import expire_if_due, fail_or_hold
 from imagegen.providers import GeneratedImage, Phase, UpstreamState
 from imagegen.results import store_results
@@ -72,6 +73,8 @@ def _poll(rt: Runtime, job_id: str, *, force: bool) -> Step | None:
     pauses.probe_succeeded(rt, job)
     with rt.session() as s:
         _log_attempt(s, job, started, http_status=state.http_status)
+        if state.phase is not Phase.PENDING:
+            POLLS_PER_JOB.labels(job.provider).observe(job.polls + 1)
         if state.phase is Phase.SUCCEEDED:
             won = claim_finalizing(rt, s, job.id, state)
         elif state.phase is Phase.FAILED:
@@ -239,12 +242,14 @@ def _log_attempt(
     error_kind: str | None = None,
     message: str | None = None,
 ) -> None:
+    seconds = time.monotonic() - started
+    observe_call(job.provider, "status", seconds, http_status, error_kind)
     repo.record_attempt(
         s,
         job_id=job.id,
         provider=job.provider,
         kind="status",
-        duration_ms=int((time.monotonic() - started) * 1000),
+        duration_ms=int(seconds * 1000),
         http_status=http_status,
         error_kind=error_kind,
         message=message,

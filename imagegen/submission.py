@@ -21,6 +21,7 @@ from imagegen.backoff import compute_backoff
 from imagegen.errors import ErrorKind, ImagegenError, ProviderError, RequestInvalid, UnsafeURL
 from imagegen.lifecycle import JobStatus as S
 from imagegen.lifecycle import transition, update_in
+from imagegen.metrics import observe_call
 from imagegen.outcomes import expire_if_due, fail_or_hold, switch_provider
 from imagegen.providers import SubmitResult
 from imagegen.requests import ImageRequest
@@ -234,6 +235,26 @@ def _retry_submit(rt: Runtime, s: Session, job: Job, token: str, exc: ProviderEr
     return None
 
 
-def _log_submit(s: Session, job: Job, started: float, **fields: object) -> None:
-    duration = int((time.monotonic() - started) * 1000)
-    repo.record_attempt(s, job_id=job.id, provider=job.provider, kind="submit", duration_ms=duration, **fields)  # type: ignore[arg-type]
+def _log_submit(
+    s: Session,
+    job: Job,
+    started: float,
+    *,
+    http_status: int | None,
+    error_kind: str | None = None,
+    message: str | None = None,
+    upstream_task_id: str | None = None,
+) -> None:
+    seconds = time.monotonic() - started
+    observe_call(job.provider, "submit", seconds, http_status, error_kind)
+    repo.record_attempt(
+        s,
+        job_id=job.id,
+        provider=job.provider,
+        kind="submit",
+        duration_ms=int(seconds * 1000),
+        http_status=http_status,
+        error_kind=error_kind,
+        message=message,
+        upstream_task_id=upstream_task_id,
+    )

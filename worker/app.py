@@ -20,7 +20,7 @@ def create_app(settings: Settings, *, name: str = "imagegen") -> Celery:
 app = create_app(get_settings())
 
 # Signal handlers (per-process runtime, argument redaction) register on import.
-from worker import liveness, signals  # noqa: E402,F401
+from worker import liveness, metrics, signals  # noqa: E402,F401
 
 # httpx logs every request URL at INFO; URLs may be private (SPEC §6), so only warnings get through.
 logging.getLogger("httpx").setLevel(logging.WARNING)

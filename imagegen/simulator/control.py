@@ -88,6 +88,16 @@ def make_router(state: SimState, hooks: WebhookDispatcher) -> APIRouter:
                 state.config = candidate
             return _bad(problem) if problem else JSONResponse(candidate.as_dict())
 
+    @router.get("/tasks")
+    async def tasks() -> list[dict[str, object]]:
+        """Every task with its timing (benchmarks measure detection lag against ``finish_at``)."""
+        with state.lock:
+            known = list(state.tasks.values())
+        return [
+            {"task_id": t.task_id, "prompt": t.prompt, "created_at": t.created_at, "finish_at": t.finish_at}
+            for t in known
+        ]
+
     @router.post("/tasks/{task_id}/finish")
     async def finish(task_id: str) -> Response:
         task = state.force_finish(task_id)

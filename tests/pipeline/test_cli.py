@@ -64,7 +64,7 @@ def test_submit_wait_json_success(stack: Stack) -> None:
     assert set(job) >= JOB_KEYS
     assert job["status"] == "succeeded" and job["error"] is None
     assert job["metadata"] == {"team": "a"} and job["request"]["quality"] == "low"
-    assert job["result"][0]["url"] and job["result"][0]["path"] is None
+    assert job["result"][0]["url"] and job["result"][0]["path"].endswith(".png")
     assert job["created_at"].endswith("+00:00") and job["finished_at"].endswith("+00:00")
     status = cli(stack, "status", job["id"], "--json")
     assert status.returncode == 0 and json.loads(status.stdout)["id"] == job["id"]

@@ -23,7 +23,7 @@ def test_happy_path_status_shapes(stack: Stack, variant: str) -> None:
     job = stack.wait(stack.submit(prompt, quality="low", size="3:2"))
     assert job.status == "succeeded", job.error_message
     assert job.result and job.result[0]["url"].endswith(f"/files/{job.upstream_task_id}.png")
-    assert job.result[0]["path"] is None
+    assert job.result[0]["path"].endswith(".png") and job.result[0]["sha256"]
     assert job.error_kind is None and job.finished_at is not None
     assert stack.submits(prompt) == 1 and job.submit_attempts == 1
     assert job.polls == stack.polls(prompt) >= 1

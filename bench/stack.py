@@ -1,0 +1,97 @@
+"""A throwaway pipeline for benchmarks: private Redis, simulator, worker, beat (and the API), and helpers."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from config.settings import Settings
+from imagegen import devstack
+from imagegen.lifecycle import TERMINAL
+from imagegen.producer import create_batch, publish_submits
+from imagegen.requests import ImageRequest
+from imagegen.runtime import Runtime
+from imagegen.store import repo
+from imagegen.store.db import upgrade
+from imagegen.store.models import Job
+from worker.app import create_app
+from worker.publisher import CeleryPublisher
+
+
+class BenchStack:
+    """Everything one benchmark run needs; ``close()`` stops it all."""
+
+    def __init__(self, env: dict[str, str], *, concurrency: int = 2, with_api: bool = False, workers: int = 1) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="imagegen-bench-"))
+        self.procs: list[devstack.Process] = []
+        redis_proc, redis_url = devstack.start_redis()
+        self.procs.append(redis_proc)
+        self.env = {
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "DATABASE_URL": f"sqlite:///{self.dir / 'bench.db'}",
+            "IMAGEGEN_HOME": str(self.dir),
+            "APIDOT_API_KEY": "bench",
+            "IMAGEGEN_ALLOW_PRIVATE_URLS": "true",
+            **env,
+        }
+        if with_api:
+            port = devstack.free_port()
+            self.env["IMAGEGEN_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
+        upgrade(self.env["DATABASE_URL"])
+        sim, self.sim_url = devstack.start_simulator(self.env, log_dir=self.dir)
+        self.procs.append(sim)
+        self.env["APIDOT_BASE_URL"] = self.sim_url
+        for i in range(workers):
+            self.procs.append(
+                devstack.start_worker(self.env, concurrency=concurrency, log_dir=self.dir, name=f"worker{i}")
+            )
+        self.procs.append(devstack.start_beat(self.env, log_dir=self.dir))
+        if with_api:
+            self.procs.append(devstack.start_api(self.env, port=port, log_dir=self.dir))
+        settings = Settings(redis_url=redis_url, database_url=self.env["DATABASE_URL"], imagegen_home=self.dir)
+        self.rt = Runtime.create(settings)
+        self.publisher = CeleryPublisher(create_app(settings, name="bench"))
+        warm = self.submit([f"warm-up {uuid.uuid4()} [[instant]]"])
+        self.wait(warm, timeout=60)
+
+    def submit(self, prompts: Sequence[str], **fields: Any) -> list[str]:
+        """Queue one job per prompt (one batch); returns the ids."""
+        _, jobs = create_batch(self.rt, [ImageRequest(prompt=p, **fields) for p in prompts])
+        publish_submits(self.publisher, jobs)
+        return [j.id for j in jobs]
+
+    def wait(self, ids: Sequence[str], timeout: float) -> list[Job]:
+        """Until every job is terminal (or raise)."""
+        deadline = time.monotonic() + timeout
+        ended = {s.value for s in TERMINAL}
+        while True:
+            with self.rt.session() as s:
+                jobs = [repo.get_job(s, i) for i in ids]
+            done = [j for j in jobs if j is not None]
+            if all(j.status in ended for j in done) and len(done) == len(ids):
+                return done
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{sum(j.status in ended for j in done)}/{len(ids)} done (logs: {self.dir})")
+            time.sleep(0.25)
+
+    def records(self) -> list[dict[str, Any]]:
+        """The simulator's request record."""
+        return list(httpx.get(f"{self.sim_url}/_sim/requests", timeout=60).json())
+
+    def tasks(self) -> dict[str, dict[str, Any]]:
+        """The simulator's tasks by id (with their finish times)."""
+        return {t["task_id"]: t for t in httpx.get(f"{self.sim_url}/_sim/tasks", timeout=60).json()}
+
+    def close(self) -> None:
+        """Stop every process."""
+        self.rt.close()
+        for proc in reversed(self.procs):
+            proc.stop()
