@@ -53,6 +53,9 @@ class ImageRequest:
     callback_url: str | None = None
     metadata: dict[str, Any] | None = None
     fallback: Sequence[str] | None = None
+    #: Local reference images uploaded by ``imagegen submit --image-file``: content-addressed keys in our
+    #: storage (``uploads/<sha256>.<ext>``), never paths, so a request cannot make a worker read a file.
+    image_files: Sequence[str] | None = None
     #: Loopback/private http URLs are accepted only when the deployment allows them (tests, demo).
     allow_private_urls: bool = field(default=False, repr=False, compare=False)
 
@@ -62,6 +65,8 @@ class ImageRequest:
             object.__setattr__(self, "image_urls", tuple(self.image_urls))
         if self.fallback is not None and not isinstance(self.fallback, str):
             object.__setattr__(self, "fallback", tuple(self.fallback))
+        if self.image_files is not None and not isinstance(self.image_files, str):
+            object.__setattr__(self, "image_files", tuple(self.image_files) or None)
         if self.image_urls == ():
             object.__setattr__(self, "image_urls", None)
         if self.fallback == ():
@@ -98,7 +103,7 @@ class ImageRequest:
     def to_dict(self) -> dict[str, Any]:
         """The request as stored and shown (``None`` fields dropped; no secrets exist in a request)."""
         out = {k: v for k, v in asdict(self).items() if v is not None and k != "allow_private_urls"}
-        for key in ("image_urls", "fallback"):
+        for key in ("image_urls", "fallback", "image_files"):
             if key in out:
                 out[key] = list(out[key])
         return out
@@ -122,7 +127,7 @@ def _type_problem(name: str, value: Any) -> str | None:
         return "is required" if name == "prompt" else None
     if name in _STRING_FIELDS and not isinstance(value, str):
         return "must be a string"
-    if name in ("image_urls", "fallback") and (
+    if name in ("image_urls", "fallback", "image_files") and (
         not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value)
     ):
         return "must be a list of strings"
@@ -217,8 +222,36 @@ def openai_size_problem(size: str, model: str) -> str | None:
     return None
 
 
+#: Providers that take uploaded files (multipart); the others take image URLs only.
+FILE_PROVIDERS = ("openai",)
+UPLOAD_KEY = re.compile(r"^uploads/[0-9a-f]{64}\.(png|jpg|webp)\Z")
+
+
+def _validate_files(req: ImageRequest) -> list[FieldError]:
+    files = req.image_files
+    if files is None:
+        return []
+    if isinstance(files, str):
+        return [FieldError("image_files", "must be a list of uploaded files")]
+    errors = [
+        FieldError(f"image_files.{i}", "is not an uploaded file key")
+        for i, key in enumerate(files)
+        if not isinstance(key, str) or not UPLOAD_KEY.match(key)
+    ]
+    if req.provider not in FILE_PROVIDERS:
+        errors.append(
+            FieldError(
+                "image_files",
+                f"provider {req.provider} takes image URLs only: serve the files over https and pass image_urls",
+            )
+        )
+    if req.image_urls:
+        errors.append(FieldError("image_files", "give image_urls or image_files, not both"))
+    return errors
+
+
 def _validate_images(req: ImageRequest) -> list[FieldError]:
-    errors: list[FieldError] = []
+    errors: list[FieldError] = _validate_files(req)
     urls = req.image_urls
     if isinstance(urls, str):
         return [FieldError("image_urls", "must be a list of URLs")]
@@ -230,7 +263,7 @@ def _validate_images(req: ImageRequest) -> list[FieldError]:
             if problem:
                 errors.append(FieldError(f"image_urls.{i}", problem))
     if req.provider == "apidot":
-        if req.model in EDIT_MODELS and not urls:
+        if req.model in EDIT_MODELS and not urls and not req.image_files:
             errors.append(FieldError("image_urls", f"at least one image is required for {req.model}"))
         if req.model in APIDOT_MODELS_WITHOUT_IMAGES and urls:
             errors.append(FieldError("image_urls", f"is not allowed for {req.model} (use gpt-image-2-edit)"))

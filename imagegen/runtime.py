@@ -51,8 +51,9 @@ class Runtime:
             follow_redirects=False,
             headers={"User-Agent": "imagegen-queue/0.1"},
         )
-        providers = build_providers(settings, http)
-        return cls(settings, engine, make_sessionmaker(engine), http, providers, build_store(settings))
+        store = build_store(settings)
+        providers = build_providers(settings, http, read_upload=store.get)
+        return cls(settings, engine, make_sessionmaker(engine), http, providers, store)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

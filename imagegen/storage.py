@@ -46,6 +46,10 @@ class ResultStore(Protocol):
         """Store ``data`` under ``key``; returns the path or URI it can be read from."""
         ...
 
+    def get(self, key: str) -> bytes:
+        """The bytes stored under ``key`` (``FileNotFoundError`` if none)."""
+        ...
+
 
 class LocalStore:
     """A directory on a filesystem every worker shares (one host, or a network mount)."""
@@ -66,6 +70,10 @@ class LocalStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         return str(target)
+
+    def get(self, key: str) -> bytes:
+        """Read a stored file."""
+        return (self.root / key).read_bytes()
 
 
 class S3Store:
@@ -96,6 +104,15 @@ class S3Store:
         )
         return f"s3://{self.bucket}/{full}"
 
+    def get(self, key: str) -> bytes:
+        """Download a stored object."""
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+        except self.client.exceptions.NoSuchKey:
+            raise FileNotFoundError(key) from None
+        body: bytes = response["Body"].read()
+        return body
+
 
 def build_store(settings: Settings) -> ResultStore:
     """The configured store: S3 when a bucket is set, else the local results directory."""
@@ -124,3 +141,12 @@ def store_image(store: ResultStore, job_id: str, index: int, data: bytes, declar
     key = f"{job_id}/{index}{_EXTENSIONS.get(content_type, '.bin')}"
     path = store.put(key, data, content_type)
     return StoredFile(path, hashlib.sha256(data).hexdigest(), len(data), content_type, width, height)
+
+
+def reference_key(data: bytes) -> tuple[str, str]:
+    """The content-addressed key (``uploads/<sha256>.<ext>``) and type of a local reference image."""
+    content_type, _, _ = inspect_image(data, None)
+    ext = _EXTENSIONS.get(content_type)
+    if ext not in (".png", ".jpg", ".webp"):
+        raise ValueError("must be a PNG, JPEG or WebP image")
+    return f"uploads/{hashlib.sha256(data).hexdigest()}{ext}", content_type

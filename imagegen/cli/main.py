@@ -31,6 +31,7 @@ from imagegen.producer import create_batch, create_job, default_publisher, publi
 from imagegen.requests import ImageRequest
 from imagegen.runtime import Runtime
 from imagegen.steps import Publisher
+from imagegen.storage import reference_key
 from imagegen.store import repo
 
 
@@ -91,17 +92,17 @@ def submit(
             data["metadata"] = json.loads(metadata)
         except json.JSONDecodeError:
             fail("metadata: must be a JSON object")
-    if image_files:
-        fail(
-            f"image_files: provider {data.get('provider', 'apidot')} takes image URLs only; "
-            "serve the files over https and pass --image-url"
-        )
+    uploads = _read_files(image_files)
+    if uploads:
+        data["image_files"] = [key for key, _, _ in uploads]
     settings = get_settings()
     try:
         request = ImageRequest.from_dict(data, allow_private_urls=settings.imagegen_allow_private_urls)
     except RequestInvalid as exc:
         fail(str(exc))
     rt = _runtime()
+    for key, content, content_type in uploads:  # stored only once the request is valid
+        rt.store.put(key, content, content_type)
     job, created = create_job(rt, request)
     if created:
         publish_submits(_publisher(), [job])
@@ -123,6 +124,19 @@ def status(job_id: str, as_json: bool) -> None:
     """Show one job (exit 0 whatever its status; 2 if there is no such job)."""
     job = _existing_job(_runtime(), job_id)
     click.echo(json.dumps(job_to_dict(job), indent=2) if as_json else describe(job))
+
+
+def _read_files(paths: tuple[str, ...]) -> list[tuple[str, bytes, str]]:
+    """Local reference images as ``(storage key, bytes, content type)``; a worker reads them from storage."""
+    uploads = []
+    for i, path in enumerate(paths):
+        try:
+            content = Path(path).read_bytes()
+            key, content_type = reference_key(content)
+        except (OSError, ValueError) as exc:
+            fail(f"image_files.{i}: {path}: {exc}")
+        uploads.append((key, content, content_type))
+    return uploads
 
 
 def _existing_job(rt: Runtime, job_id: str) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 
 from config.settings import Settings
@@ -24,8 +26,10 @@ __all__ = [
 ]
 
 
-def build_providers(settings: Settings, client: httpx.Client) -> dict[str, Provider]:
-    """One client per provider, sharing the process's httpx client."""
+def build_providers(
+    settings: Settings, client: httpx.Client, read_upload: Callable[[str], bytes] | None = None
+) -> dict[str, Provider]:
+    """One client per provider, sharing the process's httpx client (``read_upload``: our storage)."""
     return {
         "apidot": APIDotProvider(
             client, base_url=settings.apidot_base_url, api_key=settings.apidot_api_key.get_secret_value()
@@ -36,6 +40,7 @@ def build_providers(settings: Settings, client: httpx.Client) -> dict[str, Provi
             api_key=settings.openai_api_key.get_secret_value(),
             fetch_policy=FetchPolicy(allow_private=settings.imagegen_allow_private_urls),
             read_timeout_s=settings.imagegen_openai_read_timeout_s,
+            read_upload=read_upload,
         ),
         "image2": Image2Provider(
             client, base_url=settings.image2_base_url, api_key=settings.image2_api_key.get_secret_value()

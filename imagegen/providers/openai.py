@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -48,12 +48,14 @@ class OpenAIProvider:
         api_key: str,
         fetch_policy: FetchPolicy,
         read_timeout_s: float = 600.0,
+        read_upload: Callable[[str], bytes] | None = None,
     ) -> None:
         self._client = client
         self._base = base_url.rstrip("/")
         # No Content-Type here: httpx sets JSON or multipart (with its boundary) per request.
         self._headers = {"Authorization": f"Bearer {api_key}"}
         self._fetch_policy = fetch_policy
+        self._read_upload = read_upload
         # Per request, whatever the shared client's default: the answer comes only when the image is done.
         self._timeout = httpx.Timeout(read_timeout_s, connect=CONNECT_TIMEOUT_S)
 
@@ -63,8 +65,8 @@ class OpenAIProvider:
         ``callback_url`` is ignored: the Images API is synchronous and has no webhooks. Reference images
         are all downloaded before the (paid) upstream call, so a bad URL costs nothing.
         """
-        if request.image_urls:
-            files = self._download(request.image_urls)
+        if request.image_urls or request.image_files:
+            files = self._download(request.image_urls or ()) + self._uploads(request.image_files or ())
             response, body = self._post("/images/edits", data=build_edit_fields(request), files=files)
         else:
             response, body = self._post("/images/generations", json=build_generation_body(request))
@@ -76,6 +78,20 @@ class OpenAIProvider:
 
     def _post(self, path: str, **kwargs: Any) -> tuple[httpx.Response, dict[str, Any]]:
         return send(self._client, "POST", self._base + path, headers=self._headers, timeout=self._timeout, **kwargs)
+
+    def _uploads(self, keys: Sequence[str]) -> list[FilePart]:
+        parts: list[FilePart] = []
+        for i, key in enumerate(keys):
+            try:
+                if self._read_upload is None:
+                    raise FileNotFoundError(key)
+                data = self._read_upload(key)
+            except OSError as exc:
+                # Uploaded on another host with local storage, or purged: this request cannot succeed.
+                raise provider_error(ErrorKind.INVALID_REQUEST, f"image_files.{i}: not in storage ({exc})") from exc
+            content_type = sniff_image_type(data) or "image/png"
+            parts.append(("image[]", (upload_filename(key, i, content_type), data, content_type)))
+        return parts
 
     def _download(self, urls: Sequence[str]) -> list[FilePart]:
         parts: list[FilePart] = []

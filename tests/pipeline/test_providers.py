@@ -113,3 +113,48 @@ def test_budget_spent_falls_back(stack: Stack) -> None:
     assert (job.status, job.provider) == ("succeeded", "image2")
     providers = [r["provider"] for r in stack.records(prompt, "submit")]
     assert providers == ["apidot"] * 6 + ["image2"]
+
+
+def test_openai_edit_with_a_local_image_file(stack: Stack, tmp_path: Path) -> None:
+    import io
+    import json
+    import subprocess
+    import sys
+
+    reference = tmp_path / "ref.png"
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), "red").save(buffer, "PNG")
+    reference.write_bytes(buffer.getvalue())
+    prompt = stack.prompt("edit this [[instant]]")
+    argv = [
+        sys.executable,
+        "-m",
+        "imagegen.cli.main",
+        "submit",
+        "--provider",
+        "openai",
+        "--prompt",
+        prompt,
+        "--image-file",
+        str(reference),
+        "--wait",
+        "--json",
+    ]
+    done = subprocess.run(argv, env=stack.env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    job = json.loads(done.stdout)
+    assert job["status"] == "succeeded" and job["request"]["image_files"][0].startswith("uploads/")
+    (record,) = stack.records(prompt, "submit")
+    assert record["path"].endswith("/images/edits") and record["image_count"] == 1
+    assert record["image_bytes"] == [len(buffer.getvalue())]
+
+
+def test_image_file_for_a_url_only_provider_is_refused(stack: Stack, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    reference = tmp_path / "ref.png"
+    Image.new("RGB", (8, 8)).save(reference, "PNG")
+    argv = [sys.executable, "-m", "imagegen.cli.main", "submit", "--prompt", "x", "--image-file", str(reference)]
+    done = subprocess.run(argv, env=stack.env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "image_files" in done.stderr and "takes image URLs only" in done.stderr

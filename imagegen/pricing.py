@@ -1,0 +1,48 @@
+"""Credits a job costs, by the APIDot price table (SPEC §4): charged on success only.
+
+| quality | 1K | 2K | 4K |
+|---------|----|----|----|
+| low     |  1 |  2 |  4 |
+| medium  |  3 |  6 | 12 |
+| high    | 12 | 24 | 48 |
+
+A request without a (known) quality is priced as ``medium``, one without a (known) resolution as
+``1K``. Custom ``WxH`` sizes are priced by their resolution like any other size. Other providers are
+not priced in credits (OpenAI reports token ``usage`` instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+#: The one priced provider.
+PRICED_PROVIDER = "apidot"
+DEFAULT_QUALITY = "medium"
+DEFAULT_RESOLUTION = "1K"
+
+CREDITS: Mapping[str, Mapping[str, int]] = {
+    "low": {"1K": 1, "2K": 2, "4K": 4},
+    "medium": {"1K": 3, "2K": 6, "4K": 12},
+    "high": {"1K": 12, "2K": 24, "4K": 48},
+}
+
+
+def tier(quality: Any, resolution: Any) -> tuple[str, str]:
+    """The ``(quality, resolution)`` a request is priced at, after the defaults for unknown values."""
+    q = quality if isinstance(quality, str) and quality in CREDITS else DEFAULT_QUALITY
+    r = resolution if isinstance(resolution, str) and resolution in CREDITS[q] else DEFAULT_RESOLUTION
+    return q, r
+
+
+def credits_for(quality: Any, resolution: Any) -> int:
+    """Credits of one successful APIDot generation at this quality and resolution."""
+    q, r = tier(quality, resolution)
+    return CREDITS[q][r]
+
+
+def job_credits(provider: str, status: str, request: Mapping[str, Any]) -> int:
+    """Credits a job spent: its price if it is an APIDot job that succeeded, else 0."""
+    if provider != PRICED_PROVIDER or status != "succeeded":
+        return 0
+    return credits_for(request.get("quality"), request.get("resolution"))

@@ -1,0 +1,307 @@
+"""The shared Redis limiter (issue 6 items 1–2): GCRA, shared not-before, AIMD, concurrency cap, fail-open.
+
+Runs against a private redis-server. Most tests inject ``now`` (a simulated clock on one key) so they are
+exact and instant; the thread and process tests use Redis' own clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from imagegen.devstack import free_port, start_redis
+from imagegen.ratelimit import AIMD_TTL_S, LimitConfig, RateLimiter, RedisGuard, fast_client, keys
+
+T0 = 1_000_000.0
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    proc, url = start_redis()
+    try:
+        yield url
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def client(redis_url: str) -> redis.Redis:
+    return fast_client(redis_url)
+
+
+@pytest.fixture
+def provider() -> str:
+    """A fresh provider name per test, so tests never share limiter state."""
+    return f"p-{uuid.uuid4().hex[:8]}"
+
+
+def limiter(client: redis.Redis, provider: str, **config: float | int | None) -> RateLimiter:
+    cfg = {"rate_per_s": 10.0, "burst": 3, "max_in_flight": None, **config}
+    return RateLimiter(client, rates={provider: LimitConfig(**cfg)})
+
+
+# --- GCRA ----------------------------------------------------------------------------------------------
+
+
+def test_burst_is_immediate_then_one_interval(client: redis.Redis, provider: str) -> None:
+    rl = limiter(client, provider, rate_per_s=10.0, burst=3)
+    assert [rl.acquire(provider, T0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert rl.acquire(provider, T0) == pytest.approx(0.1)
+    assert rl.acquire(provider, T0 + 0.1) == 0.0  # the wait it was told is exactly enough
+
+
+def test_refused_callers_are_spaced_one_interval_apart(client: redis.Redis, provider: str) -> None:
+    rl = limiter(client, provider, rate_per_s=10.0, burst=1)
+    assert rl.acquire(provider, T0) == 0.0
+    waits = [rl.acquire(provider, T0) for _ in range(4)]
+    assert waits == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    assert rl.acquire(provider, T0 + 0.1) == 0.0  # a wait reserves nothing: the slot is still free
+
+
+def test_simulated_second_grants_rate_times_t_plus_burst(client: redis.Redis, provider: str) -> None:
+    rl = limiter(client, provider, rate_per_s=20.0, burst=5)
+    granted = sum(rl.acquire(provider, T0 + i / 1000) == 0.0 for i in range(1001))  # every ms for 1 s
+    assert granted in (25, 26)  # burst + rate * t (+1 at the closed end of the interval)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rate=st.floats(0.5, 50.0),
+    burst=st.integers(1, 8),
+    gaps=st.lists(st.floats(0.0, 0.5), min_size=1, max_size=60),
+)
+def test_no_window_ever_exceeds_burst_plus_rate(
+    client: redis.Redis, rate: float, burst: int, gaps: list[float]
+) -> None:
+    name = f"h-{uuid.uuid4().hex[:8]}"
+    rl = limiter(client, name, rate_per_s=rate, burst=burst)
+    now, grants = T0, []
+    for gap in gaps:
+        now += gap
+        wait = rl.acquire(name, now)
+        assert wait >= 0.0
+        if wait == 0.0:
+            grants.append(now)
+    for i, start in enumerate(grants):
+        for j in range(i, len(grants)):
+            assert j - i + 1 <= burst + rate * (grants[j] - start) + 1e-6
+
+
+def test_unlimited_touches_no_redis(caplog: pytest.LogCaptureFixture) -> None:
+    dead = fast_client(f"redis://127.0.0.1:{free_port()}/0")
+    rl = RateLimiter(dead, rates={"p": LimitConfig(rate_per_s=None, burst=1, max_in_flight=None)})
+    with caplog.at_level(logging.WARNING):
+        assert rl.acquire("p") == 0.0 and rl.acquire("not-configured") == 0.0
+        assert rl.try_enter("p", "job", 60.0)
+        rl.penalize("p", 5.0)
+        rl.record_success("p")
+        rl.leave("p", "job")
+    assert caplog.records == []
+
+
+def test_keys_share_a_hash_slot_and_expire(client: redis.Redis, provider: str) -> None:
+    rl = limiter(client, provider, rate_per_s=10.0, burst=1, max_in_flight=2)
+    rl.acquire(provider)
+    rl.acquire(provider)  # refused: sets the waiters' queue key
+    rl.penalize(provider, 2.0)
+    rl.try_enter(provider, "job", 30.0)
+    for key in keys(provider).values():
+        assert f"{{{provider}}}" in key
+        assert 0 < client.pttl(key) <= (AIMD_TTL_S + 1) * 1000, key
+
+
+# --- concurrency: threads and processes on Redis' clock --------------------------------------------------
+
+
+def test_threads_never_exceed_budget(client: redis.Redis, provider: str) -> None:
+    rl = limiter(client, provider, rate_per_s=50.0, burst=5)
+    start = _server_time(client)
+    stop_at = time.monotonic() + 0.4
+    counts = [0] * 6
+
+    def hammer(slot: int) -> None:
+        while time.monotonic() < stop_at:
+            counts[slot] += rl.acquire(provider) == 0.0
+
+    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = _server_time(client) - start
+    assert 0.7 * (5 + 50 * 0.4) <= sum(counts) <= 5 + 50 * elapsed + 1
+
+
+def _hammer(url: str, provider: str, go: Any, seconds: float, out: Any) -> None:
+    """Child process: say ready, acquire in a tight loop for ``seconds`` after ``go``; report the grants."""
+    rl = limiter(fast_client(url), provider, rate_per_s=40.0, burst=8)
+    out.put(-1)
+    go.wait(30)
+    stop_at = time.monotonic() + seconds
+    granted = 0
+    while time.monotonic() < stop_at:
+        granted += rl.acquire(provider) == 0.0
+    out.put(granted)
+
+
+def test_four_processes_never_exceed_budget(redis_url: str, client: redis.Redis, provider: str) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    go, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_hammer, args=(redis_url, provider, go, 0.6, out)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    assert [out.get(timeout=60) for _ in procs] == [-1] * 4  # all imported and connected
+    start = _server_time(client)
+    go.set()
+    grants = [out.get(timeout=60) for _ in procs]
+    elapsed = _server_time(client) - start
+    for p in procs:
+        p.join(10)
+    assert all(g > 0 for g in grants), grants  # every process got a share
+    assert 0.7 * (8 + 40 * 0.6) <= sum(grants) <= 8 + 40 * elapsed + 1, (grants, elapsed)
+
+
+# --- shared not-before and AIMD --------------------------------------------------------------------------
+
+
+def test_penalize_blocks_every_worker_until_not_before(client: redis.Redis, redis_url: str, provider: str) -> None:
+    worker_a = limiter(client, provider, rate_per_s=100.0, burst=10)
+    worker_b = limiter(fast_client(redis_url), provider, rate_per_s=100.0, burst=10)
+    assert worker_a.penalize(provider, 5.0, T0) == pytest.approx(5.0)
+    assert worker_b.acquire(provider, T0 + 1) == pytest.approx(4.0)
+    assert worker_a.penalize(provider, 2.0, T0 + 1) == pytest.approx(4.0)  # never shortens a longer wait
+    assert worker_b.acquire(provider, T0 + 5) == 0.0
+
+
+def test_penalize_on_redis_clock(client: redis.Redis, redis_url: str, provider: str) -> None:
+    worker_a = limiter(client, provider)
+    worker_b = limiter(fast_client(redis_url), provider)
+    worker_a.penalize(provider, 0.3)
+    assert 0.2 < worker_b.acquire(provider) <= 0.3
+    time.sleep(0.3)
+    assert worker_b.acquire(provider) == 0.0
+
+
+def test_adaptive_rate_halves_then_recovers(client: redis.Redis, provider: str) -> None:
+    rl = limiter(client, provider, rate_per_s=10.0, burst=1, recover_step=0.1)
+    assert rl.effective_rate(provider) == 10.0
+    rl.penalize(provider, 0.0, T0)
+    assert rl.effective_rate(provider) == pytest.approx(5.0)
+    rl.penalize(provider, 0.0, T0 + 0.5)  # the same overload (within the cooldown): no second halving
+    assert rl.effective_rate(provider) == pytest.approx(5.0)
+    assert rl.acquire(provider, T0 + 2) == 0.0
+    assert rl.acquire(provider, T0 + 2) == pytest.approx(0.2)  # the interval doubled
+    rl.record_success(provider, T0 + 0.9)  # a request sent before the 429: does not count
+    assert rl.effective_rate(provider) == pytest.approx(5.0)
+    for i in range(4):
+        rl.record_success(provider, T0 + 2 + i)
+    assert rl.effective_rate(provider) == pytest.approx(9.0)
+    rl.record_success(provider, T0 + 7)
+    assert rl.effective_rate(provider) == 10.0
+    assert not client.exists(keys(provider)["aimd"])  # back to the configured rate: no state left
+
+
+def test_adaptive_rate_has_a_floor(client: redis.Redis, provider: str) -> None:
+    rl = limiter(client, provider, rate_per_s=10.0, min_rate_fraction=0.2)
+    for i in range(10):
+        rl.penalize(provider, 0.0, T0 + 2 * i)
+    assert rl.effective_rate(provider) == pytest.approx(2.0)
+
+
+def test_record_success_at_full_rate_costs_no_round_trip(client: redis.Redis, provider: str) -> None:
+    rl = limiter(client, provider)
+    rl.acquire(provider)
+    before = client.info("stats")["total_commands_processed"]
+    rl.record_success(provider)
+    assert client.info("stats")["total_commands_processed"] == before + 1  # only the INFO itself
+
+
+# --- concurrency cap -------------------------------------------------------------------------------------
+
+
+def test_cap_admits_exactly_cap_distinct_jobs(client: redis.Redis, provider: str) -> None:
+    rl = limiter(client, provider, max_in_flight=3)
+    assert [rl.try_enter(provider, f"j{i}", 60.0, T0) for i in range(5)] == [True, True, True, False, False]
+    assert rl.try_enter(provider, "j0", 60.0, T0)  # re-entry is idempotent
+    assert rl.in_flight(provider, T0) == 3
+    rl.leave(provider, "j1")
+    rl.leave(provider, "never-entered")
+    assert rl.try_enter(provider, "j3", 60.0, T0)
+    assert not rl.try_enter(provider, "j4", 60.0, T0)
+
+
+def test_expired_leases_are_freed_and_reentry_renews(client: redis.Redis, provider: str) -> None:
+    rl = limiter(client, provider, max_in_flight=2)
+    assert rl.try_enter(provider, "a", 10.0, T0)
+    assert rl.try_enter(provider, "b", 10.0, T0)
+    assert rl.try_enter(provider, "a", 10.0, T0 + 8)  # renewed until T0 + 18
+    assert not rl.try_enter(provider, "c", 10.0, T0 + 9)
+    assert rl.try_enter(provider, "c", 10.0, T0 + 11)  # b's lease lapsed
+    assert not rl.try_enter(provider, "d", 10.0, T0 + 17)  # a still holds its renewed lease
+
+
+# --- fail open -------------------------------------------------------------------------------------------
+
+
+def test_dead_redis_fails_open_and_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    dead = fast_client(f"redis://127.0.0.1:{free_port()}/0")
+    rl = RateLimiter(dead, rates={"p": LimitConfig(rate_per_s=1.0, burst=1, max_in_flight=1)})
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="imagegen.ratelimit"):
+        assert [rl.acquire("p") for _ in range(5)] == [0.0] * 5
+        assert rl.try_enter("p", "a", 60.0) and rl.try_enter("p", "b", 60.0)
+        assert rl.penalize("p", 3.0) == 3.0
+        rl.record_success("p")
+        rl.leave("p", "a")
+        assert rl.effective_rate("p") is None and rl.in_flight("p") is None
+    assert time.monotonic() - started < 2.0
+    assert len([r for r in caplog.records if "failing open" in r.message]) == 1
+
+
+def test_guard_skips_redis_during_cooldown_then_retries() -> None:
+    now = [0.0]
+    guard = RedisGuard("test", cooldown_s=5.0, clock=lambda: now[0])
+    calls = []
+
+    def failing() -> int:
+        calls.append(now[0])
+        raise redis.ConnectionError("down")
+
+    assert guard.call(failing, -1) == -1 and guard.down
+    now[0] = 4.0
+    assert guard.call(failing, -1) == -1 and calls == [0.0]  # skipped: no connect attempt
+    now[0] = 5.0
+    assert guard.call(lambda: 7, -1) == 7 and not guard.down
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"rate_per_s": 0.0},
+        {"rate_per_s": float("inf")},
+        {"burst": 0},
+        {"max_in_flight": 0},
+        {"min_rate_fraction": 0.0},
+        {"min_rate_fraction": 1.5},
+        {"decrease_factor": 0.0},
+        {"recover_step": -0.1},
+    ],
+)
+def test_config_validation(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        LimitConfig(**{"rate_per_s": 1.0, "burst": 1, **bad})
+
+
+def _server_time(client: redis.Redis) -> float:
+    seconds, micros = client.time()
+    return float(seconds) + float(micros) / 1_000_000
