@@ -79,7 +79,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "worker_eta_task_limit": settings.imagegen_worker_eta_task_limit,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
-        "worker_soft_shutdown_timeout": 10.0,
+        "worker_soft_shutdown_timeout": settings.imagegen_soft_shutdown_s,
         "worker_enable_soft_shutdown_on_idle": True,
         "worker_max_tasks_per_child": 10_000,
         "task_default_queue": "celery",

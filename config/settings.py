@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     # --- Celery ---------------------------------------------------------------------------------
     imagegen_visibility_timeout_s: int = Field(default=3600, ge=60)
     imagegen_worker_eta_task_limit: int = Field(default=1000, ge=1)
+    #: Soft shutdown on SIGTERM: how long in-flight late-ack messages get to finish or be requeued.
+    imagegen_soft_shutdown_s: float = Field(default=10.0, ge=0)
 
     # --- safety and logging ---------------------------------------------------------------------
     imagegen_allow_private_urls: bool = False

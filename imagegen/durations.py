@@ -136,19 +136,25 @@ def estimate_from_progress(elapsed_s: float, progress: float | None) -> float | 
     return elapsed_s * (100 - progress) / progress
 
 
-def observed_duration(detected_s: float, last_running_s: float | None, *, exact: bool = False) -> float:
+def observed_duration(
+    detected_s: float, last_running_s: float | None, *, predicted_s: float | None = None, exact: bool = False
+) -> float:
     """The sample to :meth:`DurationLearner.record` for a job whose upstream task just finished.
 
-    ``detected_s``: seconds from the accepted submit to the moment we learned it finished. With ``exact``
-    (a webhook, which arrives at the finish) that is the duration. Otherwise a poll found it, and it finished
-    between the previous "still running" answer at ``last_running_s`` and ``detected_s``: the midpoint is
-    an unbiased guess. With no earlier running answer (the first poll found it done) we only know it took
-    at most ``detected_s``, so record :data:`CENSORED_FRACTION` of it: recording the bound itself would let
-    the median only ever grow, and the first poll would drift later and later.
+    ``detected_s``: seconds from the accepted submit to the moment we learned it finished; with ``exact``
+    (a webhook, sent at the finish) that is the duration. Otherwise a poll found it: it finished between
+    the previous "still running" answer at ``last_running_s`` and ``detected_s``. Inside that bracket, a
+    ``predicted_s`` finish (that answer's elapsed time + :func:`estimate_from_progress`) is the best
+    guess, else the midpoint. With no earlier running answer (the first poll found it done) we only know
+    it took at most ``detected_s``, so record :data:`CENSORED_FRACTION` of it: recording the bound itself
+    would let the median only ever grow, and the first poll would drift later and later.
     """
     detected_s = max(0.0, detected_s)
     if exact:
         return detected_s
     if last_running_s is None:
         return detected_s * CENSORED_FRACTION
-    return (min(max(0.0, last_running_s), detected_s) + detected_s) / 2
+    low = min(max(0.0, last_running_s), detected_s)
+    if predicted_s is not None and math.isfinite(predicted_s):
+        return min(max(predicted_s, low), detected_s)
+    return (low + detected_s) / 2

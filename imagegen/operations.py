@@ -194,8 +194,10 @@ def stats(rt: Runtime, *, since: timedelta, provider: str | None = None, now: da
         held_by_error_kind=held,
         finished_by_status=finished,
         finished_by_error_kind=kinds,
-        total_seconds=Percentiles.of((f - c).total_seconds() for c, _, f in times),
-        upstream_seconds=Percentiles.of((f - sub).total_seconds() for _, sub, f in times if sub is not None),
+        total_seconds=Percentiles.of((f - c).total_seconds() for c, _, f in times if f is not None),
+        upstream_seconds=Percentiles.of(
+            (f - sub).total_seconds() for _, sub, f in times if f is not None and sub is not None
+        ),
         mean_submit_attempts=_rounded(means[0]),
         mean_polls=_rounded(means[1]),
         credits_by_tier=tiers,

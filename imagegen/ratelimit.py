@@ -196,18 +196,16 @@ class LimitConfig:
     recover_step: float = 0.02
 
     def __post_init__(self) -> None:
-        if self.rate_per_s is not None and not (self.rate_per_s > 0 and math.isfinite(self.rate_per_s)):
-            raise ValueError(f"rate_per_s must be positive and finite, got {self.rate_per_s}")
-        if self.burst < 1:
-            raise ValueError(f"burst must be at least 1, got {self.burst}")
-        if self.max_in_flight is not None and self.max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be at least 1, got {self.max_in_flight}")
-        if not 0 < self.min_rate_fraction <= 1:
-            raise ValueError(f"min_rate_fraction must be in (0, 1], got {self.min_rate_fraction}")
-        if not 0 < self.decrease_factor <= 1:
-            raise ValueError(f"decrease_factor must be in (0, 1], got {self.decrease_factor}")
-        if not 0 <= self.recover_step <= 1:
-            raise ValueError(f"recover_step must be in [0, 1], got {self.recover_step}")
+        checks = {
+            "rate_per_s must be positive and finite": self.rate_per_s is None or 0 < self.rate_per_s < math.inf,
+            "burst must be at least 1": self.burst >= 1,
+            "max_in_flight must be at least 1": self.max_in_flight is None or self.max_in_flight >= 1,
+            "min_rate_fraction must be in (0, 1]": 0 < self.min_rate_fraction <= 1,
+            "decrease_factor must be in (0, 1]": 0 < self.decrease_factor <= 1,
+            "recover_step must be in [0, 1]": 0 <= self.recover_step <= 1,
+        }
+        if problems := [message for message, ok in checks.items() if not ok]:
+            raise ValueError(f"{'; '.join(problems)}: {self}")
 
 
 UNLIMITED = LimitConfig(rate_per_s=None)
@@ -271,14 +269,8 @@ class RateLimiter:
         if cfg.rate_per_s is None:
             return wait
         k = keys(provider)
-        args = [
-            repr(wait),
-            repr(cfg.decrease_factor),
-            repr(cfg.min_rate_fraction),
-            repr(DECREASE_COOLDOWN_S),
-            str(AIMD_TTL_S),
-            _arg(now),
-        ]
+        factor, floor = repr(cfg.decrease_factor), repr(cfg.min_rate_fraction)
+        args = [repr(wait), factor, floor, repr(DECREASE_COOLDOWN_S), str(AIMD_TTL_S), _arg(now)]
         reply = self.guard.call(lambda: self._penalize(keys=[k["nb"], k["aimd"]], args=args), None)
         if reply is None:
             return wait

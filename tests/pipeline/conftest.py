@@ -42,6 +42,7 @@ PIPELINE_ENV = {
     "IMAGEGEN_SUBMIT_LEASE_S": "20",
     "IMAGEGEN_DISPATCH_GRACE_S": "15",
     "SIM_DURATION_S": "0.5",
+    "IMAGEGEN_SOFT_SHUTDOWN_S": "1",
 }
 
 
@@ -128,7 +129,7 @@ class Stack:
     def close(self) -> None:
         """Stop every process and release the runtime."""
         for proc in reversed(self.processes):
-            proc.stop()
+            proc.stop(timeout=8)
         self.rt.close()
 
 

@@ -187,9 +187,11 @@ def test_estimate_from_progress_is_what_next_poll_delay_extrapolates(elapsed: fl
     assert delay == pytest.approx(remaining * 1.05, rel=0.1 + 1e-9)  # within next_poll_delay's ±10 % jitter
 
 
-@given(detected=DURATIONS, last=st.none() | DURATIONS)
-def test_observed_duration_stays_within_what_is_known(detected: float, last: float | None) -> None:
-    sample = observed_duration(detected, last)
+@given(detected=DURATIONS, last=st.none() | DURATIONS, predicted=st.none() | st.floats(-10.0, 7200.0))
+def test_observed_duration_stays_within_what_is_known(
+    detected: float, last: float | None, predicted: float | None
+) -> None:
+    sample = observed_duration(detected, last, predicted_s=predicted)
     assert 0.0 <= sample <= detected
     if last is not None and last <= detected:
         assert last <= sample
@@ -198,5 +200,7 @@ def test_observed_duration_stays_within_what_is_known(detected: float, last: flo
 
 def test_observed_duration_cases() -> None:
     assert observed_duration(120.0, 90.0) == 105.0  # finished between the two polls
+    assert observed_duration(120.0, 90.0, predicted_s=100.0) == 100.0  # progress pinned it inside the bracket
+    assert observed_duration(120.0, 90.0, predicted_s=300.0) == 120.0  # a prediction past the bracket is clamped
     assert observed_duration(120.0, None) == 120.0 * CENSORED_FRACTION  # done at the first poll: at most 120
     assert observed_duration(47.0, None, exact=True) == 47.0  # a webhook arrives at the finish

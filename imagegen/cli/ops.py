@@ -1,0 +1,250 @@
+"""Operator commands: ``imagegen stats``, ``imagegen requeue`` and ``imagegen purge``.
+
+The commands are plain click commands; ``register(group)`` adds them to the ``imagegen`` group. This
+module never imports ``imagegen.cli.main`` (so ``main`` can import it without a cycle). Until ``main``
+calls ``register``, ``python -m imagegen.cli.ops …`` runs the ``imagegen`` group with these commands.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import click
+
+from imagegen import operations
+from imagegen.cli.output import SOME_FAILED, fail, print_json
+from imagegen.errors import ErrorKind, ImagegenError
+from imagegen.lifecycle import TERMINAL
+from imagegen.operations import PurgeResult, Stats, format_duration, parse_duration
+from imagegen.producer import default_publisher
+from imagegen.requests import PROVIDERS
+from imagegen.runtime import Runtime
+
+
+def _runtime() -> Runtime:
+    try:
+        return Runtime.create()
+    except ImagegenError as exc:
+        fail(str(exc), SOME_FAILED)
+
+
+def duration(_ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
+    """Click callback for duration flags (``30m``, ``2h``, ``30d``): a bad value exits 2 with one line."""
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        fail(f"{param.opts[0]}: {exc}")
+
+
+def _provider(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and value not in PROVIDERS:
+        fail(f"{param.opts[0]}: unknown provider {value!r} (one of {', '.join(PROVIDERS)})")
+    return value
+
+
+def _error_kind(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    kinds = [k.value for k in ErrorKind]
+    if value is not None and value not in kinds:
+        fail(f"{param.opts[0]}: unknown error kind {value!r} (one of {', '.join(kinds)})")
+    return value
+
+
+# --- stats --------------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--since", default="24h", show_default=True, callback=duration, help="Window: 30m, 2h, 7d, …")
+@click.option("--provider", default=None, callback=_provider, help="Only this provider's jobs.")
+@click.option("--json", "as_json", is_flag=True)
+def stats(since: timedelta, provider: str | None, as_json: bool) -> None:
+    """Counts, throughput, p50/p95 durations, calls per job and credits spent over a window."""
+    rt = _runtime()
+    try:
+        result = operations.stats(rt, since=since, provider=provider)
+    finally:
+        rt.close()
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        click.echo(render_stats(result, since))
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}s"
+
+
+def render_stats(result: Stats, window: timedelta) -> str:
+    """The human form of ``imagegen stats``."""
+    total, upstream = result.total_seconds, result.upstream_seconds
+    fin = result.finished_by_status
+    means = result.mean_submit_attempts, result.mean_polls
+    lines = [
+        f"last {format_duration(window)} (since {result.since:%Y-%m-%d %H:%M:%S} UTC), "
+        f"provider: {result.provider or 'all'}",
+        f"created     {sum(result.created_by_status.values())} ({_counts(result.created_by_status)})",
+        f"not ended   {_counts(result.active_by_status)}"
+        + (f"; held by {_counts(result.held_by_error_kind)}" if result.held_by_error_kind else ""),
+        f"ended       {result.finished} ({_counts(fin)}): {result.finished_per_minute:.2f}/min, "
+        f"succeeded {result.succeeded_per_minute:.2f}/min",
+        f"error kinds {_counts(result.finished_by_error_kind)}",
+        f"duration    created→finished p50 {_seconds(total.p50)} p95 {_seconds(total.p95)}; "
+        f"submitted→finished p50 {_seconds(upstream.p50)} p95 {_seconds(upstream.p95)} "
+        f"(succeeded jobs: {total.count})",
+        "per job     "
+        + ("-" if means[0] is None else f"{means[0]:.2f} submit calls, {means[1] or 0:.2f} polls (mean, ended jobs)"),
+        f"credits     {result.credits}" + (f" ({_counts(result.credits_by_tier)})" if result.credits_by_tier else ""),
+    ]
+    return "\n".join(lines)
+
+
+# --- requeue ------------------------------------------------------------------------------------
+
+
+def _retry_status(_ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        return operations.retryable_status(value).value
+    except ValueError as exc:
+        fail(f"{param.opts[0]}: {exc}")
+
+
+@click.command()
+@click.option("--status", "status_", default="failed", show_default=True, callback=_retry_status)
+@click.option("--error-kind", default=None, callback=_error_kind, help="Only jobs that ended with this error kind.")
+@click.option("--provider", default=None, callback=_provider)
+@click.option("--since", default=None, callback=duration, help="Only jobs that ended within this window (e.g. 2h).")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=1000, show_default=True)
+@click.option("--dry-run", is_flag=True, help="Only list what would be requeued.")
+@click.option("--json", "as_json", is_flag=True)
+def requeue(
+    status_: str,
+    error_kind: str | None,
+    provider: str | None,
+    since: timedelta | None,
+    limit: int,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Queue failed (or expired, canceled) jobs again in bulk: a new upstream submit each."""
+    run_requeue(
+        status=status_,
+        error_kind=error_kind,
+        provider=provider,
+        since=since,
+        limit=limit,
+        dry_run=dry_run,
+        as_json=as_json,
+    )
+
+
+def run_requeue(
+    *,
+    status: str,
+    error_kind: str | None,
+    provider: str | None,
+    since: timedelta | None,
+    limit: int,
+    dry_run: bool = False,
+    as_json: bool = False,
+) -> list[str]:
+    """The body of ``imagegen requeue`` (and of ``imagegen retry --failed``): requeue, publish, report."""
+    rt = _runtime()
+    filters: dict[str, Any] = {
+        "status": status,
+        "error_kind": error_kind,
+        "provider": provider,
+        "since": since,
+        "limit": limit,
+    }
+    try:
+        if dry_run:
+            ids = operations.find_retryable(rt, **filters)
+        else:
+            steps = operations.retry_many(rt, **filters)
+            publisher = default_publisher()
+            for step in steps:
+                publisher.publish(step)
+            ids = [step.job_id for step in steps]
+    finally:
+        rt.close()
+    what = " ".join(x for x in (status, error_kind and f"({error_kind})") if x)
+    if as_json:
+        print_json({"dry_run": dry_run, "jobs": ids})
+    else:
+        click.echo(f"{'would requeue' if dry_run else 'requeued'} {len(ids)} {what} jobs")
+        for job_id in ids:
+            click.echo(f"  {job_id}")
+    return ids
+
+
+# --- purge --------------------------------------------------------------------------------------
+
+
+def _purge_statuses(_ctx: click.Context, param: click.Parameter, value: str) -> frozenset[Any]:
+    try:
+        return operations.purgeable_statuses(value)
+    except ValueError as exc:
+        fail(f"{param.opts[0]}: {exc}")
+
+
+@click.command()
+@click.option("--older-than", default=None, callback=duration, help="Ended before this long ago, e.g. 30d.")
+@click.option(
+    "--status",
+    "statuses",
+    default="terminal",
+    show_default=True,
+    callback=_purge_statuses,
+    help="terminal, or a comma-separated list of succeeded, failed, expired, canceled.",
+)
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+@click.option("--json", "as_json", is_flag=True)
+def purge(older_than: timedelta | None, statuses: frozenset[Any], dry_run: bool, as_json: bool) -> None:
+    """Delete ended jobs (with their attempt log, deliveries and local result files); never active ones."""
+    if older_than is None:
+        fail("--older-than: is required (e.g. --older-than 30d)")
+    rt = _runtime()
+    try:
+        result = operations.purge(rt, older_than=older_than, statuses=statuses, dry_run=dry_run)
+    finally:
+        rt.close()
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        click.echo(render_purge(result, statuses))
+
+
+def render_purge(result: PurgeResult, statuses: frozenset[Any]) -> str:
+    """The human form of ``imagegen purge``."""
+    which = "terminal" if statuses == TERMINAL else ",".join(sorted(s.value for s in statuses))
+    verb = "would delete" if result.dry_run else "deleted"
+    line = (
+        f"{verb} {result.jobs} {which} jobs ended before {result.cutoff:%Y-%m-%d %H:%M:%S} UTC: "
+        f"{result.attempts} attempts, {result.deliveries} deliveries, {result.files} result files"
+    )
+    if result.files_kept:
+        line += f" ({result.files_kept} remote or outside-the-results-dir files left in place)"
+    return line
+
+
+#: Every command this module adds to ``imagegen``.
+COMMANDS: tuple[click.Command, ...] = (stats, requeue, purge)
+
+
+def register(group: click.Group) -> click.Group:
+    """Add the operator commands to ``group`` (the ``imagegen`` click group)."""
+    for command in COMMANDS:
+        group.add_command(command)
+    return group
+
+
+if __name__ == "__main__":
+    from imagegen.cli.main import main
+
+    register(main)()
