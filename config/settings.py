@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     #: While a provider key is paused, retry one held job this often as a probe (0 = never).
     imagegen_pause_probe_s: float = Field(default=0.0, ge=0)
 
+    # --- global limits per provider key (shared by every worker; issue 6) --------------------------
+    #: JSON: {"apidot": {"rate_per_s": 5, "burst": 5, "max_in_flight": 500}}; missing = unlimited.
+    imagegen_provider_limits: str | None = None
+    #: Learn expected durations from finished jobs (a running median per provider/model/quality/resolution).
+    imagegen_learn_durations: bool = True
+
     # --- Celery ---------------------------------------------------------------------------------
     imagegen_visibility_timeout_s: int = Field(default=3600, ge=60)
     imagegen_worker_eta_task_limit: int = Field(default=1000, ge=1)
@@ -114,6 +120,13 @@ class Settings(BaseSettings):
     imagegen_api_tokens: str = ""
     #: Port on which each worker host serves its Prometheus metrics (needs PROMETHEUS_MULTIPROC_DIR).
     imagegen_worker_metrics_port: int | None = None
+
+    @field_validator("imagegen_provider_limits")
+    @classmethod
+    def _check_limits(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_provider_limits(value)
+        return value
 
     @field_validator("imagegen_expected_duration_s")
     @classmethod
@@ -175,6 +188,11 @@ class Settings(BaseSettings):
         return b"imagegen-callback:unconfigured"
 
     @property
+    def provider_limits(self) -> dict[str, dict[str, float]]:
+        """``IMAGEGEN_PROVIDER_LIMITS``, parsed (provider → {rate_per_s, burst, max_in_flight})."""
+        return parse_provider_limits(self.imagegen_provider_limits) if self.imagegen_provider_limits else {}
+
+    @property
     def api_tokens(self) -> frozenset[str]:
         """Bearer tokens accepted by the intake API; empty means no auth."""
         return frozenset(t.strip() for t in self.imagegen_api_tokens.split(",") if t.strip())
@@ -207,6 +225,35 @@ def parse_expected_durations(value: str) -> dict[str, float]:
             raise ValueError(f"IMAGEGEN_EXPECTED_DURATION_S[{key!r}] must be a number")
         table[str(key)] = _duration(seconds, f"IMAGEGEN_EXPECTED_DURATION_S[{key!r}]")
     return table
+
+
+_LIMIT_FIELDS = {"rate_per_s", "burst", "max_in_flight", "min_rate_fraction", "decrease_factor", "recover_step"}
+
+
+def parse_provider_limits(value: str) -> dict[str, dict[str, float]]:
+    """Parse ``IMAGEGEN_PROVIDER_LIMITS`` (a JSON object of provider → limits); errors name the bad key."""
+    try:
+        parsed: Any = json.loads(value)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"IMAGEGEN_PROVIDER_LIMITS is not JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise ValueError("IMAGEGEN_PROVIDER_LIMITS must be a JSON object of provider -> limits")
+    out: dict[str, dict[str, float]] = {}
+    for provider, limits in parsed.items():
+        if not isinstance(limits, dict) or not set(limits) <= _LIMIT_FIELDS:
+            raise ValueError(
+                f"IMAGEGEN_PROVIDER_LIMITS[{provider!r}] must be an object with keys {sorted(_LIMIT_FIELDS)}"
+            )
+        for key, number in limits.items():
+            if (
+                isinstance(number, bool)
+                or not isinstance(number, int | float)
+                or not math.isfinite(number)
+                or number <= 0
+            ):
+                raise ValueError(f"IMAGEGEN_PROVIDER_LIMITS[{provider!r}][{key!r}] must be a positive number")
+        out[str(provider)] = {k: float(v) for k, v in limits.items()}
+    return out
 
 
 def _duration(value: float, name: str) -> float:

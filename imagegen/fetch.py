@@ -257,15 +257,21 @@ def check_url(url: str, policy: FetchPolicy, *, resolver: Resolver = system_reso
 # --- transport --------------------------------------------------------------------------------------
 
 
+def make_client(policy: FetchPolicy) -> httpx.Client:
+    """A client fit for ``fetch``/``post_json``; build one per process and reuse it (creating one loads
+    the CA bundle, ~25 ms). An explicit transport means httpx applies no HTTP(S)_PROXY from the environment
+    (a proxy would do its own DNS and break the pinned SNI) while SSL_CERT_FILE/DIR still count; no
+    keep-alive, see _send."""
+    transport = httpx.HTTPTransport(limits=httpx.Limits(max_keepalive_connections=0))
+    return httpx.Client(transport=transport, follow_redirects=False, timeout=policy.timeout)
+
+
 @contextmanager
 def _client_scope(client: httpx.Client | None, policy: FetchPolicy) -> Iterator[httpx.Client]:
     if client is not None:
         yield client
         return
-    # An explicit transport means httpx applies no HTTP(S)_PROXY from the environment (a proxy would do
-    # its own DNS and break the pinned SNI) while SSL_CERT_FILE/DIR still count; no keep-alive, see _send.
-    transport = httpx.HTTPTransport(limits=httpx.Limits(max_keepalive_connections=0))
-    with httpx.Client(transport=transport, follow_redirects=False, timeout=policy.timeout) as own:
+    with make_client(policy) as own:
         yield own
 
 

@@ -109,7 +109,7 @@ def deliver(rt: Runtime, job_id: str) -> Step | None:
     status: int | None = None
     error: str | None = None
     try:
-        status = post_json(job.callback_url, body, headers, policy).status_code
+        status = post_json(job.callback_url, body, headers, policy, client=rt.fetch_client).status_code
         if not 200 <= status < 300:
             error = f"HTTP {status}"
     except ImagegenError as exc:  # UnsafeURL, FetchFailed: never a traceback out of the task

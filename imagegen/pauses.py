@@ -74,6 +74,8 @@ def resume(rt: Runtime, provider: str) -> str:
 
 def probe_succeeded(rt: Runtime, job: Job) -> None:
     """Called after an upstream call for ``job`` succeeded: if it was the probe, lift the pause."""
+    if rt.settings.imagegen_pause_probe_s <= 0:
+        return  # no probes are ever sent, so there is nothing to look up on this hot path
     with rt.session() as s:
         state = repo.get_provider_state(s, job.provider)
         is_probe = bool(state and state.paused and state.probe_job_id == job.id)

@@ -16,6 +16,7 @@ from imagegen import pauses
 from imagegen.backoff import compute_backoff
 from imagegen.errors import ErrorKind, ProviderError, UnsafeURL, is_safety_message
 from imagegen.fetch import FetchFailed
+from imagegen.learning import expected_for, learn_from
 from imagegen.lifecycle import JobStatus as S
 from imagegen.lifecycle import transition, update_in
 from imagegen.metrics import POLLS_PER_JOB, observe_call
@@ -23,11 +24,11 @@ from imagegen.outcomes import expire_if_due, fail_or_hold
 from imagegen.providers import GeneratedImage, Phase, UpstreamState
 from imagegen.results import store_results
 from imagegen.runtime import Runtime
-from imagegen.schedule import expected_duration, next_poll_delay, poll_cap, webhook_factor
+from imagegen.schedule import next_poll_delay, poll_cap, webhook_factor
 from imagegen.steps import Step, poll_step
 from imagegen.store import repo
 from imagegen.store.models import Job
-from imagegen.submission import follow_up
+from imagegen.submission import follow_up, note_callback
 from imagegen.timers import schedule
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ def _poll(rt: Runtime, job_id: str, *, force: bool) -> Step | None:
         job = repo.get_job(s, job_id)
         if job is None or job.status != S.RUNNING or not job.upstream_task_id:
             return None
+        note_callback(job)
         if expire_if_due(s, job, now):
             return None
         where = [] if force else [col(Job.next_attempt_at) <= now + EARLY_SLACK]
@@ -77,6 +79,8 @@ def _poll(rt: Runtime, job_id: str, *, force: bool) -> Step | None:
             POLLS_PER_JOB.labels(job.provider).observe(job.polls + 1)
         if state.phase is Phase.SUCCEEDED:
             won = claim_finalizing(rt, s, job.id, state)
+            if won:
+                learn_from(rt, job, rt.now(), exact=force)
         elif state.phase is Phase.FAILED:
             kind = ErrorKind.CONTENT_REJECTED if is_safety_message(state.error_message) else ErrorKind.GENERATION_FAILED
             transition(
@@ -99,13 +103,7 @@ def _poll(rt: Runtime, job_id: str, *, force: bool) -> Step | None:
 def _still_running(rt: Runtime, s: Session, job: Job, state: UpstreamState) -> Step | None:
     settings = rt.settings
     now = rt.now()
-    expected = expected_duration(
-        settings.expected_durations,
-        job.provider,
-        job.model,
-        job.request.get("quality"),
-        job.request.get("resolution"),
-    )
+    expected = expected_for(rt, job)
     elapsed = (now - job.submitted_at).total_seconds() if job.submitted_at else 0.0
     delay = next_poll_delay(
         polls_while_running=max(1, job.polls + 1 - job.poll_errors),

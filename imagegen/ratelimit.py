@@ -1,24 +1,20 @@
 """A global limiter per provider key, shared by every worker process on every host (issue 6 items 1–2).
 
-Celery's ``rate_limit`` counts per worker instance; four workers at ``R`` send ``4R``. This limiter keeps its
-state in Redis and changes it only inside Lua scripts, so all processes see one budget:
+Celery's ``rate_limit`` counts per worker instance (four workers at ``R`` send ``4R``). Here the state lives
+in Redis and changes only inside Lua scripts, so all processes share one budget: **GCRA** (``rate``/s with
+``burst`` at once), a **shared not-before** set by any 429's ``Retry-After``, and an **AIMD** effective rate
+(a 429 halves it down to a floor; successes add it back slowly). A limiter wait is not an error: callers
+re-enqueue with that countdown, no retry budget. (The concurrency cap per key is counted in the database,
+the source of truth, by ``submission``: a flushed Redis cannot forget what is in flight.)
 
-* **GCRA** (generic cell rate algorithm): ``rate`` submits per second with ``burst`` allowed at once.
-* **Shared not-before**: a 429 with ``Retry-After`` makes every worker wait, not just the one that got it.
-* **AIMD**: a 429 halves the effective rate (down to a floor); successes add it back slowly.
-* **Concurrency cap**: at most ``max_in_flight`` upstream tasks per provider key (a sorted set of leases).
+Times come from ``redis.call('TIME')`` so hosts with skewed clocks agree (tests may inject ``now``, on one
+clock per provider). Keys are ``imagegen:rl:{provider}:*``: the braces are a Redis Cluster hash tag (one
+slot per provider, as multi-key scripts need), and every key has a TTL so idle providers leave nothing.
 
-Times come from ``redis.call('TIME')`` so hosts with skewed clocks agree (tests may inject ``now``, which
-must then be on one clock for a given provider). Keys are ``imagegen:rl:{provider}:*``; the braces are a
-Redis Cluster hash tag, keeping one provider's keys in one slot as a multi-key script requires. Every key
-has a TTL, so idle providers leave nothing behind. Needs Redis ≥ 5 (scripts replicated by effects).
-
-A limiter wait is not an error: callers re-enqueue with that countdown and spend no retry budget.
-
-**Fail open.** If Redis is unreachable, ``acquire`` returns 0.0 and ``try_enter`` returns True (one warning
-per outage, then Redis is skipped for a few seconds so a dead server cannot slow every task down). The
-limiter protects the provider from us; stopping the whole pipeline because Redis hiccupped would be worse,
-and the provider's own 429s (retried with backoff, SPEC §3) still bound us meanwhile.
+**Fail open.** If Redis is unreachable, ``acquire`` returns 0.0 (one warning per
+outage, then Redis is skipped for a few seconds so a dead server cannot slow every task). The limiter
+protects the provider from us; halting the pipeline over a Redis hiccup would be worse, and upstream 429s
+(retried with backoff, SPEC §3) still bound us meanwhile.
 """
 
 from __future__ import annotations
@@ -47,7 +43,7 @@ AIMD_TTL_S = 3600
 #: requests already in flight when the first 429 came back must not halve the rate again and again.
 DECREASE_COOLDOWN_S = 1.0
 
-# Shared by every script: the clock (injected, or the server's) and exact float round-trips. Lua numbers
+# Prepended to every script: the clock (injected, or the server's) and exact float round-trips. Lua numbers
 # returned to Redis are truncated to integers, so scripts return floats as strings.
 _PRELUDE = """
 local function clock(arg)
@@ -62,9 +58,7 @@ local function ttl_ms(seconds) return math.max(1, math.ceil(seconds * 1000)) + 1
 # KEYS: tat, not_before, aimd, queue. ARGV: rate, burst, min_fraction, now.
 # Grant if the GCRA allows it and the not-before has passed (store the new TAT); else record nothing of the
 # budget, but hand out staggered waits (queue += interval) so a crowd of waiters returns in single file.
-_ACQUIRE = (
-    _PRELUDE
-    + """
+_ACQUIRE = """
 local now = clock(ARGV[4])
 local rate, burst, floor = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local frac = math.min(1, math.max(floor, tonumber(redis.call('HGET', KEYS[3], 'f') or '1')))
@@ -79,14 +73,11 @@ local at = math.max(tonumber(redis.call('GET', KEYS[4]) or '0'), earliest)
 redis.call('SET', KEYS[4], fmt(at + interval), 'PX', ttl_ms(at + interval - now))
 return {fmt(at - now), fmt(frac)}
 """
-)
 
 # KEYS: not_before, aimd. ARGV: retry_after, factor, min_fraction, cooldown, aimd_ttl, now.
 # not_before = max(existing, now + retry_after); the rate fraction is multiplied by `factor` (floored) unless
 # a decrease already happened in this overload window. Returns {seconds until not_before, fraction}.
-_PENALIZE = (
-    _PRELUDE
-    + """
+_PENALIZE = """
 local now = clock(ARGV[6])
 local retry_after = tonumber(ARGV[1])
 local nb = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now + retry_after)
@@ -100,14 +91,11 @@ if now >= tonumber(redis.call('HGET', KEYS[2], 'd') or '0') then
 end
 return {fmt(math.max(0, nb - now)), fmt(frac)}
 """
-)
 
 # KEYS: aimd. ARGV: step, aimd_ttl, now.
 # Additive increase: fraction += step, ignoring successes inside the decrease window (requests sent before
 # the 429); at 1.0 the key is deleted, since "no key" means "configured rate".
-_SUCCESS = (
-    _PRELUDE
-    + """
+_SUCCESS = """
 local now = clock(ARGV[3])
 local frac = tonumber(redis.call('HGET', KEYS[1], 'f') or '1')
 if now < tonumber(redis.call('HGET', KEYS[1], 'd') or '0') then return fmt(frac) end
@@ -117,28 +105,6 @@ redis.call('HSET', KEYS[1], 'f', fmt(frac))
 redis.call('PEXPIRE', KEYS[1], ttl_ms(tonumber(ARGV[2])))
 return fmt(frac)
 """
-)
-
-# KEYS: in_flight zset (member = job id, score = lease expiry). ARGV: job_id, lease_s, cap, now.
-# Drop expired leases; a job already inside renews its lease (idempotent re-entry); a new one enters only
-# while fewer than `cap` are inside. The key's TTL covers its longest lease.
-_ENTER = (
-    _PRELUDE
-    + """
-local now = clock(ARGV[4])
-local expiry = now + tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', fmt(now))
-local current = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if current then
-  expiry = math.max(expiry, tonumber(current))
-elseif redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
-  return 0
-end
-redis.call('ZADD', KEYS[1], fmt(expiry), ARGV[1])
-if redis.call('PTTL', KEYS[1]) < ttl_ms(expiry - now) then redis.call('PEXPIRE', KEYS[1], ttl_ms(expiry - now)) end
-return 1
-"""
-)
 
 
 def fast_client(url: str, *, timeout_s: float = 0.5) -> redis.Redis:
@@ -187,7 +153,6 @@ class LimitConfig:
 
     rate_per_s: float | None
     burst: int = 1
-    max_in_flight: int | None = None
     #: The adaptive rate never drops below this fraction of ``rate_per_s``.
     min_rate_fraction: float = 0.1
     #: Multiplicative decrease applied on a 429.
@@ -199,7 +164,6 @@ class LimitConfig:
         checks = {
             "rate_per_s must be positive and finite": self.rate_per_s is None or 0 < self.rate_per_s < math.inf,
             "burst must be at least 1": self.burst >= 1,
-            "max_in_flight must be at least 1": self.max_in_flight is None or self.max_in_flight >= 1,
             "min_rate_fraction must be in (0, 1]": 0 < self.min_rate_fraction <= 1,
             "decrease_factor must be in (0, 1]": 0 < self.decrease_factor <= 1,
             "recover_step must be in [0, 1]": 0 <= self.recover_step <= 1,
@@ -214,7 +178,7 @@ UNLIMITED = LimitConfig(rate_per_s=None)
 def keys(provider: str) -> dict[str, str]:
     """The Redis keys of one provider key (one hash slot)."""
     base = f"{KEY_PREFIX}:{{{provider}}}"
-    return {name: f"{base}:{name}" for name in ("tat", "nb", "aimd", "queue", "inflight")}
+    return {name: f"{base}:{name}" for name in ("tat", "nb", "aimd", "queue")}
 
 
 def _arg(now: float | None) -> str:
@@ -232,10 +196,9 @@ class RateLimiter:
         self.client = client
         self.rates = dict(rates)
         self.guard = RedisGuard("rate limiter")
-        self._acquire = client.register_script(_ACQUIRE)
-        self._penalize = client.register_script(_PENALIZE)
-        self._success = client.register_script(_SUCCESS)
-        self._enter = client.register_script(_ENTER)
+        self._acquire = client.register_script(_PRELUDE + _ACQUIRE)
+        self._penalize = client.register_script(_PRELUDE + _PENALIZE)
+        self._success = client.register_script(_PRELUDE + _SUCCESS)
         # Last adaptive fraction seen per provider: at 1.0, record_success has nothing to do (no round trip).
         self._fraction: dict[str, float] = {}
 
@@ -302,37 +265,3 @@ class RateLimiter:
         if fraction is None:
             return None
         return cfg.rate_per_s * min(1.0, max(cfg.min_rate_fraction, fraction))
-
-    def try_enter(self, provider: str, job_id: str, lease_s: float, now: float | None = None) -> bool:
-        """Take (or renew) one of the provider's in-flight slots for ``job_id`` until ``lease_s`` from now.
-
-        Returns False when ``max_in_flight`` other jobs hold live leases. Idempotent for a job already inside.
-        """
-        cap = self.config(provider).max_in_flight
-        if cap is None:
-            return True
-        key = keys(provider)["inflight"]
-        args = [job_id, repr(float(lease_s)), str(cap), _arg(now)]
-        return bool(self.guard.call(lambda: self._enter(keys=[key], args=args), 1))
-
-    def leave(self, provider: str, job_id: str) -> None:
-        """Free ``job_id``'s in-flight slot (a no-op if it holds none)."""
-        if self.config(provider).max_in_flight is None:
-            return
-        self.guard.call(lambda: self.client.zrem(keys(provider)["inflight"], job_id), None)
-
-    def in_flight(self, provider: str, now: float | None = None) -> int | None:
-        """Jobs holding live leases (for metrics; None when uncapped or Redis is unreachable)."""
-        if self.config(provider).max_in_flight is None:
-            return None
-
-        def count() -> int:
-            current = now if now is not None else _server_time(self.client)
-            return int(self.client.zcount(keys(provider)["inflight"], f"({current!r}", "+inf"))
-
-        return self.guard.call(count, None)
-
-
-def _server_time(client: redis.Redis) -> float:
-    seconds, micros = client.time()
-    return float(seconds) + float(micros) / 1_000_000

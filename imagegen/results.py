@@ -20,7 +20,7 @@ def store_results(rt: Runtime, job_id: str, images: Sequence[GeneratedImage]) ->
     for index, image in enumerate(images):
         data, declared = image.data, image.content_type
         if data is None and image.url:
-            fetched = fetch(image.url, rt.fetch_policy)
+            fetched = fetch(image.url, rt.fetch_policy, client=rt.fetch_client)
             data, declared = fetched.content, fetched.content_type
         if data is None:
             continue

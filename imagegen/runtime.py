@@ -14,12 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import httpx
+import redis
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings, get_settings
-from imagegen.fetch import FetchPolicy
+from imagegen.durations import DurationLearner
+from imagegen.fetch import FetchPolicy, make_client
 from imagegen.providers import Provider, build_providers
+from imagegen.ratelimit import LimitConfig, RateLimiter, fast_client
 from imagegen.storage import ResultStore, build_store
 from imagegen.store.db import ensure_schema, make_engine, make_sessionmaker, session_scope
 from imagegen.store.models import utcnow
@@ -36,6 +39,10 @@ class Runtime:
     providers: dict[str, Provider]
     store: ResultStore
     rng: random.Random = field(default_factory=random.Random)
+    _fetch_client: httpx.Client | None = None
+    _redis: redis.Redis | None = None
+    _limiter: RateLimiter | None = None
+    _learner: DurationLearner | None = None
 
     @classmethod
     def create(cls, settings: Settings | None = None, *, check_schema: bool = True) -> Runtime:
@@ -72,6 +79,49 @@ class Runtime:
             allow_private=self.settings.imagegen_allow_private_urls, max_bytes=self.settings.imagegen_max_result_bytes
         )
 
+    @property
+    def fetch_client(self) -> httpx.Client:
+        """The process's client for URLs we do not control (results, callbacks), built once."""
+        if self._fetch_client is None:
+            self._fetch_client = make_client(self.fetch_policy)
+        return self._fetch_client
+
+    @property
+    def redis(self) -> redis.Redis:
+        """A Redis client with short timeouts for the limiter and the learner (they fail soft)."""
+        if self._redis is None:
+            self._redis = fast_client(self.settings.redis_url)
+        return self._redis
+
+    @property
+    def limiter(self) -> RateLimiter | None:
+        """The global rate limiter, when ``IMAGEGEN_PROVIDER_LIMITS`` sets any rate."""
+        if self._limiter is None:
+            rates = {
+                provider: LimitConfig(
+                    rate_per_s=lim["rate_per_s"],
+                    burst=int(lim.get("burst", 1)),
+                    min_rate_fraction=lim.get("min_rate_fraction", 0.1),
+                    decrease_factor=lim.get("decrease_factor", 0.5),
+                    recover_step=lim.get("recover_step", 0.02),
+                )
+                for provider, lim in self.settings.provider_limits.items()
+                if "rate_per_s" in lim
+            }
+            if not rates:
+                return None
+            self._limiter = RateLimiter(self.redis, rates=rates)
+        return self._limiter
+
+    @property
+    def learner(self) -> DurationLearner | None:
+        """The running-median learner of durations (``IMAGEGEN_LEARN_DURATIONS``)."""
+        if not self.settings.imagegen_learn_durations:
+            return None
+        if self._learner is None:
+            self._learner = DurationLearner(self.redis)
+        return self._learner
+
     def now(self) -> datetime:
         """The current time (UTC, aware)."""
         return utcnow()
@@ -79,6 +129,10 @@ class Runtime:
     def close(self) -> None:
         """Release pools and sockets."""
         self.http.close()
+        if self._fetch_client is not None:
+            self._fetch_client.close()
+        if self._redis is not None:
+            self._redis.close()
         self.engine.dispose()
 
 

@@ -11,6 +11,7 @@ import random
 from collections.abc import Mapping
 
 from config.settings import Settings
+from imagegen.durations import estimate_from_progress
 
 #: Fraction of the expected duration waited after the first "still running" answer; doubles each time.
 STEP_FRACTION = 0.15
@@ -60,8 +61,8 @@ def next_poll_delay(
     otherwise the wait grows as ``expected * 0.15 * 2**(n-1)``. Always within ``[min_s, cap_s]``.
     """
     n = max(1, polls_while_running)
-    if progress is not None and 0 < progress < 100 and elapsed_s > 0:
-        remaining = elapsed_s * (100 - progress) / progress
+    remaining = estimate_from_progress(elapsed_s, progress)
+    if remaining is not None:
         delay = remaining * 1.05  # aim just after the estimated finish
     else:
         base = max(expected_s, min_s * 4)

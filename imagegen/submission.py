@@ -11,6 +11,7 @@ import time
 import uuid
 from datetime import timedelta
 
+import sqlalchemy as sa
 from sqlalchemy import or_
 from sqlalchemy.orm import Session
 from sqlmodel import col
@@ -19,6 +20,7 @@ from config.celery import sync_submit_limits
 from imagegen import notifications, pauses
 from imagegen.backoff import compute_backoff
 from imagegen.errors import ErrorKind, ImagegenError, ProviderError, RequestInvalid, UnsafeURL
+from imagegen.learning import expected_for
 from imagegen.lifecycle import JobStatus as S
 from imagegen.lifecycle import transition, update_in
 from imagegen.metrics import observe_call
@@ -27,7 +29,7 @@ from imagegen.providers import SubmitResult
 from imagegen.requests import ImageRequest
 from imagegen.results import store_results
 from imagegen.runtime import Runtime
-from imagegen.schedule import expected_duration, first_poll_delay, webhook_factor
+from imagegen.schedule import first_poll_delay, webhook_factor
 from imagegen.steps import Step, poll_step, submit_step
 from imagegen.store import repo
 from imagegen.store.models import Job
@@ -48,8 +50,20 @@ def submit_job(rt: Runtime, job_id: str) -> list[Step]:
 
 def follow_up(rt: Runtime, job_id: str) -> list[Step]:
     """A job that just ended and has a caller callback gets its notification claimed right away."""
+    if not _wants_notification.pop(job_id, False):
+        return []  # no callback_url: skip the claim (a hot path; the reconciler would find it anyway)
     step = notifications.claim(rt, job_id)
     return [step] if step else []
+
+
+#: Job ids (seen by this process's current task) whose request has a caller callback_url.
+_wants_notification: dict[str, bool] = {}
+
+
+def note_callback(job: Job) -> None:
+    """Remember, for ``follow_up``, whether the job being served wants a notification."""
+    if job.callback_url:
+        _wants_notification[job.id] = True
 
 
 def lease_seconds(rt: Runtime, provider: str) -> float:
@@ -65,6 +79,7 @@ def _submit(rt: Runtime, job_id: str) -> Step | None:
         job = repo.get_job(s, job_id)
         if job is None or job.status != S.QUEUED:
             return None  # stale or duplicate message: the row says what is true
+        note_callback(job)
         if expire_if_due(s, job, now):
             return None
         if pauses.blocks(s, job):
@@ -76,6 +91,16 @@ def _submit(rt: Runtime, job_id: str) -> Step | None:
             if step is None:
                 update_in(s, job_id, status=S.QUEUED, dispatch_until=None)
             return step
+        if job.next_attempt_at is not None and job.next_attempt_at > now + EARLY_SLACK:
+            return None  # an early, stale copy: the message for the real due time is on its way
+        wait = _limit_wait(rt, s, job)
+        if wait > 0:
+            # Not an error and no budget spent: try again when the shared limits allow.
+            timer = schedule(now, wait, rt.settings)
+            update_in(s, job_id, status=S.QUEUED, **timer.values)
+            if timer.countdown is None:
+                return None  # a long wait: the reconciler releases it when due
+            return submit_step(job_id, job.priority, job.provider, timer.countdown)
         token = str(uuid.uuid4())
         due = or_(col(Job.next_attempt_at).is_(None), col(Job.next_attempt_at) <= now + EARLY_SLACK)
         lease_until = now + timedelta(seconds=lease_seconds(rt, job.provider))
@@ -104,6 +129,23 @@ def _submit(rt: Runtime, job_id: str) -> Step | None:
     return _call_upstream(rt, job, token)
 
 
+def _limit_wait(rt: Runtime, s: Session, job: Job) -> float:
+    """Seconds to wait for the provider key's limits: the in-flight cap (counted in the database, the
+    source of truth), then the global rate (Redis GCRA shared by every worker). 0 means go."""
+    cap = rt.settings.provider_limits.get(job.provider, {}).get("max_in_flight")
+    if cap is not None:
+        busy = s.execute(
+            sa.select(sa.func.count()).where(col(Job.provider) == job.provider, col(Job.status).in_(IN_FLIGHT))
+        ).scalar_one()
+        if busy >= cap:
+            return rt.rng.uniform(1.0, 5.0)  # a slot frees when some job ends; spread the retries
+    return rt.limiter.acquire(job.provider) if rt.limiter is not None else 0.0
+
+
+#: Statuses in which a job holds an upstream task (or is about to).
+IN_FLIGHT = [S.SUBMITTING.value, S.RUNNING.value, S.FINALIZING.value]
+
+
 def _call_upstream(rt: Runtime, job: Job, token: str) -> Step | None:
     provider = rt.provider(job.provider)
     started = time.monotonic()
@@ -119,20 +161,19 @@ def _call_upstream(rt: Runtime, job: Job, token: str) -> Step | None:
             if exc.retryable:
                 return _retry_submit(rt, s, job, token, exc)
             return fail_or_hold(rt, s, job, S.SUBMITTING, exc.kind, exc.message, exc.http_status, lease=token)
-    with rt.session() as s:
-        _log_submit(s, job, started, http_status=result.http_status, upstream_task_id=result.task_id)
     if provider.synchronous:
+        with rt.session() as s:
+            _log_submit(s, job, started, http_status=result.http_status)
         return _answered(rt, job, token, result)
-    return _accepted(rt, job, token, result)
+    return _accepted(rt, job, token, result, started)
 
 
-def _accepted(rt: Runtime, job: Job, token: str, result: SubmitResult) -> Step | None:
+def _accepted(rt: Runtime, job: Job, token: str, result: SubmitResult, started: float) -> Step | None:
     """An async provider took the job: record its task id and schedule the first (informed) poll."""
     now = rt.now()
-    quality, resolution = job.request.get("quality"), job.request.get("resolution")
-    expected = expected_duration(rt.settings.expected_durations, job.provider, job.model, quality, resolution)
-    timer = schedule(now, first_poll_delay(expected) * webhook_factor(rt.settings), rt.settings)
+    timer = schedule(now, first_poll_delay(expected_for(rt, job)) * webhook_factor(rt.settings), rt.settings)
     with rt.session() as s:
+        _log_submit(s, job, started, http_status=result.http_status, upstream_task_id=result.task_id)
         won = transition(
             s,
             job.id,
@@ -148,6 +189,8 @@ def _accepted(rt: Runtime, job: Job, token: str, result: SubmitResult) -> Step |
             poll_errors=0,
             **timer.values,
         )
+    if rt.limiter is not None:
+        rt.limiter.record_success(job.provider)
     if not won:
         # Canceled, expired or reclaimed while we were calling: the upstream task is orphaned (logged).
         log.warning("job %s left submitting during its submit; upstream task %s unused", job.id, result.task_id)
@@ -159,6 +202,8 @@ def _accepted(rt: Runtime, job: Job, token: str, result: SubmitResult) -> Step |
 def _answered(rt: Runtime, job: Job, token: str, result: SubmitResult) -> Step | None:
     """A synchronous provider answered with the images: store them, then ``submitting → succeeded``."""
     pauses.probe_succeeded(rt, job)
+    if rt.limiter is not None:
+        rt.limiter.record_success(job.provider)
     mine = [col(Job.lease_token) == token]
     try:
         entries = store_results(rt, job.id, result.images)
@@ -214,6 +259,9 @@ def _retry_submit(rt: Runtime, s: Session, job: Job, token: str, exc: ProviderEr
         delay = compute_backoff(
             spent, base=settings.imagegen_backoff_base_s, cap=settings.imagegen_backoff_cap_s, rng=rt.rng
         )
+    if exc.kind == ErrorKind.RATE_LIMITED and rt.limiter is not None:
+        # Every worker backs off together until the shared not-before; the adaptive rate drops.
+        delay = max(delay, rt.limiter.penalize(job.provider, exc.retry_after))
     timer = schedule(rt.now(), delay, settings)
     won = transition(
         s,

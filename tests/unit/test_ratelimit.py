@@ -46,7 +46,7 @@ def provider() -> str:
 
 
 def limiter(client: redis.Redis, provider: str, **config: float | int | None) -> RateLimiter:
-    cfg = {"rate_per_s": 10.0, "burst": 3, "max_in_flight": None, **config}
+    cfg = {"rate_per_s": 10.0, "burst": 3, **config}
     return RateLimiter(client, rates={provider: LimitConfig(**cfg)})
 
 
@@ -99,22 +99,19 @@ def test_no_window_ever_exceeds_burst_plus_rate(
 
 def test_unlimited_touches_no_redis(caplog: pytest.LogCaptureFixture) -> None:
     dead = fast_client(f"redis://127.0.0.1:{free_port()}/0")
-    rl = RateLimiter(dead, rates={"p": LimitConfig(rate_per_s=None, burst=1, max_in_flight=None)})
+    rl = RateLimiter(dead, rates={"p": LimitConfig(rate_per_s=None, burst=1)})
     with caplog.at_level(logging.WARNING):
         assert rl.acquire("p") == 0.0 and rl.acquire("not-configured") == 0.0
-        assert rl.try_enter("p", "job", 60.0)
         rl.penalize("p", 5.0)
         rl.record_success("p")
-        rl.leave("p", "job")
     assert caplog.records == []
 
 
 def test_keys_share_a_hash_slot_and_expire(client: redis.Redis, provider: str) -> None:
-    rl = limiter(client, provider, rate_per_s=10.0, burst=1, max_in_flight=2)
+    rl = limiter(client, provider, rate_per_s=10.0, burst=1)
     rl.acquire(provider)
     rl.acquire(provider)  # refused: sets the waiters' queue key
     rl.penalize(provider, 2.0)
-    rl.try_enter(provider, "job", 30.0)
     for key in keys(provider).values():
         assert f"{{{provider}}}" in key
         assert 0 < client.pttl(key) <= (AIMD_TTL_S + 1) * 1000, key
@@ -139,7 +136,7 @@ def test_threads_never_exceed_budget(client: redis.Redis, provider: str) -> None
     for t in threads:
         t.join()
     elapsed = _server_time(client) - start
-    assert 0.7 * (5 + 50 * 0.4) <= sum(counts) <= 5 + 50 * elapsed + 1
+    assert 0.5 * (5 + 50 * 0.4) <= sum(counts) <= 5 + 50 * elapsed + 1
 
 
 def _hammer(url: str, provider: str, go: Any, seconds: float, out: Any) -> None:
@@ -148,10 +145,11 @@ def _hammer(url: str, provider: str, go: Any, seconds: float, out: Any) -> None:
     out.put(-1)
     go.wait(30)
     stop_at = time.monotonic() + seconds
-    granted = 0
+    granted = calls = 0
     while time.monotonic() < stop_at:
         granted += rl.acquire(provider) == 0.0
-    out.put(granted)
+        calls += 1
+    out.put((granted, calls))
 
 
 def test_four_processes_never_exceed_budget(redis_url: str, client: redis.Redis, provider: str) -> None:
@@ -163,12 +161,13 @@ def test_four_processes_never_exceed_budget(redis_url: str, client: redis.Redis,
     assert [out.get(timeout=60) for _ in procs] == [-1] * 4  # all imported and connected
     start = _server_time(client)
     go.set()
-    grants = [out.get(timeout=60) for _ in procs]
+    results = [out.get(timeout=60) for _ in procs]
     elapsed = _server_time(client) - start
     for p in procs:
         p.join(10)
-    assert all(g > 0 for g in grants), grants  # every process got a share
-    assert 0.7 * (8 + 40 * 0.6) <= sum(grants) <= 8 + 40 * elapsed + 1, (grants, elapsed)
+    granted, calls = sum(g for g, _ in results), [c for _, c in results]
+    assert min(calls) > 40, results  # every process really hammered, concurrently
+    assert 0.5 * (8 + 40 * 0.6) <= granted <= 8 + 40 * elapsed + 1, (results, elapsed)
 
 
 # --- shared not-before and AIMD --------------------------------------------------------------------------
@@ -226,44 +225,15 @@ def test_record_success_at_full_rate_costs_no_round_trip(client: redis.Redis, pr
     assert client.info("stats")["total_commands_processed"] == before + 1  # only the INFO itself
 
 
-# --- concurrency cap -------------------------------------------------------------------------------------
-
-
-def test_cap_admits_exactly_cap_distinct_jobs(client: redis.Redis, provider: str) -> None:
-    rl = limiter(client, provider, max_in_flight=3)
-    assert [rl.try_enter(provider, f"j{i}", 60.0, T0) for i in range(5)] == [True, True, True, False, False]
-    assert rl.try_enter(provider, "j0", 60.0, T0)  # re-entry is idempotent
-    assert rl.in_flight(provider, T0) == 3
-    rl.leave(provider, "j1")
-    rl.leave(provider, "never-entered")
-    assert rl.try_enter(provider, "j3", 60.0, T0)
-    assert not rl.try_enter(provider, "j4", 60.0, T0)
-
-
-def test_expired_leases_are_freed_and_reentry_renews(client: redis.Redis, provider: str) -> None:
-    rl = limiter(client, provider, max_in_flight=2)
-    assert rl.try_enter(provider, "a", 10.0, T0)
-    assert rl.try_enter(provider, "b", 10.0, T0)
-    assert rl.try_enter(provider, "a", 10.0, T0 + 8)  # renewed until T0 + 18
-    assert not rl.try_enter(provider, "c", 10.0, T0 + 9)
-    assert rl.try_enter(provider, "c", 10.0, T0 + 11)  # b's lease lapsed
-    assert not rl.try_enter(provider, "d", 10.0, T0 + 17)  # a still holds its renewed lease
-
-
-# --- fail open -------------------------------------------------------------------------------------------
-
-
 def test_dead_redis_fails_open_and_warns_once(caplog: pytest.LogCaptureFixture) -> None:
     dead = fast_client(f"redis://127.0.0.1:{free_port()}/0")
-    rl = RateLimiter(dead, rates={"p": LimitConfig(rate_per_s=1.0, burst=1, max_in_flight=1)})
+    rl = RateLimiter(dead, rates={"p": LimitConfig(rate_per_s=1.0, burst=1)})
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="imagegen.ratelimit"):
         assert [rl.acquire("p") for _ in range(5)] == [0.0] * 5
-        assert rl.try_enter("p", "a", 60.0) and rl.try_enter("p", "b", 60.0)
         assert rl.penalize("p", 3.0) == 3.0
         rl.record_success("p")
-        rl.leave("p", "a")
-        assert rl.effective_rate("p") is None and rl.in_flight("p") is None
+        assert rl.effective_rate("p") is None
     assert time.monotonic() - started < 2.0
     assert len([r for r in caplog.records if "failing open" in r.message]) == 1
 
@@ -290,7 +260,6 @@ def test_guard_skips_redis_during_cooldown_then_retries() -> None:
         {"rate_per_s": 0.0},
         {"rate_per_s": float("inf")},
         {"burst": 0},
-        {"max_in_flight": 0},
         {"min_rate_fraction": 0.0},
         {"min_rate_fraction": 1.5},
         {"decrease_factor": 0.0},

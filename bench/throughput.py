@@ -1,0 +1,124 @@
+"""Throughput: N jobs through the whole pipeline (simulator answers at once) vs bare Celery moving the
+same number of messages (2 per job) with one DB write each, on the same Redis, DB and worker settings.
+
+    python -m bench.throughput [--jobs 300] [--concurrency 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import uuid
+
+from bench.stack import BenchStack
+from imagegen import devstack
+from imagegen.producer import build_job
+from imagegen.requests import ImageRequest
+
+ENV = {
+    "SIM_DURATION_S": "0",
+    "IMAGEGEN_EXPECTED_DURATION_S": "0",
+    "IMAGEGEN_POLL_MIN_S": "0.1",
+    "IMAGEGEN_RECONCILE_INTERVAL_S": "2",
+}
+
+
+def pipeline(stack: BenchStack, jobs: int) -> float:
+    """Jobs per second for the real pipeline (submit, poll, download, store, succeed)."""
+    tag = uuid.uuid4().hex[:8]
+    start = time.monotonic()
+    ids = stack.submit([f"throughput {tag} {i}" for i in range(jobs)], priority="batch")
+    done = stack.wait(ids, timeout=600)
+    elapsed = time.monotonic() - start
+    assert all(j.status == "succeeded" for j in done), "pipeline jobs failed"
+    return jobs / elapsed
+
+
+def baseline(stack: BenchStack, jobs: int, concurrency: int) -> float:
+    """Jobs per second for bare Celery: 2 messages per job, one UPDATE each."""
+    from celery import Celery
+
+    from config.celery import celery_config
+
+    now = stack.rt.now()
+    rows = [build_job(stack.rt, _request(i), now=now) for i in range(jobs)]
+    with stack.rt.session() as s:
+        s.add_all(rows)
+    ids = [r.id for r in rows]
+    proc = devstack.Process(
+        "baseline",
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "bench.baseline_app",
+            "worker",
+            "-P",
+            "prefork",
+            "-c",
+            str(concurrency),
+            "-Q",
+            "batch,poll",
+            "-l",
+            "WARNING",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        env=stack.env,
+        log_path=stack.dir / "baseline.log",
+    )
+    try:
+        producer = Celery("bench-producer")
+        producer.conf.update({k: v for k, v in celery_config(stack.rt.settings).items() if k != "beat_schedule"})
+        time.sleep(3)  # worker ready
+        start = time.monotonic()
+        for job_id in ids:
+            producer.send_task("bench.touch", args=[job_id, 0], queue="batch")
+        _wait_polls(stack, ids, timeout=600)
+        return jobs / (time.monotonic() - start)
+    finally:
+        proc.stop()
+
+
+def _request(i: int) -> ImageRequest:
+    return ImageRequest(prompt=f"baseline {i}")
+
+
+def _wait_polls(stack: BenchStack, ids: list[str], timeout: float) -> None:
+    import sqlalchemy as sa
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with stack.rt.session() as s:
+            done = s.execute(sa.text("SELECT count(*) FROM jobs WHERE polls >= 2")).scalar_one()
+        if done >= len(ids):
+            return
+        time.sleep(0.2)
+    raise TimeoutError("baseline did not finish")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=2)
+    args = parser.parse_args()
+    stack = BenchStack(ENV, concurrency=args.concurrency)
+    try:
+        ours = pipeline(stack, args.jobs)
+        # Stop our worker so the baseline has the machine to itself, as ours did.
+        for proc in stack.procs:
+            if proc.name.startswith("worker"):
+                proc.stop()
+        bare = baseline(stack, args.jobs, args.concurrency)
+    finally:
+        stack.close()
+    print(f"jobs={args.jobs} concurrency={args.concurrency}")
+    print(f"pipeline     {ours:8.1f} jobs/s   (submit + poll + result download/store per job)")
+    print(f"bare celery  {bare:8.1f} jobs/s   (2 messages + 2 UPDATEs per job)")
+    print(f"ratio        {ours / bare:8.2f}")
+
+
+if __name__ == "__main__":
+    main()
