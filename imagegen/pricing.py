@@ -24,7 +24,7 @@ DEFAULT_RESOLUTION = "1K"
 CREDITS: Mapping[str, Mapping[str, int]] = {
     "low": {"1K": 1, "2K": 2, "4K": 4},
     "medium": {"1K": 3, "2K": 6, "4K": 12},
-    "high": {"1K": 12, "2K": 20, "4K": 48},
+    "high": {"1K": 12, "2K": 24, "4K": 48},
 }
 
 

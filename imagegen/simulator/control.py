@@ -22,7 +22,7 @@ def _bad(message: str) -> JSONResponse:
 
 def apply_config(config: SimConfig, body: dict[str, object]) -> str | None:
     """Apply the keys present in ``body`` to ``config``; return an error message or None."""
-    unknown = set(body) - {"submit_fault", "duration_s", "shape"}
+    unknown = set(body) - {"submit_fault", "duration_s", "shape", "submit_rate"}
     if unknown:
         return f"unknown config keys: {sorted(unknown)}"
     if "submit_fault" in body:
@@ -40,6 +40,11 @@ def apply_config(config: SimConfig, body: dict[str, object]) -> str | None:
         ):
             return "duration_s must be null or a number >= 0"
         config.duration_s = None if duration is None else float(duration)
+    if "submit_rate" in body:
+        rate = body["submit_rate"]
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0):
+            return "submit_rate must be null or a number > 0"
+        config.submit_rate = None if rate is None else float(rate)
     if "shape" in body:
         shape = str(body["shape"]).upper()
         if shape not in ("A", "B"):

@@ -31,11 +31,18 @@ class SimConfig:
     submit_fault: int | None = None
     duration_s: float | None = None
     shape: Shape = "A"
+    #: Accepted submits per second per account, like a real key's tier (None: unlimited); excess gets 429.
+    submit_rate: float | None = None
 
     def as_dict(self) -> dict[str, object]:
         """JSON form (the fault as a string, as it is posted)."""
         fault = None if self.submit_fault is None else str(self.submit_fault)
-        return {"submit_fault": fault, "duration_s": self.duration_s, "shape": self.shape}
+        return {
+            "submit_fault": fault,
+            "duration_s": self.duration_s,
+            "shape": self.shape,
+            "submit_rate": self.submit_rate,
+        }
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,7 @@ class SimState:
     submit_calls: dict[str, int] = field(default_factory=dict)
     records: list[RequestRecord] = field(default_factory=list)
     _seq: int = 0
+    _next_submit_at: float = 0.0
 
     def now(self) -> float:
         """Current time from the injected clock (unix seconds)."""
@@ -106,6 +114,19 @@ class SimState:
             if self.config.duration_s is not None:
                 return self.config.duration_s
             return self.settings.duration.sample(self.rng)
+
+    def submit_allowed(self) -> bool:
+        """Token bucket at ``config.submit_rate`` (burst 1): whether one more submit fits now."""
+        with self.lock:
+            rate = self.config.submit_rate
+            if rate is None:
+                return True
+            now = self.now()
+            earliest = max(self._next_submit_at, now)
+            if earliest > now:
+                return False
+            self._next_submit_at = earliest + 1.0 / rate
+            return True
 
     def next_submit_call(self, prompt: str) -> int:
         """0-based index of this submit among all submits with the same prompt text."""

@@ -48,7 +48,9 @@ SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|BASIC_AUTH", re.IGNORECA
 
 # --- loading and interpolation ------------------------------------------------------------------
 
-_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])((?:[^{}]|\{[^{}]*\})*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+_VAR = re.compile(
+    r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])((?:[^{}]|\{[^{}]*\})*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)"
+)
 
 
 class MissingVariable(Exception):
@@ -330,7 +332,8 @@ def test_every_app_service_gets_the_same_environment(raw: dict[str, Any], compos
     for name, svc in app_services(compose["services"]).items():
         env = svc["environment"]
         assert {k: env.get(k) for k in anchor} == anchor, f"{name} does not use the x-app-env environment"
-        assert set(env) - set(anchor) <= {"FLOWER_BASIC_AUTH", "IMAGEGEN_API_TOKENS"}, name
+        extra = {"FLOWER_BASIC_AUTH", "IMAGEGEN_API_TOKENS", "PROMETHEUS_MULTIPROC_DIR", "IMAGEGEN_WORKER_METRICS_PORT"}
+        assert set(env) - set(anchor) <= extra, name
     assert compose["services"]["api"]["environment"]["IMAGEGEN_API_TOKENS"] == FILLED_ENV["IMAGEGEN_API_TOKENS"]
     # Every variable the project reads from a provider account reaches the workers.
     for key in ("APIDOT_API_KEY", "APIDOT_BASE_URL", "OPENAI_API_KEY", "IMAGE2_API_KEY", "REDIS_URL", "DATABASE_URL"):
@@ -347,6 +350,21 @@ def test_results_are_shared_and_writable(raw: dict[str, Any], services: dict[str
     for mount in {results_dir, "/data/beat", "/data/flower"}:
         assert mount in dockerfile, f"the image must create {mount} (owned by the app user) for its volume"
     assert re.search(r"^USER (?!root)\w+", dockerfile, re.MULTILINE), "the image must not run as root"
+
+
+def test_workers_serve_metrics_from_a_fresh_multiprocess_dir(services: dict[str, dict[str, Any]]) -> None:
+    from config.settings import Settings
+
+    for name in WORKERS:
+        env = services[name]["environment"]
+        directory = env["PROMETHEUS_MULTIPROC_DIR"]
+        assert any(t.split(":")[0] == directory for t in services[name]["tmpfs"]), name
+        assert Settings(imagegen_worker_metrics_port=env["IMAGEGEN_WORKER_METRICS_PORT"]).imagegen_worker_metrics_port
+        soft = Settings().imagegen_soft_shutdown_s
+        grace = services[name]["stop_grace_period"]
+        assert grace.endswith("s") and float(grace[:-1]) > soft + 5, "SIGKILL must not cut the soft shutdown"
+    for name in set(services) - set(WORKERS):
+        assert "PROMETHEUS_MULTIPROC_DIR" not in (services[name].get("environment") or {}), name
 
 
 def test_redis_is_durable_and_never_evicts(services: dict[str, dict[str, Any]]) -> None:

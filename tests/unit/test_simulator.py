@@ -253,6 +253,7 @@ def test_global_shape_and_duration_config() -> None:
         "submit_fault": None,
         "duration_s": 0.0,
         "shape": "B",
+        "submit_rate": None,
     }
     data = status(c, submit_ok(c, "x")).json()["data"]
     assert data["status"] == "finished" and "output" in data
@@ -482,7 +483,7 @@ def test_request_record_and_filters() -> None:
 
 def test_global_submit_fault_config() -> None:
     c = make_client()
-    assert c.get("/_sim/config").json() == {"submit_fault": None, "duration_s": None, "shape": "A"}
+    assert c.get("/_sim/config").json() == {"submit_fault": None, "duration_s": None, "shape": "A", "submit_rate": None}
     assert c.post("/_sim/config", json={"submit_fault": "402"}).json()["submit_fault"] == "402"
     assert submit(c, "x [[500x1]]").status_code == 402
     assert submit(c, "y").json() == EXPECTED_ERRORS[402]
@@ -496,7 +497,15 @@ def test_global_submit_fault_config() -> None:
 
 
 @pytest.mark.parametrize(
-    "body", [{"submit_fault": "418"}, {"shape": "C"}, {"duration_s": -1}, {"duration_s": "x"}, {"bogus": 1}]
+    "body",
+    [
+        {"submit_fault": "418"},
+        {"shape": "C"},
+        {"duration_s": -1},
+        {"duration_s": "x"},
+        {"bogus": 1},
+        {"submit_rate": 0},
+    ],
 )
 def test_bad_config_is_rejected_without_change(body: Any) -> None:
     c = make_client()
@@ -674,3 +683,12 @@ def test_code0_applies_to_webhook_body(receiver: Receiver) -> None:
     submit_with_callback(c, "z [[code0]]", receiver.url)
     calls = receiver.wait_for(1)
     assert calls[0]["body"]["code"] == 0
+
+
+def test_submit_rate_limit_answers_429_beyond_the_rate() -> None:
+    clock = FakeClock()
+    c = make_client(clock=clock)
+    c.post("/_sim/config", json={"submit_rate": 2})
+    assert [submit(c, f"r{i}").status_code for i in range(3)] == [200, 429, 429]
+    clock.t += 0.5
+    assert submit(c, "r3").status_code == 200
