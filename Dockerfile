@@ -16,7 +16,7 @@ COPY config /src/config
 COPY worker /src/worker
 COPY tasks /src/tasks
 COPY imagegen /src/imagegen
-RUN pip install /src "flower>=2.2,<3" \
+RUN pip install "/src[s3]" "flower>=2.2,<3" \
     && rm -rf /src \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin imagegen \
     && mkdir -p /app /data/results /data/beat /data/flower \

@@ -55,23 +55,25 @@ local function fmt(x) return string.format('%.17g', x) end
 local function ttl_ms(seconds) return math.max(1, math.ceil(seconds * 1000)) + 1000 end
 """
 
-# KEYS: tat, not_before, aimd, queue. ARGV: rate, burst, min_fraction, now.
-# Grant if the GCRA allows it and the not-before has passed (store the new TAT); else record nothing of the
-# budget, but hand out staggered waits (queue += interval) so a crowd of waiters returns in single file.
+# KEYS: tat, not_before, aimd. ARGV: rate, burst, min_fraction, now, reserved.
+# GCRA with reservations: every call that is not a reservation holder takes the next slot (a grant now, or
+# a reservation for later, returned as the wait), so waiting callers come back once, at their slot, and go:
+# no re-refusals, no thundering herd, and the achieved rate is the configured one. Slots start after the
+# shared not-before. A holder (reserved = '1') passes unless a 429's not-before came meanwhile; then it
+# takes a fresh slot after it.
 _ACQUIRE = """
 local now = clock(ARGV[4])
 local rate, burst, floor = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local frac = math.min(1, math.max(floor, tonumber(redis.call('HGET', KEYS[3], 'f') or '1')))
+local nb = tonumber(redis.call('GET', KEYS[2]) or '0')
+if ARGV[5] == '1' and nb <= now then return {'0', fmt(frac)} end
 local interval = 1 / (rate * frac)
-local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
-local earliest = math.max(tat - (burst - 1) * interval, tonumber(redis.call('GET', KEYS[2]) or '0'))
-if earliest <= now + 1e-6 then
-  redis.call('SET', KEYS[1], fmt(tat + interval), 'PX', ttl_ms(tat + interval - now))
-  return {'0', fmt(frac)}
-end
-local at = math.max(tonumber(redis.call('GET', KEYS[4]) or '0'), earliest)
-redis.call('SET', KEYS[4], fmt(at + interval), 'PX', ttl_ms(at + interval - now))
-return {fmt(at - now), fmt(frac)}
+local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now, nb)
+local allowed = math.max(tat - (burst - 1) * interval, nb)
+redis.call('SET', KEYS[1], fmt(tat + interval), 'PX', ttl_ms(tat + interval - now))
+local wait = allowed - now
+if wait < 1e-6 then wait = 0 end
+return {fmt(wait), fmt(frac)}
 """
 
 # KEYS: not_before, aimd. ARGV: retry_after, factor, min_fraction, cooldown, aimd_ttl, now.
@@ -178,7 +180,7 @@ UNLIMITED = LimitConfig(rate_per_s=None)
 def keys(provider: str) -> dict[str, str]:
     """The Redis keys of one provider key (one hash slot)."""
     base = f"{KEY_PREFIX}:{{{provider}}}"
-    return {name: f"{base}:{name}" for name in ("tat", "nb", "aimd", "queue")}
+    return {name: f"{base}:{name}" for name in ("tat", "nb", "aimd")}
 
 
 def _arg(now: float | None) -> str:
@@ -206,18 +208,18 @@ class RateLimiter:
         """The limits of ``provider`` (unlimited when not configured)."""
         return self.rates.get(provider, UNLIMITED)
 
-    def acquire(self, provider: str, now: float | None = None) -> float:
-        """0.0 if a submit may go now (and it is counted), else the seconds to wait (nothing is counted).
+    def acquire(self, provider: str, now: float | None = None, *, reserved: bool = False) -> float:
+        """0.0 if a submit may go now; else the seconds until the slot now reserved for this caller.
 
-        Successive refused callers get waits one emission interval apart, so a crowd of re-enqueued jobs
-        comes back spread out rather than all at once (then all but one refused again).
+        A caller told to wait must come back after that many seconds with ``reserved=True``: it then goes
+        at once (its slot is already counted), unless a 429 set a shared not-before in the meantime.
         """
         cfg = self.config(provider)
         if cfg.rate_per_s is None:
             return 0.0
         k = keys(provider)
-        args = [repr(cfg.rate_per_s), str(cfg.burst), repr(cfg.min_rate_fraction), _arg(now)]
-        reply = self.guard.call(lambda: self._acquire(keys=[k["tat"], k["nb"], k["aimd"], k["queue"]], args=args), None)
+        args = [repr(cfg.rate_per_s), str(cfg.burst), repr(cfg.min_rate_fraction), _arg(now), "1" if reserved else "0"]
+        reply = self.guard.call(lambda: self._acquire(keys=[k["tat"], k["nb"], k["aimd"]], args=args), None)
         if reply is None:
             return 0.0
         self._fraction[provider] = float(reply[1])

@@ -97,7 +97,7 @@ def _submit(rt: Runtime, job_id: str) -> Step | None:
         if wait > 0:
             # Not an error and no budget spent: try again when the shared limits allow.
             timer = schedule(now, wait, rt.settings)
-            update_in(s, job_id, status=S.QUEUED, **timer.values)
+            update_in(s, job_id, status=S.QUEUED, rate_reserved=True, **timer.values)
             if timer.countdown is None:
                 return None  # a long wait: the reconciler releases it when due
             return submit_step(job_id, job.priority, job.provider, timer.countdown)
@@ -113,6 +113,7 @@ def _submit(rt: Runtime, job_id: str) -> Step | None:
             lease_token=token,
             lease_until=lease_until,
             dispatch_until=None,
+            rate_reserved=False,
         ):
             return None  # another worker claimed it, or this message is early and stale
     with rt.session() as s:
@@ -139,7 +140,9 @@ def _limit_wait(rt: Runtime, s: Session, job: Job) -> float:
         ).scalar_one()
         if busy >= cap:
             return rt.rng.uniform(1.0, 5.0)  # a slot frees when some job ends; spread the retries
-    return rt.limiter.acquire(job.provider) if rt.limiter is not None else 0.0
+    if rt.limiter is None:
+        return 0.0
+    return rt.limiter.acquire(job.provider, reserved=job.rate_reserved)
 
 
 #: Statuses in which a job holds an upstream task (or is about to).

@@ -7,10 +7,14 @@ calls ``register``, ``python -m imagegen.cli.ops …`` runs the ``imagegen`` gro
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from imagegen import operations
 from imagegen.cli.output import SOME_FAILED, fail, print_json
@@ -20,16 +24,36 @@ from imagegen.operations import PurgeResult, Stats, format_duration, parse_durat
 from imagegen.producer import default_publisher
 from imagegen.requests import PROVIDERS
 from imagegen.runtime import Runtime
+from imagegen.steps import Step
+
+log = logging.getLogger(__name__)
 
 
-def _runtime() -> Runtime:
+@contextmanager
+def _runtime() -> Iterator[Runtime]:
+    """This process's runtime, closed afterwards; a database that fails is one line on stderr, exit 1."""
     try:
-        return Runtime.create()
+        rt = Runtime.create()
     except ImagegenError as exc:
         fail(str(exc), SOME_FAILED)
+    except SQLAlchemyError as exc:
+        fail(_database_error(exc), SOME_FAILED)
+    try:
+        yield rt
+    except SQLAlchemyError as exc:
+        fail(_database_error(exc), SOME_FAILED)
+    finally:
+        rt.close()
 
 
-def duration(_ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
+def _database_error(exc: SQLAlchemyError) -> str:
+    """One line about a database error, without the SQL or the parameters (they may hold prompts)."""
+    cause = getattr(exc, "orig", None) or exc
+    first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    return f"database: {first}"
+
+
+def duration_callback(_ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
     """Click callback for duration flags (``30m``, ``2h``, ``30d``): a bad value exits 2 with one line."""
     if value is None:
         return None
@@ -39,13 +63,15 @@ def duration(_ctx: click.Context, param: click.Parameter, value: str | None) -> 
         fail(f"{param.opts[0]}: {exc}")
 
 
-def _provider(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+def provider_callback(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback: a known provider name or nothing (exit 2 with one line otherwise)."""
     if value is not None and value not in PROVIDERS:
         fail(f"{param.opts[0]}: unknown provider {value!r} (one of {', '.join(PROVIDERS)})")
     return value
 
 
-def _error_kind(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+def error_kind_callback(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback: a known error kind or nothing (exit 2 with one line otherwise)."""
     kinds = [k.value for k in ErrorKind]
     if value is not None and value not in kinds:
         fail(f"{param.opts[0]}: unknown error kind {value!r} (one of {', '.join(kinds)})")
@@ -56,16 +82,13 @@ def _error_kind(_ctx: click.Context, param: click.Parameter, value: str | None) 
 
 
 @click.command()
-@click.option("--since", default="24h", show_default=True, callback=duration, help="Window: 30m, 2h, 7d, …")
-@click.option("--provider", default=None, callback=_provider, help="Only this provider's jobs.")
+@click.option("--since", default="24h", show_default=True, callback=duration_callback, help="Window: 30m, 2h, 7d, …")
+@click.option("--provider", default=None, callback=provider_callback, help="Only this provider's jobs.")
 @click.option("--json", "as_json", is_flag=True)
 def stats(since: timedelta, provider: str | None, as_json: bool) -> None:
     """Counts, throughput, p50/p95 durations, calls per job and credits spent over a window."""
-    rt = _runtime()
-    try:
+    with _runtime() as rt:
         result = operations.stats(rt, since=since, provider=provider)
-    finally:
-        rt.close()
     if as_json:
         print_json(result.to_dict())
     else:
@@ -116,9 +139,9 @@ def _retry_status(_ctx: click.Context, param: click.Parameter, value: str) -> st
 
 @click.command()
 @click.option("--status", "status_", default="failed", show_default=True, callback=_retry_status)
-@click.option("--error-kind", default=None, callback=_error_kind, help="Only jobs that ended with this error kind.")
-@click.option("--provider", default=None, callback=_provider)
-@click.option("--since", default=None, callback=duration, help="Only jobs that ended within this window (e.g. 2h).")
+@click.option("--error-kind", default=None, callback=error_kind_callback, help="Only this error kind.")
+@click.option("--provider", default=None, callback=provider_callback)
+@click.option("--since", default=None, callback=duration_callback, help="Only jobs ended within, e.g. 2h.")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=1000, show_default=True)
 @click.option("--dry-run", is_flag=True, help="Only list what would be requeued.")
 @click.option("--json", "as_json", is_flag=True)
@@ -154,7 +177,6 @@ def run_requeue(
     as_json: bool = False,
 ) -> list[str]:
     """The body of ``imagegen requeue`` (and of ``imagegen retry --failed``): requeue, publish, report."""
-    rt = _runtime()
     filters: dict[str, Any] = {
         "status": status,
         "error_kind": error_kind,
@@ -162,17 +184,13 @@ def run_requeue(
         "since": since,
         "limit": limit,
     }
-    try:
+    with _runtime() as rt:
         if dry_run:
             ids = operations.find_retryable(rt, **filters)
         else:
             steps = operations.retry_many(rt, **filters)
-            publisher = default_publisher()
-            for step in steps:
-                publisher.publish(step)
+            publish(steps)
             ids = [step.job_id for step in steps]
-    finally:
-        rt.close()
     what = " ".join(x for x in (status, error_kind and f"({error_kind})") if x)
     if as_json:
         print_json({"dry_run": dry_run, "jobs": ids})
@@ -181,6 +199,27 @@ def run_requeue(
         for job_id in ids:
             click.echo(f"  {job_id}")
     return ids
+
+
+def publish(steps: Sequence[Step]) -> None:
+    """Publish the submits of requeued jobs. The rows are committed already: a message that cannot be
+    sent (broker down) is released by the reconciler after ``IMAGEGEN_DISPATCH_GRACE_S``, so a failure
+    is one warning line, not an error."""
+    if not steps:
+        return
+    unsent = 0
+    publisher = default_publisher()
+    for step in steps:
+        try:
+            publisher.publish(step)
+        except Exception:  # the broker is down: the durable rows are enough
+            log.debug("could not publish %s", step, exc_info=True)
+            unsent += 1
+    if unsent:
+        click.echo(
+            f"warning: {unsent} submit messages could not be sent; the reconciler releases those jobs shortly",
+            err=True,
+        )
 
 
 # --- purge --------------------------------------------------------------------------------------
@@ -194,7 +233,7 @@ def _purge_statuses(_ctx: click.Context, param: click.Parameter, value: str) -> 
 
 
 @click.command()
-@click.option("--older-than", default=None, callback=duration, help="Ended before this long ago, e.g. 30d.")
+@click.option("--older-than", default=None, callback=duration_callback, help="Ended before this long ago, e.g. 30d.")
 @click.option(
     "--status",
     "statuses",
@@ -209,11 +248,8 @@ def purge(older_than: timedelta | None, statuses: frozenset[Any], dry_run: bool,
     """Delete ended jobs (with their attempt log, deliveries and local result files); never active ones."""
     if older_than is None:
         fail("--older-than: is required (e.g. --older-than 30d)")
-    rt = _runtime()
-    try:
+    with _runtime() as rt:
         result = operations.purge(rt, older_than=older_than, statuses=statuses, dry_run=dry_run)
-    finally:
-        rt.close()
     if as_json:
         print_json(result.to_dict())
     else:

@@ -116,16 +116,19 @@ class SimState:
             return self.settings.duration.sample(self.rng)
 
     def submit_allowed(self) -> bool:
-        """Token bucket at ``config.submit_rate`` (burst 1): whether one more submit fits now."""
+        """ "R submits per second", as APIs usually mean it: a token bucket refilled at R/s holding R tokens
+        (a one-second window's worth); whether one more submit fits now."""
         with self.lock:
             rate = self.config.submit_rate
             if rate is None:
                 return True
             now = self.now()
-            earliest = max(self._next_submit_at, now)
-            if earliest > now:
+            interval, capacity = 1.0 / rate, max(1.0, rate)
+            # GCRA form of the bucket: the theoretical arrival time may run `capacity - 1` intervals ahead.
+            tat = max(self._next_submit_at, now)
+            if tat - now > (capacity - 1) * interval + 1e-9:
                 return False
-            self._next_submit_at = earliest + 1.0 / rate
+            self._next_submit_at = tat + interval
             return True
 
     def next_submit_call(self, prompt: str) -> int:

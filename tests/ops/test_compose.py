@@ -74,7 +74,7 @@ def interpolate(value: Any, env: Mapping[str, str]) -> Any:
         current = env.get(name)
         empty = not current
         if op in (":-", "-"):
-            return arg if (empty if op == ":-" else current is None) else str(current)
+            return str(interpolate(arg, env)) if (empty if op == ":-" else current is None) else str(current)
         if op in (":?", "?"):
             if empty if op == ":?" else current is None:
                 raise MissingVariable(f"{name}: {arg}")
@@ -340,6 +340,13 @@ def test_every_app_service_gets_the_same_environment(raw: dict[str, Any], compos
         assert key in anchor
     assert anchor["DATABASE_URL"].startswith("postgresql://imagegen:test-postgres_password@postgres:5432/")
     assert anchor["REDIS_URL"] == "redis://redis:6379/0"
+    # A workers-only host (scaling out) points every service at the first host's Redis and PostgreSQL.
+    remote = {**FILLED_ENV, "EXTERNAL_REDIS_URL": "redis://10.0.0.1:6379/0", "EXTERNAL_DATABASE_URL": "postgresql://x"}
+    for name, svc in app_services(interpolate(raw, remote)["services"]).items():
+        assert (svc["environment"]["REDIS_URL"], svc["environment"]["DATABASE_URL"]) == (
+            "redis://10.0.0.1:6379/0",
+            "postgresql://x",
+        ), name
 
 
 def test_results_are_shared_and_writable(raw: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:

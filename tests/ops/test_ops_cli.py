@@ -7,6 +7,7 @@ registered), which is ``imagegen`` itself once ``imagegen.cli.main`` calls ``ops
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -150,3 +151,31 @@ def test_purge_deletes_ended_jobs_and_their_files_only(ops_stack: Stack) -> None
 def _gone(stack: Stack, job_id: str) -> bool:
     with stack.rt.session() as s:
         return repo.get_job(s, job_id) is None
+
+
+def test_a_database_that_fails_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    env = {**os.environ, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "IMAGEGEN_HOME": str(tmp_path)}
+    for args in (["stats"], ["requeue"], ["purge", "--older-than", "30d"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "imagegen.cli.ops", *args], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.startswith("error: database: ") and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_requeue_with_the_broker_down_leaves_the_rest_to_the_reconciler(ops_stack: Stack) -> None:
+    job_id = ops_stack.submit(ops_stack.prompt("broker down [[statusfail]]"), quality="low")
+    assert ops_stack.wait(job_id).status == "failed"
+    env = {**ops_stack.env, "REDIS_URL": "redis://127.0.0.1:1/0"}
+    done = subprocess.run(
+        [sys.executable, "-m", "imagegen.cli.ops", "requeue", "--error-kind", "generation_failed", "--since", "1m"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert job_id in done.stdout and "could not be sent" in done.stderr and "Traceback" not in done.stderr
+    # Nothing was published, yet the job runs again: the reconciler releases it after the dispatch grace.
+    again = ops_stack.wait(job_id, timeout=60)
+    assert again.status == "failed" and again.submit_attempts == 2  # [[statusfail]] fails it again

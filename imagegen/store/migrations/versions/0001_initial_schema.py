@@ -59,6 +59,7 @@ def upgrade() -> None:
     sa.Column('unavailable_submits', sa.Integer(), nullable=False),
     sa.Column('poll_errors', sa.Integer(), nullable=False),
     sa.Column('next_attempt_at', imagegen.store.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('rate_reserved', sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Column('dispatch_until', imagegen.store.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('lease_token', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=True),
     sa.Column('lease_until', imagegen.store.models.UTCDateTime(timezone=True), nullable=True),
