@@ -14,12 +14,13 @@ from sqlmodel import col
 
 from imagegen import pauses
 from imagegen.backoff import compute_backoff
+from imagegen.calls import log_call
 from imagegen.errors import ErrorKind, ProviderError, UnsafeURL, is_safety_message
 from imagegen.fetch import FetchFailed
 from imagegen.learning import expected_for, learn_from
 from imagegen.lifecycle import JobStatus as S
 from imagegen.lifecycle import transition, update_in
-from imagegen.metrics import POLLS_PER_JOB, observe_call
+from imagegen.metrics import POLLS_PER_JOB
 from imagegen.outcomes import expire_if_due, fail_or_hold
 from imagegen.providers import GeneratedImage, Phase, UpstreamState
 from imagegen.results import store_results
@@ -70,11 +71,20 @@ def _poll(rt: Runtime, job_id: str, *, force: bool) -> Step | None:
         state = rt.provider(job.provider).status(job.upstream_task_id)
     except ProviderError as exc:
         with rt.session() as s:
-            _log_attempt(s, job, started, http_status=exc.http_status, error_kind=exc.kind, message=exc.message)
+            log_call(
+                s,
+                job,
+                "status",
+                started,
+                upstream_task_id=job.upstream_task_id,
+                http_status=exc.http_status,
+                error_kind=exc.kind,
+                message=exc.message,
+            )
             return _poll_failed(rt, s, job, exc)
     pauses.probe_succeeded(rt, job)
     with rt.session() as s:
-        _log_attempt(s, job, started, http_status=state.http_status)
+        log_call(s, job, "status", started, upstream_task_id=job.upstream_task_id, http_status=state.http_status)
         if state.phase is not Phase.PENDING:
             POLLS_PER_JOB.labels(job.provider).observe(job.polls + 1)
         if state.phase is Phase.SUCCEEDED:
@@ -229,27 +239,3 @@ def finish(rt: Runtime, job_id: str, state: UpstreamState) -> Step | None:
             error_http_status=None,
         )
     return None
-
-
-def _log_attempt(
-    s: Session,
-    job: Job,
-    started: float,
-    *,
-    http_status: int | None,
-    error_kind: str | None = None,
-    message: str | None = None,
-) -> None:
-    seconds = time.monotonic() - started
-    observe_call(job.provider, "status", seconds, http_status, error_kind)
-    repo.record_attempt(
-        s,
-        job_id=job.id,
-        provider=job.provider,
-        kind="status",
-        duration_ms=int(seconds * 1000),
-        http_status=http_status,
-        error_kind=error_kind,
-        message=message,
-        upstream_task_id=job.upstream_task_id,
-    )

@@ -19,11 +19,11 @@ from sqlmodel import col
 from config.celery import sync_submit_limits
 from imagegen import notifications, pauses
 from imagegen.backoff import compute_backoff
+from imagegen.calls import log_call
 from imagegen.errors import ErrorKind, ImagegenError, ProviderError, RequestInvalid, UnsafeURL
 from imagegen.learning import expected_for
 from imagegen.lifecycle import JobStatus as S
 from imagegen.lifecycle import transition, update_in
-from imagegen.metrics import observe_call
 from imagegen.outcomes import expire_if_due, fail_or_hold, switch_provider
 from imagegen.providers import SubmitResult
 from imagegen.requests import ImageRequest
@@ -160,13 +160,13 @@ def _call_upstream(rt: Runtime, job: Job, token: str) -> Step | None:
             return fail_or_hold(rt, s, job, S.SUBMITTING, exc.kind, str(exc), None, lease=token)
     except ProviderError as exc:
         with rt.session() as s:
-            _log_submit(s, job, started, http_status=exc.http_status, error_kind=exc.kind, message=exc.message)
+            log_call(s, job, "submit", started, http_status=exc.http_status, error_kind=exc.kind, message=exc.message)
             if exc.retryable:
                 return _retry_submit(rt, s, job, token, exc)
             return fail_or_hold(rt, s, job, S.SUBMITTING, exc.kind, exc.message, exc.http_status, lease=token)
     if provider.synchronous:
         with rt.session() as s:
-            _log_submit(s, job, started, http_status=result.http_status)
+            log_call(s, job, "submit", started, http_status=result.http_status)
         return _answered(rt, job, token, result)
     return _accepted(rt, job, token, result, started)
 
@@ -176,7 +176,7 @@ def _accepted(rt: Runtime, job: Job, token: str, result: SubmitResult, started: 
     now = rt.now()
     timer = schedule(now, first_poll_delay(expected_for(rt, job)) * webhook_factor(rt.settings), rt.settings)
     with rt.session() as s:
-        _log_submit(s, job, started, http_status=result.http_status, upstream_task_id=result.task_id)
+        log_call(s, job, "submit", started, http_status=result.http_status, upstream_task_id=result.task_id)
         won = transition(
             s,
             job.id,
@@ -284,28 +284,3 @@ def _retry_submit(rt: Runtime, s: Session, job: Job, token: str, exc: ProviderEr
     if won and timer.countdown is not None:
         return submit_step(job.id, job.priority, job.provider, timer.countdown)
     return None
-
-
-def _log_submit(
-    s: Session,
-    job: Job,
-    started: float,
-    *,
-    http_status: int | None,
-    error_kind: str | None = None,
-    message: str | None = None,
-    upstream_task_id: str | None = None,
-) -> None:
-    seconds = time.monotonic() - started
-    observe_call(job.provider, "submit", seconds, http_status, error_kind)
-    repo.record_attempt(
-        s,
-        job_id=job.id,
-        provider=job.provider,
-        kind="submit",
-        duration_ms=int(seconds * 1000),
-        http_status=http_status,
-        error_kind=error_kind,
-        message=message,
-        upstream_task_id=upstream_task_id,
-    )

@@ -1,0 +1,129 @@
+"""Cost per job: Redis commands, DB statements and upstream calls, ours vs bare Celery.
+
+Redis: ``INFO commandstats`` before and after N jobs through the real pipeline (worker, beat and the
+reconciler included), divided by N. Upstream calls: the simulator's record. DB statements: the same job
+flow (submit, poll, finalize) replayed in this process with an SQLAlchemy statement counter, since worker
+processes are not observable from here. Baseline: bare Celery moving 2 messages per job with one UPDATE each.
+
+    python -m bench.cost [--jobs 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import uuid
+from typing import Any
+
+import redis
+import sqlalchemy as sa
+
+from bench.stack import BenchStack
+from bench.throughput import ENV, _wait_polls
+from imagegen import devstack
+from imagegen.polling import poll_job
+from imagegen.producer import build_job, create_batch
+from imagegen.requests import ImageRequest
+from imagegen.submission import submit_job
+
+
+def redis_calls(client: redis.Redis) -> int:
+    """Total commands the server has executed (excluding INFO itself)."""
+    stats: dict[str, Any] = client.info("commandstats")
+    return sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
+
+
+def statements_per_job(stack: BenchStack, jobs: int) -> tuple[float, float]:
+    """(statements, transactions) per job for submit + poll + finalize, replayed in-process."""
+    counts = {"statements": 0, "transactions": 0}
+
+    def on_statement(*_: Any) -> None:
+        counts["statements"] += 1
+
+    def on_begin(*_: Any) -> None:
+        counts["transactions"] += 1
+
+    _, rows = create_batch(stack.rt, [ImageRequest(prompt=f"cost {uuid.uuid4().hex} {i}") for i in range(jobs)])
+    sa.event.listen(stack.rt.engine, "before_cursor_execute", on_statement)
+    sa.event.listen(stack.rt.engine, "begin", on_begin)
+    try:
+        for job in rows:
+            submit_job(stack.rt, job.id)
+            poll_job(stack.rt, job.id)
+    finally:
+        sa.event.remove(stack.rt.engine, "before_cursor_execute", on_statement)
+        sa.event.remove(stack.rt.engine, "begin", on_begin)
+    return counts["statements"] / jobs, counts["transactions"] / jobs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=200)
+    args = parser.parse_args()
+    stack = BenchStack(ENV)
+    client = redis.Redis.from_url(stack.env["REDIS_URL"])
+    try:
+        before = redis_calls(client)
+        tag = uuid.uuid4().hex[:8]
+        ids = stack.submit([f"cost {tag} {i}" for i in range(args.jobs)], priority="batch")
+        stack.wait(ids, timeout=600)
+        ours_redis = (redis_calls(client) - before) / args.jobs
+        calls = [r for r in stack.records() if r["endpoint"] in ("submit", "status") and tag in (r["prompt"] or "")]
+        ours_upstream = len(calls) / args.jobs
+        for proc in stack.procs:
+            if proc.name.startswith("worker"):
+                proc.stop()
+        statements, transactions = statements_per_job(stack, 100)
+        # Baseline: bare Celery, same Redis, 2 messages and 2 UPDATEs per job.
+        now = stack.rt.now()
+        rows = [build_job(stack.rt, ImageRequest(prompt=f"base {i}"), now=now) for i in range(args.jobs)]
+        with stack.rt.session() as s:
+            s.execute(sa.text("UPDATE jobs SET polls = 2"))
+            s.add_all(rows)
+        proc = devstack.Process(
+            "baseline",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "bench.baseline_app",
+                "worker",
+                "-c",
+                "2",
+                "-Q",
+                "batch,poll",
+                "-l",
+                "WARNING",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            env=stack.env,
+            log_path=stack.dir / "baseline.log",
+        )
+        try:
+            time.sleep(3)
+            from celery import Celery
+
+            from config.celery import celery_config
+
+            producer = Celery("bench-producer")
+            producer.conf.update({k: v for k, v in celery_config(stack.rt.settings).items() if k != "beat_schedule"})
+            before = redis_calls(client)
+            for row in rows:
+                producer.send_task("bench.touch", args=[row.id, 0], queue="batch")
+            _wait_polls(stack, [r.id for r in rows], timeout=600)
+            base_redis = (redis_calls(client) - before) / args.jobs
+        finally:
+            proc.stop()
+    finally:
+        stack.close()
+    print(f"jobs={args.jobs}")
+    print(f"{'':14} {'redis cmds/job':>15} {'db statements/job':>18} {'db txns/job':>12} {'upstream calls/job':>19}")
+    print(f"{'ours':14} {ours_redis:15.1f} {statements:18.1f} {transactions:12.1f} {ours_upstream:19.2f}")
+    print(f"{'bare celery':14} {base_redis:15.1f} {2.0:18.1f} {2.0:12.1f} {0.0:19.2f}")
+
+
+if __name__ == "__main__":
+    main()
