@@ -60,7 +60,7 @@ class BenchStack:
         self.rt = Runtime.create(settings)
         self.publisher = CeleryPublisher(create_app(settings, name="bench"))
         warm = self.submit([f"warm-up {uuid.uuid4()} [[instant]]"])
-        self.wait(warm, timeout=60)
+        self.wait(warm, timeout=60, until={"running", "succeeded"})  # the worker serves submits
 
     def submit(self, prompts: Sequence[str], **fields: Any) -> list[str]:
         """Queue one job per prompt (one batch); returns the ids."""
@@ -68,10 +68,10 @@ class BenchStack:
         publish_submits(self.publisher, jobs)
         return [j.id for j in jobs]
 
-    def wait(self, ids: Sequence[str], timeout: float) -> list[Job]:
-        """Until every job is terminal (or raise)."""
+    def wait(self, ids: Sequence[str], timeout: float, until: set[str] | None = None) -> list[Job]:
+        """Until every job is terminal, or in ``until`` (or raise)."""
         deadline = time.monotonic() + timeout
-        ended = {s.value for s in TERMINAL}
+        ended = until or {s.value for s in TERMINAL}
         while True:
             with self.rt.session() as s:
                 jobs = [repo.get_job(s, i) for i in ids]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 import redis
@@ -14,6 +15,9 @@ from imagegen.liveness import stamp_progress
 
 log = logging.getLogger(__name__)
 _client: tuple[int, redis.Redis] | None = None
+_last_stamp = 0.0
+#: A stamp a second is plenty for a check measured in minutes, and spares Redis a SET per task.
+STAMP_EVERY_S = 1.0
 
 
 def _redis() -> redis.Redis:
@@ -25,9 +29,12 @@ def _redis() -> redis.Redis:
 
 @task_postrun.connect
 def _stamp(task: Any = None, **_: Any) -> None:
+    global _last_stamp
     hostname = getattr(getattr(task, "request", None), "hostname", None)
-    if not hostname:
+    now = time.monotonic()
+    if not hostname or now - _last_stamp < STAMP_EVERY_S:
         return
+    _last_stamp = now
     try:
         stamp_progress(_redis(), hostname)
     except redis.RedisError:  # liveness is advisory; never fail a task over it

@@ -126,15 +126,30 @@ def test_job_tasks_show_names_and_job_ids_only(ops_stack: Stack, flower: str) ->
     assert ops_stack.records(prompt, "submit")
 
 
-def test_metrics_serve_prometheus_text(flower: str) -> None:
-    response = httpx.get(f"{flower}/metrics", timeout=10)
+def _metric_families(base: str) -> dict[str, Any]:
+    response = httpx.get(f"{base}/metrics", timeout=10)
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
-    families = {f.name: f for f in text_string_to_metric_families(response.text)}
-    # The counter family is exposed without its _total suffix by the parser.
+    # Counter families are named without their _total suffix by the parser.
+    return {f.name: f for f in text_string_to_metric_families(response.text)}
+
+
+def test_metrics_serve_prometheus_text(ops_stack: Stack, flower: str) -> None:
+    job_id = ops_stack.submit(ops_stack.prompt("metrics"), quality="low")
+    assert ops_stack.wait(job_id).status == "succeeded"
+    wait_for_tasks(flower, job_id, {"imagegen.submit", "imagegen.poll"})
+    families = _metric_families(flower)
     assert {"flower_events", "flower_task_runtime_seconds", "flower_worker_online"} <= set(families)
     event_tasks = {s.labels.get("task") for s in families["flower_events"].samples}
     assert {"imagegen.submit", "imagegen.poll", "imagegen.reconcile"} <= event_tasks
-    assert any(s.value == 1 for s in families["flower_worker_online"].samples)
+    runtimes = {s.labels.get("task") for s in families["flower_task_runtime_seconds"].samples}
+    assert "imagegen.poll" in runtimes
+    # Set by the worker's heartbeats (every 2 s), so it may take a moment after Flower starts.
+    devstack.wait_until(
+        lambda: any(s.value == 1 for s in _metric_families(flower)["flower_worker_online"].samples),
+        timeout=20,
+        what=f"flower_worker_online 1 ({_metric_families(flower)['flower_worker_online'].samples})",
+        interval=0.5,
+    )
 
 
 def test_format_task_redacts_messages_from_other_producers(ops_stack: Stack, flower: str) -> None:
