@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import redis
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import col
@@ -23,7 +24,7 @@ from imagegen.errors import ErrorKind
 from imagegen.lifecycle import JobStatus as S
 from imagegen.lifecycle import claim_in, transition_many
 from imagegen.runtime import Runtime
-from imagegen.steps import Step, poll_step, submit_step
+from imagegen.steps import POLL_QUEUE, SYNC_PROVIDER_QUEUES, Step, poll_step, submit_step
 from imagegen.store.models import Job, ProviderState
 
 
@@ -146,22 +147,43 @@ def _recover_submits(rt: Runtime, s: Session, now: datetime, limit: int) -> tupl
     return requeued, unknown
 
 
+#: Queues that carry each kind of message (their Redis lists are named after them).
+SUBMIT_QUEUES = ("interactive", "batch", *SYNC_PROVIDER_QUEUES.values())
+
+
+def backlog(rt: Runtime, queues: tuple[str, ...]) -> int:
+    """Messages waiting in ``queues`` (0 when Redis cannot say: then lost messages are plausible)."""
+    try:
+        with rt.redis.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                pipe.llen(queue)
+            return sum(int(n) for n in pipe.execute())
+    except redis.RedisError:
+        return 0
+
+
 def _release_due(rt: Runtime, s: Session, now: datetime, limit: int) -> list[Step]:
+    """Publish due work: parked waits always; a message presumed lost (its grace passed) only while its
+    queue is short. A long queue means the message is most likely still waiting in it, and re-sending
+    every job of a deep backlog each grace period would flood the broker with duplicates."""
     grace = now + timedelta(seconds=rt.settings.imagegen_dispatch_grace_s)
-    no_message = sa.or_(col(Job.dispatch_until).is_(None), col(Job.dispatch_until) < now)
+    parked, lost = col(Job.dispatch_until).is_(None), col(Job.dispatch_until) < now
     due = col(Job.next_attempt_at) <= now
     paused = sa.select(col(ProviderState.provider)).where(col(ProviderState.paused).is_(True))
     steps: list[Step] = []
+    short = rt.settings.imagegen_release_batch
+    submit_cond = sa.or_(parked, lost) if backlog(rt, SUBMIT_QUEUES) < short else parked
     ids = claim_in(
         s,
         status={S.QUEUED},
-        where=[due, no_message, col(Job.provider).not_in(paused)],
+        where=[due, submit_cond, col(Job.provider).not_in(paused)],
         limit=limit,
         dispatch_until=grace,
     )
     if ids:
         rows = s.execute(sa.select(col(Job.id), col(Job.priority), col(Job.provider)).where(col(Job.id).in_(ids)))
         steps += [submit_step(job_id, priority, provider) for job_id, priority, provider in rows.tuples()]
-    ids = claim_in(s, status={S.RUNNING}, where=[due, no_message], limit=limit, dispatch_until=grace)
+    poll_cond = sa.or_(parked, lost) if backlog(rt, (POLL_QUEUE,)) < short else parked
+    ids = claim_in(s, status={S.RUNNING}, where=[due, poll_cond], limit=limit, dispatch_until=grace)
     steps += [poll_step(job_id) for job_id in ids]
     return steps

@@ -43,6 +43,18 @@ class Job(SQLModel, table=True):
     """One image-generation request plus everything learned while serving it."""
 
     __tablename__ = "jobs"
+    __table_args__ = (
+        # The reconciler's due-work scans: status first, then the timer.
+        sa.Index("ix_jobs_status_next_attempt_at", "status", "next_attempt_at"),
+        # Ended jobs still owed a caller notification (few rows ever have a callback_url).
+        sa.Index(
+            "ix_jobs_callback_pending",
+            "notify_status",
+            "status",
+            sqlite_where=sa.text("callback_url IS NOT NULL"),
+            postgresql_where=sa.text("callback_url IS NOT NULL"),
+        ),
+    )
 
     id: str = Field(primary_key=True, max_length=36)
     batch_id: str | None = Field(default=None, max_length=36, index=True)

@@ -89,6 +89,10 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_jobs_error_kind'), ['error_kind'], unique=False)
         batch_op.create_index(batch_op.f('ix_jobs_next_attempt_at'), ['next_attempt_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_jobs_notify_status'), ['notify_status'], unique=False)
+        batch_op.create_index('ix_jobs_status_next_attempt_at', ['status', 'next_attempt_at'], unique=False)
+        batch_op.create_index('ix_jobs_callback_pending', ['notify_status', 'status'], unique=False,
+                              sqlite_where=sa.text('callback_url IS NOT NULL'),
+                              postgresql_where=sa.text('callback_url IS NOT NULL'))
         batch_op.create_index(batch_op.f('ix_jobs_status'), ['status'], unique=False)
         batch_op.create_index(batch_op.f('ix_jobs_upstream_task_id'), ['upstream_task_id'], unique=False)
 
