@@ -22,15 +22,12 @@ RUN pip install "/src[s3]" "flower>=2.2,<3" \
     && mkdir -p /app /data/results /data/beat /data/flower \
     && chown -R imagegen:imagegen /data
 
-# Flower's format_task must be a function, so it is set in a config file, not on the command line
-# (`--format_task=dotted.name` makes Flower exit with a TypeError). Flower reads /app/flowerconfig.py
-# by default from this working directory; compose also passes --conf=/app/flowerconfig.py.
+# Flower's format_task must be a function, so it is set in flowerconfig.py, not on the command line
+# (`--format_task=dotted.name` makes Flower exit with a TypeError); Flower reads it from its working
+# directory, and compose also passes --conf=/app/flowerconfig.py.
 WORKDIR /app
-RUN printf '%s\n' \
-    '"""Flower configuration: redact the arguments of every task (see docs/flower.md)."""' \
-    'from imagegen.redaction import format_task  # noqa: F401' \
-    > /app/flowerconfig.py \
-    && python -c "import runpy; assert callable(runpy.run_path('/app/flowerconfig.py')['format_task'])"
+COPY flowerconfig.py /app/flowerconfig.py
+RUN python -c "import runpy; assert callable(runpy.run_path('/app/flowerconfig.py')['format_task'])"
 
 USER imagegen
 # api, flower, simulator

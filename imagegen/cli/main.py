@@ -12,6 +12,8 @@ import click
 from config.celery import QUEUES
 from config.settings import get_settings
 from imagegen import admin, pauses
+from imagegen.cli.ops import duration_callback, error_kind_callback, provider_callback, run_requeue
+from imagegen.cli.ops import register as register_operator_commands
 from imagegen.cli.output import (
     BAD_INPUT,
     GAVE_UP,
@@ -215,6 +217,8 @@ def batch(file: Path, skip_invalid: bool, wait: bool, timeout: float | None, as_
 @click.option("--batch", "batch_id", default=None)
 @click.option("--provider", default=None)
 @click.option("--error-kind", default=None)
+@click.option("--older-than", default=None, callback=duration_callback, help="Created before this long ago (2h, 30d).")
+@click.option("--newer-than", default=None, callback=duration_callback, help="Created within this long (30m, 2h).")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=100)
 @click.option("--json", "as_json", is_flag=True)
 def jobs(
@@ -222,14 +226,24 @@ def jobs(
     batch_id: str | None,
     provider: str | None,
     error_kind: str | None,
+    older_than: Any,
+    newer_than: Any,
     limit: int,
     as_json: bool,
 ) -> None:
     """List jobs, newest first."""
     rt = _runtime()
+    now = rt.now()
     with rt.session() as s:
         found = repo.list_jobs(
-            s, status=status_, batch_id=batch_id, provider=provider, error_kind=error_kind, limit=limit
+            s,
+            status=status_,
+            batch_id=batch_id,
+            provider=provider,
+            error_kind=error_kind,
+            created_after=now - newer_than if newer_than else None,
+            created_before=now - older_than if older_than else None,
+            limit=limit,
         )
     if as_json:
         print_json([job_to_dict(j) for j in found])
@@ -250,9 +264,21 @@ def cancel(job_id: str) -> None:
 
 
 @main.command()
-@click.argument("job_id")
-def retry(job_id: str) -> None:
-    """Queue a failed, expired or canceled job again (a new upstream submit)."""
+@click.argument("job_id", required=False)
+@click.option("--failed", is_flag=True, help="Requeue failed jobs in bulk (see also imagegen requeue).")
+@click.option("--error-kind", default=None, callback=error_kind_callback, help="With --failed: only this error kind.")
+@click.option("--provider", default=None, callback=provider_callback, help="With --failed: only this provider.")
+@click.option("--since", default=None, callback=duration_callback, help="With --failed: ended within, e.g. 2h.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=1000, show_default=True)
+def retry(
+    job_id: str | None, failed: bool, error_kind: str | None, provider: str | None, since: Any, limit: int
+) -> None:
+    """Queue a failed, expired or canceled job again (a new upstream submit); --failed: many at once."""
+    if failed == (job_id is not None):
+        fail("job_id: give a job id, or --failed (with optional filters) for a bulk requeue")
+    if job_id is None:
+        run_requeue(status="failed", error_kind=error_kind, provider=provider, since=since, limit=limit)
+        return
     rt = _runtime()
     _existing_job(rt, job_id)
     result = admin.retry(rt, job_id)
@@ -342,6 +368,8 @@ def demo(count: int) -> None:
 
     raise SystemExit(run_demo(count))
 
+
+register_operator_commands(main)  # stats, requeue, purge (imagegen/cli/ops.py)
 
 __all__ = ["BAD_INPUT", "GAVE_UP", "OK", "main"]
 

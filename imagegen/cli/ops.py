@@ -281,6 +281,6 @@ def register(group: click.Group) -> click.Group:
 
 
 if __name__ == "__main__":
-    from imagegen.cli.main import main
+    import runpy
 
-    register(main)()
+    runpy.run_module("imagegen.cli.main", run_name="__main__")  # the full imagegen group

@@ -31,6 +31,7 @@ def list_jobs(
     provider: str | None = None,
     error_kind: str | None = None,
     created_after: datetime | None = None,
+    created_before: datetime | None = None,
     limit: int = 100,
 ) -> Sequence[Job]:
     """Jobs, newest first, filtered."""
@@ -45,6 +46,8 @@ def list_jobs(
         stmt = stmt.where(col(Job.error_kind) == error_kind)
     if created_after:
         stmt = stmt.where(col(Job.created_at) >= created_after)
+    if created_before:
+        stmt = stmt.where(col(Job.created_at) < created_before)
     return session.scalars(stmt.limit(limit)).all()
 
 

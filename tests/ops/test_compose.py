@@ -275,8 +275,8 @@ def test_flower_options_auth_and_persistence(services: dict[str, dict[str, Any]]
     assert flower["ports"] == ["127.0.0.1:5555:5555"], "/metrics and /healthcheck have no auth: loopback only"
     # --conf names the file the Dockerfile writes, and that file sets format_task to our redaction.
     dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
-    assert given["conf"] == "/app/flowerconfig.py" and "> /app/flowerconfig.py" in dockerfile
-    assert "from imagegen.redaction import format_task" in dockerfile
+    assert given["conf"] == "/app/flowerconfig.py" and "COPY flowerconfig.py /app/flowerconfig.py" in dockerfile
+    assert "from imagegen.redaction import format_task" in (ROOT / "flowerconfig.py").read_text(encoding="utf-8")
     from imagegen.redaction import format_task
 
     assert callable(format_task)

@@ -1,14 +1,14 @@
 """Flower against a real pipeline: task names, redacted arguments, /metrics, auth and persistence.
 
-Flower runs with the configuration the Docker image ships (``/app/flowerconfig.py``, whose lines are
-read from the Dockerfile) and, in the last test, with the exact flags of the compose ``flower`` service.
+Flower runs with the configuration the Docker image ships (the repository's ``flowerconfig.py``, which
+the Dockerfile copies to ``/app/flowerconfig.py``) and, in the last test, with the exact flags of the
+compose ``flower`` service.
 """
 
 from __future__ import annotations
 
 import ast
 import json
-import re
 import subprocess
 import sys
 import time
@@ -35,13 +35,11 @@ FOREIGN_MARKER = f"FOREIGN-MARKER-{uuid.uuid4().hex}"
 
 
 def flowerconfig_text() -> str:
-    """The file the Dockerfile writes to /app/flowerconfig.py (its ``printf '%s\\n' 'line' …`` lines)."""
-    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
-    block = re.search(r"printf '%s\\n' \\\n(.*?)> /app/flowerconfig\.py", dockerfile, re.DOTALL)
-    assert block, "the Dockerfile no longer writes /app/flowerconfig.py with printf"
-    lines = re.findall(r"^\s*'(.*)' \\$", block.group(1), re.MULTILINE)
-    assert any("format_task" in line for line in lines)
-    return "\n".join(lines) + "\n"
+    """The repository's flowerconfig.py, which the Dockerfile copies to /app/flowerconfig.py."""
+    assert "COPY flowerconfig.py /app/flowerconfig.py" in (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    text = (ROOT / "flowerconfig.py").read_text(encoding="utf-8")
+    assert "format_task" in text
+    return text
 
 
 def start_flower(stack: Stack, argv: list[str], env: dict[str, str], port: int, name: str) -> devstack.Process:

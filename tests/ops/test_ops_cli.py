@@ -25,7 +25,7 @@ pytestmark = pytest.mark.pipeline
 
 def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "imagegen.cli.ops", *args],
+        [sys.executable, "-m", "imagegen.cli.main", *args],
         env=stack.env,
         capture_output=True,
         text=True,
@@ -157,7 +157,7 @@ def test_a_database_that_fails_is_one_line_and_exit_1(tmp_path: Path) -> None:
     env = {**os.environ, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "IMAGEGEN_HOME": str(tmp_path)}
     for args in (["stats"], ["requeue"], ["purge", "--older-than", "30d"]):
         done = subprocess.run(
-            [sys.executable, "-m", "imagegen.cli.ops", *args], env=env, capture_output=True, text=True, timeout=60
+            [sys.executable, "-m", "imagegen.cli.main", *args], env=env, capture_output=True, text=True, timeout=60
         )
         assert done.returncode == 1, done.stderr
         assert done.stderr.startswith("error: database: ") and len(done.stderr.strip().splitlines()) == 1
@@ -168,7 +168,7 @@ def test_requeue_with_the_broker_down_leaves_the_rest_to_the_reconciler(ops_stac
     assert ops_stack.wait(job_id).status == "failed"
     env = {**ops_stack.env, "REDIS_URL": "redis://127.0.0.1:1/0"}
     done = subprocess.run(
-        [sys.executable, "-m", "imagegen.cli.ops", "requeue", "--error-kind", "generation_failed", "--since", "1m"],
+        [sys.executable, "-m", "imagegen.cli.main", "requeue", "--error-kind", "generation_failed", "--since", "1m"],
         env=env,
         capture_output=True,
         text=True,
