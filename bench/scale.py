@@ -54,8 +54,9 @@ def worker_rss_mb(stack: BenchStack) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=4)
     args = parser.parse_args()
-    stack = BenchStack(ENV)
+    stack = BenchStack(ENV, concurrency=args.concurrency)
     client = redis.Redis.from_url(stack.env["REDIS_URL"])
     samples: list[tuple[float, int, float, float]] = []
     stop = threading.Event()
