@@ -55,8 +55,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--durations", default="uniform:30:120", help="simulated durations (smoke runs: shorter)")
     args = parser.parse_args()
-    stack = BenchStack(ENV, concurrency=args.concurrency)
+    stack = BenchStack({**ENV, "SIM_DURATION_S": args.durations}, concurrency=args.concurrency)
     client = redis.Redis.from_url(stack.env["REDIS_URL"])
     samples: list[tuple[float, int, float, float]] = []
     stop = threading.Event()

@@ -1,0 +1,50 @@
+"""One tiny run of every benchmark, so the scripts do not rot (the figures live in docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.bench
+
+
+def run(module: str, *args: str, timeout: float = 240) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_polling() -> None:
+    out = run("bench.polling", "--jobs", "200")
+    assert "informed + progress (ours)" in out and "calls vs fixed 5 s" in out
+
+
+def test_throughput() -> None:
+    out = run("bench.throughput", "--jobs", "20")
+    assert "ratio" in out
+
+
+def test_cost() -> None:
+    out = run("bench.cost", "--jobs", "10")
+    assert "redis cmds/job" in out
+
+
+def test_webhooks() -> None:
+    out = run("bench.webhooks", "--jobs", "3")
+    assert "webhook / polling" in out
+
+
+def test_ratelimit() -> None:
+    out = run("bench.ratelimit", "--rate", "10", "--jobs", "20")
+    assert "ours (Redis GCRA)" in out and "celery rate_limit" in out
+
+
+def test_scale() -> None:
+    out = run("bench.scale", "--jobs", "100", "--durations", "uniform:1:3", "--concurrency", "2")
+    assert "succeeded=100" in out and "peak" in out
