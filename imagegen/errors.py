@@ -179,7 +179,17 @@ def error_message_from_body(body: Any) -> tuple[str, str]:
 
 def _clip(value: Any) -> str:
     text = value if isinstance(value, str) else ("" if value is None else str(value))
-    return text[:_MAX_MESSAGE]
+    return clean_text(text, _MAX_MESSAGE)
+
+
+def clean_text(text: str, limit: int) -> str:
+    """Upstream text fit to store: NUL characters removed (PostgreSQL text cannot hold them), clipped."""
+    return text.replace("\x00", "")[:limit]
+
+
+def usable_id(value: Any, limit: int = 200) -> bool:
+    """Whether an upstream id is a sane string to store and put in URLs (no control characters)."""
+    return isinstance(value, str) and 0 < len(value) <= limit and value.isprintable()
 
 
 def classify_http(status: int, body: Any = None) -> ErrorKind:

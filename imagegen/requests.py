@@ -127,6 +127,9 @@ def _type_problem(name: str, value: Any) -> str | None:
         return "is required" if name == "prompt" else None
     if name in _STRING_FIELDS and not isinstance(value, str):
         return "must be a string"
+    texts = [value] if isinstance(value, str) else value if isinstance(value, list | tuple) else []
+    if any(isinstance(t, str) and "\x00" in t for t in texts):
+        return "must not contain NUL characters"
     if name in ("image_urls", "fallback", "image_files") and (
         not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value)
     ):

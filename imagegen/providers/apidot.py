@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import httpx
 
-from imagegen.errors import ErrorKind, error_from_response, provider_error
+from imagegen.errors import ErrorKind, clean_text, error_from_response, provider_error, usable_id
 from imagegen.providers.base import Phase, SubmitResult, UpstreamState, send
 from imagegen.requests import ImageRequest
 
@@ -37,7 +37,7 @@ class APIDotProvider:
         response, data = self._call("POST", "/api/generate/submit", json=body)
         payload = data.get("data")
         task_id = payload.get("task_id") if isinstance(payload, dict) else None
-        if not isinstance(task_id, str) or not task_id or len(task_id) > 200:
+        if not usable_id(task_id):
             raise provider_error(
                 ErrorKind.UPSTREAM_UNAVAILABLE,
                 "submit answer has no task_id",
@@ -80,7 +80,7 @@ def parse_status(data: Any, *, http_status: int = 200) -> UpstreamState:
         raise provider_error(
             ErrorKind.UPSTREAM_UNAVAILABLE, "status answer has no data.status", http_status=http_status
         )
-    raw = payload["status"][:64]
+    raw = clean_text(payload["status"], 64)
     phase = _PHASES.get(raw.lower(), Phase.PENDING)
     files = payload.get("files")
     output = payload.get("output")
@@ -105,7 +105,7 @@ def _file_urls(files: Any) -> list[str]:
     urls = []
     for item in files:
         url = item.get("file_url") if isinstance(item, dict) else None
-        if isinstance(url, str) and url.startswith(("https://", "http://")) and len(url) <= 4096:
+        if isinstance(url, str) and url.startswith(("https://", "http://")) and url.isprintable() and len(url) <= 4096:
             urls.append(url)
     return urls
 
@@ -117,4 +117,4 @@ def _progress(value: Any) -> int | None:
 
 
 def _text(value: Any) -> str | None:
-    return value[:_MAX_TEXT] if isinstance(value, str) else None
+    return clean_text(value, _MAX_TEXT) if isinstance(value, str) else None

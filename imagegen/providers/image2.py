@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import httpx
 
-from imagegen.errors import ErrorKind, error_message_from_body, provider_error
+from imagegen.errors import ErrorKind, clean_text, error_message_from_body, provider_error, usable_id
 from imagegen.providers.base import Phase, SubmitResult, UpstreamState, send
 from imagegen.requests import ImageRequest
 
@@ -43,7 +43,7 @@ class Image2Provider:
             self._client, "POST", f"{self._base}/images/generations", headers=self._headers, json=build_body(request)
         )
         task_id = data.get("task_id")
-        if not isinstance(task_id, str) or not task_id or len(task_id) > _MAX_TASK_ID:
+        if not usable_id(task_id, _MAX_TASK_ID):
             raise provider_error(
                 ErrorKind.UPSTREAM_UNAVAILABLE, "submit answer has no task_id", http_status=response.status_code
             )
@@ -72,7 +72,7 @@ def parse_task(data: Any, *, http_status: int = 200) -> UpstreamState:
     raw_status = data.get("status") if isinstance(data, dict) else None
     if not isinstance(raw_status, str) or not raw_status:
         raise provider_error(ErrorKind.UPSTREAM_UNAVAILABLE, "task answer has no status", http_status=http_status)
-    raw = raw_status[:64]
+    raw = clean_text(raw_status, 64)
     phase = _PHASES.get(raw.lower(), Phase.PENDING)
     urls = tuple(_result_urls(data.get("data")))
     if phase is Phase.SUCCEEDED and not urls:
@@ -93,7 +93,12 @@ def _result_urls(items: Any) -> list[str]:
     urls = []
     for item in items:
         url = item.get("url") if isinstance(item, dict) else None
-        if isinstance(url, str) and url.startswith(("https://", "http://")) and len(url) <= _MAX_URL:
+        if (
+            isinstance(url, str)
+            and url.startswith(("https://", "http://"))
+            and url.isprintable()
+            and len(url) <= _MAX_URL
+        ):
             urls.append(url)
     return urls
 
@@ -117,4 +122,4 @@ def _progress(value: Any) -> int | None:
 
 
 def _text(value: Any) -> str | None:
-    return value[:_MAX_TEXT] if isinstance(value, str) else None
+    return clean_text(value, _MAX_TEXT) if isinstance(value, str) else None
