@@ -25,7 +25,7 @@ test: $(STAMP)
 	env -u TEST_DATABASE_URL $(BIN)/pytest -q
 	@if [ -n "$$TEST_DATABASE_URL" ]; then \
 		echo "--- store and pipeline tests on PostgreSQL ($$TEST_DATABASE_URL)"; \
-		$(BIN)/pytest -q -m "store or pipeline"; \
+		$(BIN)/pytest -q -m "store or pipeline" tests/store tests/pipeline; \
 	fi
 
 test-chaos: $(STAMP)
