@@ -40,6 +40,7 @@ class BenchStack:
             "IMAGEGEN_HOME": str(self.dir),
             "APIDOT_API_KEY": "bench",
             "IMAGEGEN_ALLOW_PRIVATE_URLS": "true",
+            "IMAGEGEN_SOFT_SHUTDOWN_S": "1",
             **env,
         }
         if with_api:
@@ -93,5 +94,4 @@ class BenchStack:
     def close(self) -> None:
         """Stop every process."""
         self.rt.close()
-        for proc in reversed(self.procs):
-            proc.stop()
+        devstack.stop_all(list(reversed(self.procs)), timeout=15)

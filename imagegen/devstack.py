@@ -104,6 +104,18 @@ class Process:
             self.popen.wait(5)
 
 
+def stop_all(processes: Sequence[Process], timeout: float = 20.0) -> None:
+    """Warm-stop several processes at once (SIGTERM to all, then wait), killing what is left."""
+    for proc in processes:
+        if proc.alive():
+            proc.kill_group(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.popen.wait(max(0.1, deadline - time.monotonic()))
+        proc.stop(timeout=0.1)
+
+
 def wait_until(predicate: object, *, timeout: float, what: str, interval: float = 0.1) -> None:
     """Poll ``predicate()`` until true or raise ``TimeoutError`` naming ``what``."""
     deadline = time.monotonic() + timeout

@@ -128,8 +128,7 @@ class Stack:
 
     def close(self) -> None:
         """Stop every process and release the runtime."""
-        for proc in reversed(self.processes):
-            proc.stop(timeout=8)
+        devstack.stop_all(list(reversed(self.processes)), timeout=8)
         self.rt.close()
 
 
