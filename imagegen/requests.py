@@ -127,9 +127,6 @@ def _type_problem(name: str, value: Any) -> str | None:
         return "is required" if name == "prompt" else None
     if name in _STRING_FIELDS and not isinstance(value, str):
         return "must be a string"
-    texts = [value] if isinstance(value, str) else value if isinstance(value, list | tuple) else []
-    if any(isinstance(t, str) and "\x00" in t for t in texts):
-        return "must not contain NUL characters"
     if name in ("image_urls", "fallback", "image_files") and (
         not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value)
     ):
@@ -144,6 +141,11 @@ def _type_problem(name: str, value: Any) -> str | None:
 def _validate(req: ImageRequest) -> list[FieldError]:
     errors: list[FieldError] = []
     err = errors.append
+    for name in (*_STRING_FIELDS, "image_urls", "fallback", "image_files"):
+        value = getattr(req, name)
+        texts = [value] if isinstance(value, str) else value if isinstance(value, list | tuple) else []
+        if any(isinstance(t, str) and "\x00" in t for t in texts):
+            err(FieldError(name, "must not contain NUL characters"))  # PostgreSQL text cannot hold them
     if req.provider not in PROVIDERS:
         err(FieldError("provider", f"must be one of {', '.join(PROVIDERS)}"))
     if not isinstance(req.prompt, str) or not req.prompt.strip():
