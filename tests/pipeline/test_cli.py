@@ -10,29 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.contract import JOB_KEYS
 from tests.pipeline.conftest import Stack
 
 pytestmark = pytest.mark.pipeline
-
-JOB_KEYS = {
-    "id",
-    "batch_id",
-    "status",
-    "provider",
-    "model",
-    "request",
-    "metadata",
-    "upstream_task_id",
-    "upstream_status",
-    "result",
-    "error",
-    "submit_attempts",
-    "polls",
-    "created_at",
-    "submitted_at",
-    "finished_at",
-    "deadline_at",
-}
 
 
 def cli(stack: Stack, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
