@@ -8,14 +8,13 @@ from urllib.parse import quote
 import httpx
 
 from imagegen.errors import ErrorKind, clean_text, error_from_response, provider_error, usable_id
-from imagegen.providers.base import Phase, SubmitResult, UpstreamState, send
+from imagegen.providers.base import Phase, SubmitResult, UpstreamState, body_progress, body_text, body_urls, send
 from imagegen.requests import ImageRequest
 
 #: ``code`` values that mean success on every APIDot response (both are documented).
 OK_CODES = (0, 200)
 #: Documented statuses; anything else is treated as still in progress.
 _PHASES = {"finished": Phase.SUCCEEDED, "failed": Phase.FAILED}
-_MAX_TEXT = 500
 
 
 class APIDotProvider:
@@ -44,7 +43,7 @@ class APIDotProvider:
                 http_status=response.status_code,
             )
         status = payload.get("status") if isinstance(payload, dict) else None
-        return SubmitResult(task_id=task_id, status=_text(status), http_status=response.status_code)
+        return SubmitResult(task_id=task_id, status=body_text(status), http_status=response.status_code)
 
     def status(self, task_id: str) -> UpstreamState:
         """GET the task's status; both documented shapes (``data.files`` and ``data.output.files``)."""
@@ -86,35 +85,14 @@ def parse_status(data: Any, *, http_status: int = 200) -> UpstreamState:
     output = payload.get("output")
     if not files and isinstance(output, dict):
         files = output.get("files")
-    urls = tuple(_file_urls(files))
+    urls = tuple(body_urls(files, "file_url"))
     if phase is Phase.SUCCEEDED and not urls:
         raise provider_error(ErrorKind.UPSTREAM_UNAVAILABLE, "finished task has no files", http_status=http_status)
     return UpstreamState(
         raw_status=raw,
         phase=phase,
         http_status=http_status,
-        progress=_progress(payload.get("progress")),
+        progress=body_progress(payload.get("progress")),
         file_urls=urls,
-        error_message=_text(payload.get("error_message")),
+        error_message=body_text(payload.get("error_message")),
     )
-
-
-def _file_urls(files: Any) -> list[str]:
-    if not isinstance(files, list):
-        return []
-    urls = []
-    for item in files:
-        url = item.get("file_url") if isinstance(item, dict) else None
-        if isinstance(url, str) and url.startswith(("https://", "http://")) and url.isprintable() and len(url) <= 4096:
-            urls.append(url)
-    return urls
-
-
-def _progress(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-        return None
-    return int(max(0, min(100, value)))
-
-
-def _text(value: Any) -> str | None:
-    return clean_text(value, _MAX_TEXT) if isinstance(value, str) else None

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from imagegen.errors import ErrorKind, error_from_response, map_transport_errors, provider_error
+from imagegen.errors import ErrorKind, clean_text, error_from_response, map_transport_errors, provider_error
 from imagegen.requests import ImageRequest
 
 
@@ -89,3 +89,38 @@ def send(client: httpx.Client, method: str, url: str, **kwargs: Any) -> tuple[ht
             http_status=response.status_code,
         )
     return response, body
+
+
+# --- reading untrusted answer bodies (shared by the provider clients) -------------------------------
+
+_MAX_TEXT = 500
+_MAX_URL = 4096
+
+
+def body_text(value: Any, limit: int = _MAX_TEXT) -> str | None:
+    """A string field of an answer, fit to store (NULs removed, clipped), or None if not a string."""
+    return clean_text(value, limit) if isinstance(value, str) else None
+
+
+def body_progress(value: Any) -> int | None:
+    """A ``progress`` field clamped to 0..100 (numbers only: no bool, no NaN), or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return None
+    return int(max(0, min(100, value)))
+
+
+def body_urls(items: Any, key: str) -> list[str]:
+    """The http(s) URLs under ``key`` in a list of objects, skipping anything malformed."""
+    if not isinstance(items, list):
+        return []
+    urls = []
+    for item in items:
+        url = item.get(key) if isinstance(item, dict) else None
+        if (
+            isinstance(url, str)
+            and url.startswith(("https://", "http://"))
+            and url.isprintable()
+            and len(url) <= _MAX_URL
+        ):
+            urls.append(url)
+    return urls

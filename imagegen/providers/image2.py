@@ -13,13 +13,12 @@ from urllib.parse import quote
 import httpx
 
 from imagegen.errors import ErrorKind, clean_text, error_message_from_body, provider_error, usable_id
-from imagegen.providers.base import Phase, SubmitResult, UpstreamState, send
+from imagegen.providers.base import Phase, SubmitResult, UpstreamState, body_progress, body_text, body_urls, send
 from imagegen.requests import ImageRequest
 
 #: Documented statuses; anything else (``pending``, ``processing``, ``queued``...) is still in progress.
 _PHASES = {"completed": Phase.SUCCEEDED, "failed": Phase.FAILED}
 _MAX_TEXT = 500
-_MAX_URL = 4096
 _MAX_TASK_ID = 200
 
 
@@ -47,7 +46,7 @@ class Image2Provider:
             raise provider_error(
                 ErrorKind.UPSTREAM_UNAVAILABLE, "submit answer has no task_id", http_status=response.status_code
             )
-        return SubmitResult(task_id=task_id, status=_text(data.get("status")), http_status=response.status_code)
+        return SubmitResult(task_id=task_id, status=body_text(data.get("status")), http_status=response.status_code)
 
     def status(self, task_id: str) -> UpstreamState:
         """GET the task; ``completed`` carries the result URLs, ``failed`` the upstream message."""
@@ -74,33 +73,17 @@ def parse_task(data: Any, *, http_status: int = 200) -> UpstreamState:
         raise provider_error(ErrorKind.UPSTREAM_UNAVAILABLE, "task answer has no status", http_status=http_status)
     raw = clean_text(raw_status, 64)
     phase = _PHASES.get(raw.lower(), Phase.PENDING)
-    urls = tuple(_result_urls(data.get("data")))
+    urls = tuple(body_urls(data.get("data"), "url"))
     if phase is Phase.SUCCEEDED and not urls:
         raise provider_error(ErrorKind.UPSTREAM_UNAVAILABLE, "completed task has no image URL", http_status=http_status)
     return UpstreamState(
         raw_status=raw,
         phase=phase,
         http_status=http_status,
-        progress=_progress(data.get("progress")),
+        progress=body_progress(data.get("progress")),
         file_urls=urls,
         error_message=_error_message(data.get("error")) if phase is Phase.FAILED else None,
     )
-
-
-def _result_urls(items: Any) -> list[str]:
-    if not isinstance(items, list):
-        return []
-    urls = []
-    for item in items:
-        url = item.get("url") if isinstance(item, dict) else None
-        if (
-            isinstance(url, str)
-            and url.startswith(("https://", "http://"))
-            and url.isprintable()
-            and len(url) <= _MAX_URL
-        ):
-            urls.append(url)
-    return urls
 
 
 def _error_message(error: Any) -> str | None:
@@ -112,14 +95,3 @@ def _error_message(error: Any) -> str | None:
     if tags and tags not in message:
         message = f"{message} ({tags})" if message else tags
     return message[:_MAX_TEXT] or None
-
-
-def _progress(value: Any) -> int | None:
-    # Same clamp as APIDot's: numbers only (no bool, no NaN), 0..100.
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-        return None
-    return int(max(0, min(100, value)))
-
-
-def _text(value: Any) -> str | None:
-    return clean_text(value, _MAX_TEXT) if isinstance(value, str) else None
