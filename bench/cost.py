@@ -11,8 +11,6 @@ processes are not observable from here. Baseline: bare Celery moving 2 messages 
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 import uuid
 from typing import Any
 
@@ -20,10 +18,9 @@ import redis
 import sqlalchemy as sa
 
 from bench.stack import BenchStack
-from bench.throughput import ENV, _wait_polls
-from imagegen import devstack
+from bench.throughput import ENV, baseline
 from imagegen.polling import poll_job
-from imagegen.producer import build_job, create_batch
+from imagegen.producer import create_batch
 from imagegen.requests import ImageRequest
 from imagegen.submission import submit_job
 
@@ -76,47 +73,9 @@ def main() -> None:
                 proc.stop()
         statements, transactions = statements_per_job(stack, 100)
         # Baseline: bare Celery, same Redis, 2 messages and 2 UPDATEs per job.
-        now = stack.rt.now()
-        rows = [build_job(stack.rt, ImageRequest(prompt=f"base {i}"), now=now) for i in range(args.jobs)]
-        with stack.rt.session() as s:
-            s.execute(sa.text("UPDATE jobs SET polls = 2"))
-            s.add_all(rows)
-        proc = devstack.Process(
-            "baseline",
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "bench.baseline_app",
-                "worker",
-                "-c",
-                "2",
-                "-Q",
-                "batch,poll",
-                "-l",
-                "WARNING",
-                "--without-mingle",
-                "--without-gossip",
-            ],
-            env=stack.env,
-            log_path=stack.dir / "baseline.log",
-        )
-        try:
-            time.sleep(3)
-            from celery import Celery
-
-            from config.celery import celery_config
-
-            producer = Celery("bench-producer")
-            producer.conf.update({k: v for k, v in celery_config(stack.rt.settings).items() if k != "beat_schedule"})
-            before = redis_calls(client)
-            for row in rows:
-                producer.send_task("bench.touch", args=[row.id, 0], queue="batch")
-            _wait_polls(stack, [r.id for r in rows], timeout=600)
-            base_redis = (redis_calls(client) - before) / args.jobs
-        finally:
-            proc.stop()
+        marks: list[int] = []
+        baseline(stack, args.jobs, 2, on_ready=lambda: marks.append(redis_calls(client)))
+        base_redis = (redis_calls(client) - marks[0]) / args.jobs
     finally:
         stack.close()
     print(f"jobs={args.jobs}")

@@ -10,11 +10,18 @@ import argparse
 import sys
 import time
 import uuid
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from celery import Celery
+from sqlmodel import col
 
 from bench.stack import BenchStack
+from config.celery import celery_config
 from imagegen import devstack
 from imagegen.producer import build_job
 from imagegen.requests import ImageRequest
+from imagegen.store.models import Job
 
 ENV = {
     "SIM_DURATION_S": "0",
@@ -35,44 +42,39 @@ def pipeline(stack: BenchStack, jobs: int) -> float:
     return jobs / elapsed
 
 
-def baseline(stack: BenchStack, jobs: int, concurrency: int) -> float:
-    """Jobs per second for bare Celery: 2 messages per job, one UPDATE each."""
-    from celery import Celery
-
-    from config.celery import celery_config
-
+def baseline(stack: BenchStack, jobs: int, concurrency: int, on_ready: Callable[[], None] | None = None) -> float:
+    """Jobs per second for bare Celery: 2 messages per job, one UPDATE each (``on_ready`` runs once the
+    worker is up, just before the first message, e.g. to snapshot Redis counters)."""
     now = stack.rt.now()
-    rows = [build_job(stack.rt, _request(i), now=now) for i in range(jobs)]
+    rows = [build_job(stack.rt, ImageRequest(prompt=f"baseline {i}"), now=now) for i in range(jobs)]
     with stack.rt.session() as s:
         s.add_all(rows)
     ids = [r.id for r in rows]
-    proc = devstack.Process(
-        "baseline",
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "bench.baseline_app",
-            "worker",
-            "-P",
-            "prefork",
-            "-c",
-            str(concurrency),
-            "-Q",
-            "batch,poll",
-            "-l",
-            "WARNING",
-            "--without-mingle",
-            "--without-gossip",
-        ],
-        env=stack.env,
-        log_path=stack.dir / "baseline.log",
-    )
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "bench.baseline_app",
+        "worker",
+        "-P",
+        "prefork",
+        "-c",
+        str(concurrency),
+        "-Q",
+        "batch,poll",
+        "-l",
+        "WARNING",
+        "--without-mingle",
+        "--without-gossip",
+    ]
+    proc = devstack.Process("baseline", argv, env=stack.env, log_path=stack.dir / "baseline.log")
     try:
         producer = Celery("bench-producer")
         producer.conf.update({k: v for k, v in celery_config(stack.rt.settings).items() if k != "beat_schedule"})
         time.sleep(3)  # worker ready
+        if on_ready is not None:
+            on_ready()
         start = time.monotonic()
         for job_id in ids:
             producer.send_task("bench.touch", args=[job_id, 0], queue="batch")
@@ -82,17 +84,12 @@ def baseline(stack: BenchStack, jobs: int, concurrency: int) -> float:
         proc.stop()
 
 
-def _request(i: int) -> ImageRequest:
-    return ImageRequest(prompt=f"baseline {i}")
-
-
 def _wait_polls(stack: BenchStack, ids: list[str], timeout: float) -> None:
-    import sqlalchemy as sa
-
+    """Until every baseline row got both of its UPDATEs."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with stack.rt.session() as s:
-            done = s.execute(sa.text("SELECT count(*) FROM jobs WHERE polls >= 2")).scalar_one()
+            done = s.execute(sa.select(sa.func.count()).where(col(Job.id).in_(ids), col(Job.polls) >= 2)).scalar_one()
         if done >= len(ids):
             return
         time.sleep(0.2)
