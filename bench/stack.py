@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
+from sqlmodel import col
 
 from config.settings import Settings
 from imagegen import devstack
@@ -70,17 +72,23 @@ class BenchStack:
         return [j.id for j in jobs]
 
     def wait(self, ids: Sequence[str], timeout: float, until: set[str] | None = None) -> list[Job]:
-        """Until every job is terminal, or in ``until`` (or raise)."""
+        """Until every job is terminal, or in ``until`` (or raise); returns the jobs.
+
+        Checks with one COUNT per tick (loading every row each tick would steal the workers' CPU)."""
         deadline = time.monotonic() + timeout
         ended = until or {s.value for s in TERMINAL}
         while True:
+            done = 0
             with self.rt.session() as s:
-                jobs = [repo.get_job(s, i) for i in ids]
-            done = [j for j in jobs if j is not None]
-            if all(j.status in ended for j in done) and len(done) == len(ids):
-                return done
+                for chunk in range(0, len(ids), 500):
+                    part = list(ids[chunk : chunk + 500])
+                    query = sa.select(sa.func.count()).where(col(Job.id).in_(part), col(Job.status).in_(ended))
+                    done += s.execute(query).scalar_one()
+            if done >= len(ids):
+                with self.rt.session() as s:
+                    return [j for j in (repo.get_job(s, i) for i in ids) if j is not None]
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{sum(j.status in ended for j in done)}/{len(ids)} done (logs: {self.dir})")
+                raise TimeoutError(f"{done}/{len(ids)} done (logs: {self.dir})")
             time.sleep(0.25)
 
     def records(self) -> list[dict[str, Any]]:
@@ -91,7 +99,29 @@ class BenchStack:
         """The simulator's tasks by id (with their finish times)."""
         return {t["task_id"]: t for t in httpx.get(f"{self.sim_url}/_sim/tasks", timeout=60).json()}
 
+    def cpu_s(self, prefix: str) -> float:
+        """CPU seconds (user + system) used so far by the processes named ``prefix…`` and their children."""
+        return group_cpu_s({p.pid for p in self.procs if p.name.startswith(prefix)})
+
     def close(self) -> None:
         """Stop every process."""
         self.rt.close()
         devstack.stop_all(list(reversed(self.procs)), timeout=15)
+
+
+def group_cpu_s(groups: set[int]) -> float:
+    """CPU seconds used so far by every live process in these process groups (from ``/proc``)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                # Fields after the parenthesised command name: state ppid pgrp ... utime(14) stime(15).
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) in groups:
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks

@@ -11,12 +11,13 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from celery import Celery
 from sqlmodel import col
 
-from bench.stack import BenchStack
+from bench.stack import BenchStack, group_cpu_s
 from config.celery import celery_config
 from imagegen import devstack
 from imagegen.producer import build_job
@@ -31,20 +32,34 @@ ENV = {
 }
 
 
-def pipeline(stack: BenchStack, jobs: int) -> float:
-    """Jobs per second for the real pipeline (submit, poll, download, store, succeed)."""
+class Run(NamedTuple):
+    """One side's figures."""
+
+    jobs_per_s: float
+    worker_cpu_ms: float  #: CPU of the worker processes per job
+    other_cpu_ms: float  #: CPU of the simulator (the fake upstream) per job; 0 for the baseline
+
+
+def pipeline(stack: BenchStack, jobs: int) -> Run:
+    """The real pipeline (submit, poll, download, store, succeed)."""
     tag = uuid.uuid4().hex[:8]
+    prompts = [f"throughput {tag} {i}" for i in range(jobs)]
+    cpu, sim = stack.cpu_s("worker"), stack.cpu_s("simulator")
     start = time.monotonic()
-    ids = stack.submit([f"throughput {tag} {i}" for i in range(jobs)], priority="batch")
+    ids = stack.submit(prompts, priority="batch")
     done = stack.wait(ids, timeout=600)
     elapsed = time.monotonic() - start
     assert all(j.status == "succeeded" for j in done), "pipeline jobs failed"
-    return jobs / elapsed
+    return Run(
+        jobs / elapsed,
+        1000 * (stack.cpu_s("worker") - cpu) / jobs,
+        1000 * (stack.cpu_s("simulator") - sim) / jobs,
+    )
 
 
-def baseline(stack: BenchStack, jobs: int, concurrency: int, on_ready: Callable[[], None] | None = None) -> float:
-    """Jobs per second for bare Celery: 2 messages per job, one UPDATE each (``on_ready`` runs once the
-    worker is up, just before the first message, e.g. to snapshot Redis counters)."""
+def baseline(stack: BenchStack, jobs: int, concurrency: int, on_ready: Callable[[], None] | None = None) -> Run:
+    """Bare Celery: 2 messages per job, one UPDATE each (``on_ready`` runs once the worker is up, just
+    before the first message, e.g. to snapshot Redis counters)."""
     now = stack.rt.now()
     rows = [build_job(stack.rt, ImageRequest(prompt=f"baseline {i}"), now=now) for i in range(jobs)]
     with stack.rt.session() as s:
@@ -75,11 +90,13 @@ def baseline(stack: BenchStack, jobs: int, concurrency: int, on_ready: Callable[
         time.sleep(3)  # worker ready
         if on_ready is not None:
             on_ready()
+        cpu = group_cpu_s({proc.pid})
         start = time.monotonic()
         for job_id in ids:
             producer.send_task("bench.touch", args=[job_id, 0], queue="batch")
         _wait_polls(stack, ids, timeout=600)
-        return jobs / (time.monotonic() - start)
+        elapsed = time.monotonic() - start
+        return Run(jobs / elapsed, 1000 * (group_cpu_s({proc.pid}) - cpu) / jobs, 0.0)
     finally:
         proc.stop()
 
@@ -112,9 +129,11 @@ def main() -> None:
     finally:
         stack.close()
     print(f"jobs={args.jobs} concurrency={args.concurrency}")
-    print(f"pipeline     {ours:8.1f} jobs/s   (submit + poll + result download/store per job)")
-    print(f"bare celery  {bare:8.1f} jobs/s   (2 messages + 2 UPDATEs per job)")
-    print(f"ratio        {ours / bare:8.2f}")
+    print(f"{'':12} {'jobs/s':>8} {'worker CPU ms/job':>18} {'simulator CPU ms/job':>21}")
+    print(f"{'pipeline':12} {ours.jobs_per_s:8.1f} {ours.worker_cpu_ms:18.1f} {ours.other_cpu_ms:21.1f}")
+    print(f"{'bare celery':12} {bare.jobs_per_s:8.1f} {bare.worker_cpu_ms:18.1f} {'-':>21}")
+    print(f"ratio (jobs/s)      {ours.jobs_per_s / bare.jobs_per_s:5.2f}")
+    print(f"ratio (worker CPU)  {bare.worker_cpu_ms / ours.worker_cpu_ms:5.2f}   (baseline CPU per job / ours)")
 
 
 if __name__ == "__main__":

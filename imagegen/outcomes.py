@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
-from sqlmodel import col
 
 from imagegen.errors import ACCOUNT_KINDS, RETRYABLE_KINDS, ErrorKind
 from imagegen.lifecycle import JobStatus as S
@@ -15,7 +14,7 @@ from imagegen.lifecycle import transition, update_in
 from imagegen.runtime import Runtime
 from imagegen.steps import Step, submit_step
 from imagegen.store import repo
-from imagegen.store.models import Job
+from imagegen.store.models import JOBS, Job
 from imagegen.timers import park
 
 
@@ -36,7 +35,7 @@ def fail_or_hold(
     A submit that failed for good on a paused key or a spent retry budget moves on to the next provider
     of the job's ``fallback`` route instead (the 402 still pauses the first key).
     """
-    where = [col(Job.lease_token) == lease] if lease else []
+    where = [JOBS.c.lease_token == lease] if lease else []
     if source == S.SUBMITTING and kind in FALLBACK_KINDS:
         if kind in ACCOUNT_KINDS:
             repo.pause_provider(s, provider=job.provider, reason=kind, message=message)

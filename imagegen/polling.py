@@ -10,7 +10,6 @@ import time
 from datetime import timedelta
 
 from sqlalchemy.orm import Session
-from sqlmodel import col
 
 from imagegen import pauses
 from imagegen.backoff import compute_backoff
@@ -28,7 +27,7 @@ from imagegen.runtime import Runtime
 from imagegen.schedule import next_poll_delay, poll_cap, webhook_factor
 from imagegen.steps import Step, poll_step
 from imagegen.store import repo
-from imagegen.store.models import Job
+from imagegen.store.models import JOBS, Job
 from imagegen.submission import follow_up, note_callback
 from imagegen.timers import schedule
 
@@ -54,7 +53,7 @@ def _poll(rt: Runtime, job_id: str, *, force: bool) -> Step | None:
         note_callback(job)
         if expire_if_due(s, job, now):
             return None
-        where = [] if force else [col(Job.next_attempt_at) <= now + EARLY_SLACK]
+        where = [] if force else [JOBS.c.next_attempt_at <= now + EARLY_SLACK]
         claimed = update_in(
             s,
             job_id,
@@ -62,7 +61,7 @@ def _poll(rt: Runtime, job_id: str, *, force: bool) -> Step | None:
             where=where,
             next_attempt_at=now + POLL_LEASE,
             dispatch_until=now + POLL_LEASE,
-            polls=col(Job.polls) + 1,
+            polls=JOBS.c.polls + 1,
         )
         if not claimed:
             return None  # a duplicate message, or a poll already in progress

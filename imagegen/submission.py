@@ -14,7 +14,6 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy import or_
 from sqlalchemy.orm import Session
-from sqlmodel import col
 
 from config.celery import sync_submit_limits
 from imagegen import notifications, pauses
@@ -32,7 +31,7 @@ from imagegen.runtime import Runtime
 from imagegen.schedule import first_poll_delay, webhook_factor
 from imagegen.steps import Step, poll_step, submit_step
 from imagegen.store import repo
-from imagegen.store.models import Job
+from imagegen.store.models import JOBS, Job
 from imagegen.timers import schedule
 from imagegen.webhooks import callback_url
 
@@ -102,8 +101,10 @@ def _submit(rt: Runtime, job_id: str) -> Step | None:
                 return None  # a long wait: the reconciler releases it when due
             return submit_step(job_id, job.priority, job.provider, timer.countdown)
         token = str(uuid.uuid4())
-        due = or_(col(Job.next_attempt_at).is_(None), col(Job.next_attempt_at) <= now + EARLY_SLACK)
+        due = or_(JOBS.c.next_attempt_at.is_(None), JOBS.c.next_attempt_at <= now + EARLY_SLACK)
         lease_until = now + timedelta(seconds=lease_seconds(rt, job.provider))
+        # Committed before the POST, with the in-flight mark: if we die after it, the reconciler knows
+        # a generation may be paid for.
         if not transition(
             s,
             job_id,
@@ -114,19 +115,10 @@ def _submit(rt: Runtime, job_id: str) -> Step | None:
             lease_until=lease_until,
             dispatch_until=None,
             rate_reserved=False,
+            submit_inflight_at=now,
+            submit_attempts=JOBS.c.submit_attempts + 1,
         ):
             return None  # another worker claimed it, or this message is early and stale
-    with rt.session() as s:
-        # Committed before the POST: if we die after it, the reconciler knows a generation may be paid.
-        if not update_in(
-            s,
-            job_id,
-            status=S.SUBMITTING,
-            where=[col(Job.lease_token) == token],
-            submit_inflight_at=rt.now(),
-            submit_attempts=col(Job.submit_attempts) + 1,
-        ):
-            return None
     return _call_upstream(rt, job, token)
 
 
@@ -136,7 +128,7 @@ def _limit_wait(rt: Runtime, s: Session, job: Job) -> float:
     cap = rt.settings.provider_limits.get(job.provider, {}).get("max_in_flight")
     if cap is not None:
         busy = s.execute(
-            sa.select(sa.func.count()).where(col(Job.provider) == job.provider, col(Job.status).in_(IN_FLIGHT))
+            sa.select(sa.func.count()).where(JOBS.c.provider == job.provider, JOBS.c.status.in_(IN_FLIGHT))
         ).scalar_one()
         if busy >= cap:
             return rt.rng.uniform(1.0, 5.0)  # a slot frees when some job ends; spread the retries
@@ -182,7 +174,7 @@ def _accepted(rt: Runtime, job: Job, token: str, result: SubmitResult, started: 
             job.id,
             source={S.SUBMITTING},
             target=S.RUNNING,
-            where=[col(Job.lease_token) == token],
+            where=[JOBS.c.lease_token == token],
             upstream_task_id=result.task_id,
             upstream_status=result.status,
             submitted_at=now,
@@ -207,7 +199,7 @@ def _answered(rt: Runtime, job: Job, token: str, result: SubmitResult) -> Step |
     pauses.probe_succeeded(rt, job)
     if rt.limiter is not None:
         rt.limiter.record_success(job.provider)
-    mine = [col(Job.lease_token) == token]
+    mine = [JOBS.c.lease_token == token]
     try:
         entries = store_results(rt, job.id, result.images)
     except (UnsafeURL, ImagegenError, OSError) as exc:
@@ -271,7 +263,7 @@ def _retry_submit(rt: Runtime, s: Session, job: Job, token: str, exc: ProviderEr
         job.id,
         source={S.SUBMITTING},
         target=S.QUEUED,
-        where=[col(Job.lease_token) == token],
+        where=[JOBS.c.lease_token == token],
         lease_token=None,
         lease_until=None,
         submit_inflight_at=None,

@@ -160,3 +160,8 @@ class ProviderState(SQLModel, table=True):
     probe_job_id: str | None = Field(default=None, max_length=36)
     probe_at: datetime | None = _ts()
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+#: The tables for Core statements on hot paths (no ORM unit-of-work or bulk-update machinery).
+JOBS: sa.Table = Job.__table__  # type: ignore[attr-defined]
+ATTEMPTS: sa.Table = Attempt.__table__  # type: ignore[attr-defined]

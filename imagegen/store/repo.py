@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from imagegen.store.models import Attempt, Job, ProviderState, utcnow
+from imagegen.store.models import ATTEMPTS, Attempt, Job, ProviderState, utcnow
 
 
 def get_job(session: Session, job_id: str) -> Job | None:
@@ -71,9 +71,9 @@ def record_attempt(
     message: str | None = None,
     upstream_task_id: str | None = None,
 ) -> None:
-    """Append one upstream call to the attempt log."""
-    session.add(
-        Attempt(
+    """Append one upstream call to the attempt log (a Core INSERT: this runs for every upstream call)."""
+    session.execute(
+        sa.insert(ATTEMPTS).values(
             job_id=job_id,
             provider=provider,
             kind=kind,
@@ -82,6 +82,7 @@ def record_attempt(
             error_kind=error_kind,
             message=(message or None) and message[:500],
             upstream_task_id=upstream_task_id,
+            created_at=utcnow(),
         )
     )
 
