@@ -1,5 +1,5 @@
 """Scale: thousands of jobs in flight upstream (simulated durations 30–120 s) at once. Samples the peak
-RSS of the worker processes and Redis' memory as the in-flight count grows; every job must finish.
+memory (PSS) of the worker processes and Redis' memory as the in-flight count grows; every job must finish.
 
 Waits longer than ``IMAGEGEN_ETA_MAX_S`` are due times in the database, released by the reconciler, so
 worker memory should stay flat however many jobs are in flight (Celery would otherwise hold one ETA
@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import threading
 import time
 import uuid
 
 import redis
 import sqlalchemy as sa
+from celery import Celery
 
 from bench.stack import BenchStack
+from config.celery import celery_config
+from imagegen import devstack
 
 ENV = {
     "SIM_DURATION_S": "uniform:30:120",
@@ -32,23 +36,72 @@ ENV = {
 }
 
 
-def worker_rss_mb(stack: BenchStack) -> float:
-    """Resident memory of every worker process (main and prefork children), in MiB."""
+def worker_mem_mb(stack: BenchStack) -> float:
+    """Memory (PSS) of every worker process (main and prefork children), in MiB."""
+    return group_mem_mb({p.pid for p in stack.procs if p.name.startswith("worker")})
+
+
+def group_mem_mb(groups: set[int]) -> float:
+    """Memory of every process in these process groups, in MiB: the sum of their PSS (proportional set size,
+    so pages a prefork parent shares with its children count once), or of their RSS where PSS is unknown."""
     total = 0
-    groups = {p.pid for p in stack.procs if p.name.startswith("worker")}
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
             if os.getpgid(int(pid)) not in groups:
                 continue
-            with open(f"/proc/{pid}/status") as handle:
-                for line in handle:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
+            total += _pss_kib(pid)
         except (OSError, ProcessLookupError):
             continue
     return total / 1024
+
+
+def _pss_kib(pid: str) -> int:
+    for path, field in ((f"/proc/{pid}/smaps_rollup", "Pss:"), (f"/proc/{pid}/status", "VmRSS:")):
+        try:
+            with open(path) as handle:
+                for line in handle:
+                    if line.startswith(field):
+                        return int(line.split()[1])
+        except FileNotFoundError:
+            continue
+    return 0
+
+
+def countdown_baseline(stack: BenchStack, jobs: int, concurrency: int) -> tuple[float, float, float, float]:
+    """The naive design in the same run: one countdown message per in-flight job (``self.retry(countdown=…)``
+    polling) on a bare Celery worker with Celery's default ``worker_eta_task_limit`` (none). Returns worker
+    memory (PSS) and Redis memory (MiB), idle and once the worker holds every message."""
+    client = redis.Redis.from_url(stack.env["REDIS_URL"])
+    argv = [sys.executable, "-m", "celery", "-A", "bench.baseline_app", "worker", "-P", "prefork"]
+    argv += ["-c", str(concurrency), "-Q", "naive", "-l", "WARNING", "--without-mingle", "--without-gossip"]
+    env = {**stack.env, "BENCH_NAIVE_ETA": "1"}
+    proc = devstack.Process("naive", argv, env=env, log_path=stack.dir / "naive.log")
+    try:
+        producer = Celery("bench-producer")
+        producer.conf.update({k: v for k, v in celery_config(stack.rt.settings).items() if k != "beat_schedule"})
+        time.sleep(4)  # worker ready
+        idle = (group_mem_mb({proc.pid}), int(client.info("memory")["used_memory"]) / 2**20)
+        for _ in range(jobs):
+            # A poll due in 10 minutes for a job that does not exist: it never runs during the measurement.
+            producer.send_task("bench.touch", args=[str(uuid.uuid4()), 1], queue="naive", countdown=600)
+        rss, used = idle
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            rss = max(rss, group_mem_mb({proc.pid}))
+            used = max(used, int(client.info("memory")["used_memory"]) / 2**20)
+            if client.llen("naive") == 0:
+                break
+            time.sleep(1)
+        for _ in range(5):  # the last messages are still being taken in
+            time.sleep(1)
+            rss = max(rss, group_mem_mb({proc.pid}))
+            used = max(used, int(client.info("memory")["used_memory"]) / 2**20)
+        return idle[0], idle[1], rss, used
+    finally:
+        proc.kill_group()
+        client.delete("naive", "unacked", "unacked_index")
 
 
 def main() -> None:
@@ -57,24 +110,34 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--durations", default="uniform:30:120", help="simulated durations (smoke runs: shorter)")
     args = parser.parse_args()
-    stack = BenchStack({**ENV, "SIM_DURATION_S": args.durations}, concurrency=args.concurrency)
+    env = {**ENV, "SIM_DURATION_S": args.durations}
+    if args.durations.startswith("uniform:"):
+        low, high = (float(x) for x in args.durations.split(":")[1:3])
+        env["IMAGEGEN_EXPECTED_DURATION_S"] = str((low + high) / 2)  # what an operator would configure
+    stack = BenchStack(env, concurrency=args.concurrency)
     client = redis.Redis.from_url(stack.env["REDIS_URL"])
     samples: list[tuple[float, int, float, float]] = []
     stop = threading.Event()
     start = time.monotonic()
 
     def sample() -> None:
+        last_print = 0.0
         while not stop.is_set():
             with stack.rt.session() as s:
-                running = s.execute(
-                    sa.text("SELECT count(*) FROM jobs WHERE status IN ('submitting','running','finalizing')")
-                ).scalar_one()
+                counts = dict(s.execute(sa.text("SELECT status, count(*) FROM jobs GROUP BY status")).all())
+            running = sum(counts.get(k, 0) for k in ("submitting", "running", "finalizing"))
             used = int(client.info("memory")["used_memory"]) / 2**20
-            samples.append((time.monotonic() - start, int(running), worker_rss_mb(stack), used))
+            now = time.monotonic() - start
+            samples.append((now, int(running), worker_mem_mb(stack), used))
+            if now - last_print >= 10:
+                last_print = now
+                print(f"  t={now:5.0f}s {counts} worker={samples[-1][2]:.0f}MiB redis={used:.1f}MiB", flush=True)
             stop.wait(2)
 
     try:
-        idle = (worker_rss_mb(stack), int(client.info("memory")["used_memory"]) / 2**20)
+        naive = countdown_baseline(stack, args.jobs, args.concurrency)
+        start = time.monotonic()
+        idle = (worker_mem_mb(stack), int(client.info("memory")["used_memory"]) / 2**20)
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         tag = uuid.uuid4().hex[:8]
@@ -90,20 +153,25 @@ def main() -> None:
         stack.close()
     ok = sum(j.status == "succeeded" for j in done)
     print(f"jobs={args.jobs} succeeded={ok} wall={time.monotonic() - start:.0f}s")
-    print(f"idle worker RSS {idle[0]:.0f} MiB, idle redis {idle[1]:.1f} MiB (baseline)")
-    print(f"{'in flight':>10} {'worker RSS MiB':>15} {'vs idle':>8} {'redis MiB':>10}")
-    shown = set()
+    print(f"idle worker PSS {idle[0]:.0f} MiB, idle redis {idle[1]:.1f} MiB (baseline)")
+    print(f"{'in flight':>10} {'worker PSS MiB':>15} {'vs idle':>8} {'redis MiB':>10} {'redis now':>10}")
     for milestone in (100, 1000, 2500, 5000, 7500, 10_000):
         reached = [s for s in samples if s[1] >= milestone]
-        if not reached or milestone in shown:
+        if not reached:
             continue
-        shown.add(milestone)
+        # Peaks up to the moment the in-flight count first reached the milestone; "now" is Redis at that
+        # moment (the early peak is the batch's own queued submit messages, not the in-flight jobs).
         peak_rss = max(s[2] for s in samples if s[0] <= reached[0][0])
         peak_redis = max(s[3] for s in samples if s[0] <= reached[0][0])
-        print(f"{milestone:>10} {peak_rss:15.0f} {peak_rss / idle[0]:8.2f} {peak_redis:10.1f}")
+        print(f"{milestone:>10} {peak_rss:15.0f} {peak_rss / idle[0]:8.2f} {peak_redis:10.1f} {reached[0][3]:10.1f}")
     print(
         f"{'peak':>10} {max(s[2] for s in samples):15.0f} {max(s[2] for s in samples) / idle[0]:8.2f} "
         f"{max(s[3] for s in samples):10.1f}   (max in flight {max(s[1] for s in samples)})"
+    )
+    print(
+        f"baseline, one countdown message per in-flight job ({args.jobs} held by a bare Celery worker, "
+        f"default worker_eta_task_limit): worker {naive[0]:.0f} -> {naive[2]:.0f} MiB "
+        f"({naive[2] / naive[0]:.2f}x idle), redis {naive[1]:.1f} -> {naive[3]:.1f} MiB"
     )
 
 

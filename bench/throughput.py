@@ -1,5 +1,9 @@
-"""Throughput: N jobs through the whole pipeline (simulator answers at once) vs bare Celery moving the
-same number of messages (2 per job) with one DB write each, on the same Redis, DB and worker settings.
+"""Throughput: N jobs through the whole pipeline (simulator answers at once), against two baselines on the
+same Redis, DB and worker settings, in the same run:
+- bare Celery moving the same number of messages (2 per job) with one DB write each (issue 6's target);
+- the naive hand-written loop: the same messages and writes plus our three upstream calls per job (submit,
+  status, download), with none of our safety (what "the cost of correctness" is measured against).
+Worker CPU per job is reported too: unlike jobs/s it does not depend on what else the two cores run.
 
     python -m bench.throughput [--jobs 300] [--concurrency 2]
 """
@@ -33,11 +37,11 @@ ENV = {
 
 
 class Run(NamedTuple):
-    """One side's figures."""
+    """One run's figures."""
 
     jobs_per_s: float
     worker_cpu_ms: float  #: CPU of the worker processes per job
-    other_cpu_ms: float  #: CPU of the simulator (the fake upstream) per job; 0 for the baseline
+    other_cpu_ms: float  #: CPU of the simulator (the fake upstream) per job
 
 
 def pipeline(stack: BenchStack, jobs: int) -> Run:
@@ -57,9 +61,17 @@ def pipeline(stack: BenchStack, jobs: int) -> Run:
     )
 
 
-def baseline(stack: BenchStack, jobs: int, concurrency: int, on_ready: Callable[[], None] | None = None) -> Run:
-    """Bare Celery: 2 messages per job, one UPDATE each (``on_ready`` runs once the worker is up, just
-    before the first message, e.g. to snapshot Redis counters)."""
+def baseline(
+    stack: BenchStack,
+    jobs: int,
+    concurrency: int,
+    on_ready: Callable[[], None] | None = None,
+    *,
+    naive: bool = False,
+) -> Run:
+    """Bare Celery: 2 messages per job, one UPDATE each; with ``naive``, the hand-written loop that also
+    makes our three upstream calls (``bench.baseline_app``). ``on_ready`` runs once the worker is up, just
+    before the first message (e.g. to snapshot Redis counters)."""
     now = stack.rt.now()
     rows = [build_job(stack.rt, ImageRequest(prompt=f"baseline {i}"), now=now) for i in range(jobs)]
     with stack.rt.session() as s:
@@ -92,11 +104,19 @@ def baseline(stack: BenchStack, jobs: int, concurrency: int, on_ready: Callable[
             on_ready()
         cpu = group_cpu_s({proc.pid})
         start = time.monotonic()
+        sim = stack.cpu_s("simulator")
         for job_id in ids:
-            producer.send_task("bench.touch", args=[job_id, 0], queue="batch")
+            if naive:
+                producer.send_task("bench.naive_submit", args=[job_id], queue="batch")
+            else:
+                producer.send_task("bench.touch", args=[job_id, 0], queue="batch")
         _wait_polls(stack, ids, timeout=600)
         elapsed = time.monotonic() - start
-        return Run(jobs / elapsed, 1000 * (group_cpu_s({proc.pid}) - cpu) / jobs, 0.0)
+        return Run(
+            jobs / elapsed,
+            1000 * (group_cpu_s({proc.pid}) - cpu) / jobs,
+            1000 * (stack.cpu_s("simulator") - sim) / jobs,
+        )
     finally:
         proc.stop()
 
@@ -126,14 +146,19 @@ def main() -> None:
             if proc.name.startswith("worker"):
                 proc.stop()
         bare = baseline(stack, args.jobs, args.concurrency)
+        naive = baseline(stack, args.jobs, args.concurrency, naive=True)
     finally:
         stack.close()
     print(f"jobs={args.jobs} concurrency={args.concurrency}")
     print(f"{'':12} {'jobs/s':>8} {'worker CPU ms/job':>18} {'simulator CPU ms/job':>21}")
-    print(f"{'pipeline':12} {ours.jobs_per_s:8.1f} {ours.worker_cpu_ms:18.1f} {ours.other_cpu_ms:21.1f}")
-    print(f"{'bare celery':12} {bare.jobs_per_s:8.1f} {bare.worker_cpu_ms:18.1f} {'-':>21}")
-    print(f"ratio (jobs/s)      {ours.jobs_per_s / bare.jobs_per_s:5.2f}")
-    print(f"ratio (worker CPU)  {bare.worker_cpu_ms / ours.worker_cpu_ms:5.2f}   (baseline CPU per job / ours)")
+    for name, run in (("pipeline", ours), ("bare celery", bare), ("naive loop", naive)):
+        print(f"{name:12} {run.jobs_per_s:8.1f} {run.worker_cpu_ms:18.1f} {run.other_cpu_ms:21.1f}")
+    print("bare celery: 2 messages + 2 UPDATEs per job; naive loop: the same + our 3 upstream calls, no safety")
+    for name, base in (("bare celery", bare), ("naive loop", naive)):
+        print(
+            f"ours / {name:12} jobs/s {ours.jobs_per_s / base.jobs_per_s:5.2f}   "
+            f"worker CPU {base.worker_cpu_ms / ours.worker_cpu_ms:5.2f} (its CPU per job / ours)"
+        )
 
 
 if __name__ == "__main__":

@@ -88,8 +88,6 @@ def _poll(rt: Runtime, job_id: str, *, force: bool) -> Step | None:
             POLLS_PER_JOB.labels(job.provider).observe(job.polls + 1)
         if state.phase is Phase.SUCCEEDED:
             won = claim_finalizing(rt, s, job.id, state)
-            if won:
-                learn_from(rt, job, rt.now(), exact=force)
         elif state.phase is Phase.FAILED:
             kind = ErrorKind.CONTENT_REJECTED if is_safety_message(state.error_message) else ErrorKind.GENERATION_FAILED
             transition(
@@ -106,7 +104,10 @@ def _poll(rt: Runtime, job_id: str, *, force: bool) -> Step | None:
             return None
         else:
             return _still_running(rt, s, job, state)
-    return finish(rt, job.id, state) if won else None
+    if not won:
+        return None
+    learn_from(rt, job, rt.now(), exact=force)  # Redis, after the commit: never inside the write lock
+    return finish(rt, job.id, state)
 
 
 def _still_running(rt: Runtime, s: Session, job: Job, state: UpstreamState) -> Step | None:
