@@ -22,6 +22,7 @@ from bench.throughput import ENV, baseline
 from imagegen.polling import poll_job
 from imagegen.producer import create_batch
 from imagegen.requests import ImageRequest
+from imagegen.store import repo
 from imagegen.submission import submit_job
 
 
@@ -35,8 +36,9 @@ def statements_per_job(stack: BenchStack, jobs: int) -> tuple[float, float]:
     """(statements, transactions) per job for submit + poll + finalize, replayed in-process."""
     counts = {"statements": 0, "transactions": 0}
 
-    def on_statement(*_: Any) -> None:
-        counts["statements"] += 1
+    def on_statement(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if not statement.startswith("BEGIN"):  # counted as transactions
+            counts["statements"] += 1
 
     def on_begin(*_: Any) -> None:
         counts["transactions"] += 1
@@ -51,7 +53,15 @@ def statements_per_job(stack: BenchStack, jobs: int) -> tuple[float, float]:
     finally:
         sa.event.remove(stack.rt.engine, "before_cursor_execute", on_statement)
         sa.event.remove(stack.rt.engine, "begin", on_begin)
+    done = sum(1 for job in rows if _status(stack, job.id) == "succeeded")
+    assert done == jobs, f"the replay must take every job to succeeded ({done}/{jobs})"
     return counts["statements"] / jobs, counts["transactions"] / jobs
+
+
+def _status(stack: BenchStack, job_id: str) -> str | None:
+    with stack.rt.session() as s:
+        job = repo.get_job(s, job_id)
+        return job.status if job else None
 
 
 def main() -> None:

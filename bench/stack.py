@@ -38,7 +38,8 @@ class BenchStack:
         self.env = {
             **os.environ,
             "REDIS_URL": redis_url,
-            "DATABASE_URL": f"sqlite:///{self.dir / 'bench.db'}",
+            # BENCH_DATABASE_URL runs a benchmark on another database (e.g. PostgreSQL); default: a fresh SQLite.
+            "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{self.dir / 'bench.db'}",
             "IMAGEGEN_HOME": str(self.dir),
             "APIDOT_API_KEY": "bench",
             "IMAGEGEN_ALLOW_PRIVATE_URLS": "true",
@@ -59,7 +60,9 @@ class BenchStack:
         self.procs.append(devstack.start_beat(self.env, log_dir=self.dir))
         if with_api:
             self.procs.append(devstack.start_api(self.env, port=port, log_dir=self.dir))
-        settings = Settings(redis_url=redis_url, database_url=self.env["DATABASE_URL"], imagegen_home=self.dir)
+        # This process's runtime sees what the workers see (simulator URL, key, expected durations, …).
+        fields = {k.lower(): v for k, v in self.env.items() if k.lower() in Settings.model_fields}
+        settings = Settings(**{**fields, "imagegen_home": self.dir})
         self.rt = Runtime.create(settings)
         self.publisher = CeleryPublisher(create_app(settings, name="bench"))
         warm = self.submit([f"warm-up {uuid.uuid4()} [[instant]]"])
