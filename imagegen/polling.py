@@ -28,7 +28,7 @@ from imagegen.schedule import next_poll_delay, poll_cap, webhook_factor
 from imagegen.steps import Step, poll_step
 from imagegen.store import repo
 from imagegen.store.models import JOBS, Job
-from imagegen.submission import follow_up, note_callback
+from imagegen.submission import follow_up
 from imagegen.timers import schedule
 
 log = logging.getLogger(__name__)
@@ -40,19 +40,19 @@ POLL_LEASE = timedelta(seconds=60)
 
 def poll_job(rt: Runtime, job_id: str, *, force: bool = False) -> list[Step]:
     """Serve one ``imagegen.poll`` message (``force``: a webhook said the task changed, poll now)."""
-    steps = [step] if (step := _poll(rt, job_id, force=force)) else []
-    return steps + follow_up(rt, job_id)
+    job, step = _poll(rt, job_id, force=force)
+    return ([step] if step else []) + follow_up(rt, job)
 
 
-def _poll(rt: Runtime, job_id: str, *, force: bool) -> Step | None:
+def _poll(rt: Runtime, job_id: str, *, force: bool) -> tuple[Job | None, Step | None]:
+    """The job as read (None if the message is stale) and the next message."""
     now = rt.now()
     with rt.session() as s:
         job = repo.get_job(s, job_id)
         if job is None or job.status != S.RUNNING or not job.upstream_task_id:
-            return None
-        note_callback(job)
+            return None, None
         if expire_if_due(s, job, now):
-            return None
+            return job, None
         where = [] if force else [JOBS.c.next_attempt_at <= now + EARLY_SLACK]
         claimed = update_in(
             s,
@@ -64,7 +64,7 @@ def _poll(rt: Runtime, job_id: str, *, force: bool) -> Step | None:
             polls=JOBS.c.polls + 1,
         )
         if not claimed:
-            return None  # a duplicate message, or a poll already in progress
+            return job, None  # a duplicate message, or a poll already in progress
     started = time.monotonic()
     try:
         state = rt.provider(job.provider).status(job.upstream_task_id)
@@ -80,7 +80,7 @@ def _poll(rt: Runtime, job_id: str, *, force: bool) -> Step | None:
                 error_kind=exc.kind,
                 message=exc.message,
             )
-            return _poll_failed(rt, s, job, exc)
+            return job, _poll_failed(rt, s, job, exc)
     pauses.probe_succeeded(rt, job)
     with rt.session() as s:
         log_call(s, job, "status", started, upstream_task_id=job.upstream_task_id, http_status=state.http_status)
@@ -101,13 +101,13 @@ def _poll(rt: Runtime, job_id: str, *, force: bool) -> Step | None:
                 error_message=state.error_message or "upstream task failed",
                 error_http_status=state.http_status,
             )
-            return None
+            return job, None
         else:
-            return _still_running(rt, s, job, state)
+            return job, _still_running(rt, s, job, state)
     if not won:
-        return None
+        return job, None
     learn_from(rt, job, rt.now(), exact=force)  # Redis, after the commit: never inside the write lock
-    return finish(rt, job.id, state)
+    return job, finish(rt, job.id, state)
 
 
 def _still_running(rt: Runtime, s: Session, job: Job, state: UpstreamState) -> Step | None:

@@ -43,26 +43,17 @@ EARLY_SLACK = timedelta(seconds=2)
 
 def submit_job(rt: Runtime, job_id: str) -> list[Step]:
     """Serve one ``imagegen.submit`` message; returns the messages to publish next."""
-    steps = [step] if (step := _submit(rt, job_id)) else []
-    return steps + follow_up(rt, job_id)
+    job, step = _submit(rt, job_id)
+    return ([step] if step else []) + follow_up(rt, job)
 
 
-def follow_up(rt: Runtime, job_id: str) -> list[Step]:
-    """A job that just ended and has a caller callback gets its notification claimed right away."""
-    if not _wants_notification.pop(job_id, False):
+def follow_up(rt: Runtime, served: Job | None) -> list[Step]:
+    """The job just served (as read at the start), if it has a caller callback, gets its notification
+    claimed right away in case it just ended (the claim is a no-op otherwise)."""
+    if served is None or not served.callback_url:
         return []  # no callback_url: skip the claim (a hot path; the reconciler would find it anyway)
-    step = notifications.claim(rt, job_id)
+    step = notifications.claim(rt, served.id)
     return [step] if step else []
-
-
-#: Job ids (seen by this process's current task) whose request has a caller callback_url.
-_wants_notification: dict[str, bool] = {}
-
-
-def note_callback(job: Job) -> None:
-    """Remember, for ``follow_up``, whether the job being served wants a notification."""
-    if job.callback_url:
-        _wants_notification[job.id] = True
 
 
 def lease_seconds(rt: Runtime, provider: str) -> float:
@@ -72,15 +63,15 @@ def lease_seconds(rt: Runtime, provider: str) -> float:
     return rt.settings.imagegen_submit_lease_s
 
 
-def _submit(rt: Runtime, job_id: str) -> Step | None:
+def _submit(rt: Runtime, job_id: str) -> tuple[Job | None, Step | None]:
+    """The job as read (None if the message is stale) and the next message."""
     now = rt.now()
     with rt.session() as s:
         job = repo.get_job(s, job_id)
         if job is None or job.status != S.QUEUED:
-            return None  # stale or duplicate message: the row says what is true
-        note_callback(job)
+            return None, None  # stale or duplicate message: the row says what is true
         if expire_if_due(s, job, now):
-            return None
+            return job, None
         if pauses.blocks(s, job):
             # Another provider in the job's fallback route, or park without a message (the reconciler
             # skips paused providers; resume releases them).
@@ -89,17 +80,17 @@ def _submit(rt: Runtime, job_id: str) -> Step | None:
             step = switch_provider(rt, s, job, S.QUEUED, reason, f"{job.provider} key is paused")
             if step is None:
                 update_in(s, job_id, status=S.QUEUED, dispatch_until=None)
-            return step
+            return job, step
         if job.next_attempt_at is not None and job.next_attempt_at > now + EARLY_SLACK:
-            return None  # an early, stale copy: the message for the real due time is on its way
+            return job, None  # an early, stale copy: the message for the real due time is on its way
         wait = _limit_wait(rt, s, job)
         if wait > 0:
             # Not an error and no budget spent: try again when the shared limits allow.
             timer = schedule(now, wait, rt.settings)
             update_in(s, job_id, status=S.QUEUED, rate_reserved=True, **timer.values)
             if timer.countdown is None:
-                return None  # a long wait: the reconciler releases it when due
-            return submit_step(job_id, job.priority, job.provider, timer.countdown)
+                return job, None  # a long wait: the reconciler releases it when due
+            return job, submit_step(job_id, job.priority, job.provider, timer.countdown)
         token = str(uuid.uuid4())
         due = or_(JOBS.c.next_attempt_at.is_(None), JOBS.c.next_attempt_at <= now + EARLY_SLACK)
         lease_until = now + timedelta(seconds=lease_seconds(rt, job.provider))
@@ -118,8 +109,8 @@ def _submit(rt: Runtime, job_id: str) -> Step | None:
             submit_inflight_at=now,
             submit_attempts=JOBS.c.submit_attempts + 1,
         ):
-            return None  # another worker claimed it, or this message is early and stale
-    return _call_upstream(rt, job, token)
+            return job, None  # another worker claimed it, or this message is early and stale
+    return job, _call_upstream(rt, job, token)
 
 
 def _limit_wait(rt: Runtime, s: Session, job: Job) -> float:
