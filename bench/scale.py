@@ -12,19 +12,14 @@ same worker idle before the load.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import threading
 import time
 import uuid
 
 import redis
 import sqlalchemy as sa
-from celery import Celery
 
-from bench.stack import BenchStack
-from config.celery import celery_config
-from imagegen import devstack
+from bench.stack import BenchStack, group_mem_mb
 
 ENV = {
     "SIM_DURATION_S": "uniform:30:120",
@@ -36,37 +31,9 @@ ENV = {
 }
 
 
-def worker_mem_mb(stack: BenchStack) -> float:
-    """Memory (PSS) of every worker process (main and prefork children), in MiB."""
-    return group_mem_mb({p.pid for p in stack.procs if p.name.startswith("worker")})
-
-
-def group_mem_mb(groups: set[int]) -> float:
-    """Memory of every process in these process groups, in MiB: the sum of their PSS (proportional set size,
-    so pages a prefork parent shares with its children count once), or of their RSS where PSS is unknown."""
-    total = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            if os.getpgid(int(pid)) not in groups:
-                continue
-            total += _pss_kib(pid)
-        except (OSError, ProcessLookupError):
-            continue
-    return total / 1024
-
-
-def _pss_kib(pid: str) -> int:
-    for path, field in ((f"/proc/{pid}/smaps_rollup", "Pss:"), (f"/proc/{pid}/status", "VmRSS:")):
-        try:
-            with open(path) as handle:
-                for line in handle:
-                    if line.startswith(field):
-                        return int(line.split()[1])
-        except FileNotFoundError:
-            continue
-    return 0
+def redis_mb(client: redis.Redis) -> float:
+    """Redis' ``used_memory``, in MiB."""
+    return int(client.info("memory")["used_memory"]) / 2**20
 
 
 def countdown_baseline(stack: BenchStack, jobs: int, concurrency: int) -> tuple[float, float, float, float]:
@@ -74,31 +41,22 @@ def countdown_baseline(stack: BenchStack, jobs: int, concurrency: int) -> tuple[
     polling) on a bare Celery worker with Celery's default ``worker_eta_task_limit`` (none). Returns worker
     memory (PSS) and Redis memory (MiB), idle and once the worker holds every message."""
     client = redis.Redis.from_url(stack.env["REDIS_URL"])
-    argv = [sys.executable, "-m", "celery", "-A", "bench.baseline_app", "worker", "-P", "prefork"]
-    argv += ["-c", str(concurrency), "-Q", "naive", "-l", "WARNING", "--without-mingle", "--without-gossip"]
-    env = {**stack.env, "BENCH_NAIVE_ETA": "1"}
-    proc = devstack.Process("naive", argv, env=env, log_path=stack.dir / "naive.log")
+    proc = stack.start_bare_worker("naive", queues="naive", concurrency=concurrency, env={"BENCH_NAIVE_ETA": "1"})
     try:
-        producer = Celery("bench-producer")
-        producer.conf.update({k: v for k, v in celery_config(stack.rt.settings).items() if k != "beat_schedule"})
+        producer = stack.bare_producer()
         time.sleep(4)  # worker ready
-        idle = (group_mem_mb({proc.pid}), int(client.info("memory")["used_memory"]) / 2**20)
+        idle = peak = (group_mem_mb({proc.pid}), redis_mb(client))
         for _ in range(jobs):
             # A poll due in 10 minutes for a job that does not exist: it never runs during the measurement.
             producer.send_task("bench.touch", args=[str(uuid.uuid4()), 1], queue="naive", countdown=600)
-        rss, used = idle
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            rss = max(rss, group_mem_mb({proc.pid}))
-            used = max(used, int(client.info("memory")["used_memory"]) / 2**20)
+        settle = 5  # samples after the queue is empty: the last messages are still being taken in
+        while settle and time.monotonic() < deadline:
+            time.sleep(1)
+            peak = (max(peak[0], group_mem_mb({proc.pid})), max(peak[1], redis_mb(client)))
             if client.llen("naive") == 0:
-                break
-            time.sleep(1)
-        for _ in range(5):  # the last messages are still being taken in
-            time.sleep(1)
-            rss = max(rss, group_mem_mb({proc.pid}))
-            used = max(used, int(client.info("memory")["used_memory"]) / 2**20)
-        return idle[0], idle[1], rss, used
+                settle -= 1
+        return idle[0], idle[1], peak[0], peak[1]
     finally:
         proc.kill_group()
         client.delete("naive", "unacked", "unacked_index")
@@ -126,9 +84,9 @@ def main() -> None:
             with stack.rt.session() as s:
                 counts = dict(s.execute(sa.text("SELECT status, count(*) FROM jobs GROUP BY status")).all())
             running = sum(counts.get(k, 0) for k in ("submitting", "running", "finalizing"))
-            used = int(client.info("memory")["used_memory"]) / 2**20
+            used = redis_mb(client)
             now = time.monotonic() - start
-            samples.append((now, int(running), worker_mem_mb(stack), used))
+            samples.append((now, int(running), stack.mem_mb("worker"), used))
             if now - last_print >= 10:
                 last_print = now
                 print(f"  t={now:5.0f}s {counts} worker={samples[-1][2]:.0f}MiB redis={used:.1f}MiB", flush=True)
@@ -137,7 +95,7 @@ def main() -> None:
     try:
         naive = countdown_baseline(stack, args.jobs, args.concurrency)
         start = time.monotonic()
-        idle = (worker_mem_mb(stack), int(client.info("memory")["used_memory"]) / 2**20)
+        idle = (stack.mem_mb("worker"), redis_mb(client))
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         tag = uuid.uuid4().hex[:8]

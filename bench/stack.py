@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 import uuid
@@ -12,8 +13,10 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
+from celery import Celery
 from sqlmodel import col
 
+from config.celery import celery_config
 from config.settings import Settings
 from imagegen import devstack
 from imagegen.lifecycle import TERMINAL
@@ -102,6 +105,24 @@ class BenchStack:
         """The simulator's tasks by id (with their finish times)."""
         return {t["task_id"]: t for t in httpx.get(f"{self.sim_url}/_sim/tasks", timeout=60).json()}
 
+    def start_bare_worker(
+        self, name: str, *, queues: str, concurrency: int, env: dict[str, str] | None = None
+    ) -> devstack.Process:
+        """A bare Celery worker (``bench.baseline_app``: our broker settings, none of our code) for a baseline."""
+        argv = [sys.executable, "-m", "celery", "-A", "bench.baseline_app", "worker", "-P", "prefork"]
+        argv += ["-c", str(concurrency), "-Q", queues, "-l", "WARNING", "--without-mingle", "--without-gossip"]
+        return devstack.Process(name, argv, env={**self.env, **(env or {})}, log_path=self.dir / f"{name}.log")
+
+    def bare_producer(self) -> Celery:
+        """A Celery app with our broker settings, to send the baselines' messages."""
+        producer = Celery("bench-producer")
+        producer.conf.update({k: v for k, v in celery_config(self.rt.settings).items() if k != "beat_schedule"})
+        return producer
+
+    def mem_mb(self, prefix: str) -> float:
+        """Memory (PSS) of the processes named ``prefix…`` and their children, in MiB."""
+        return group_mem_mb({p.pid for p in self.procs if p.name.startswith(prefix)})
+
     def cpu_s(self, prefix: str) -> float:
         """CPU seconds (user + system) used so far by the processes named ``prefix…`` and their children."""
         return group_cpu_s({p.pid for p in self.procs if p.name.startswith(prefix)})
@@ -128,3 +149,31 @@ def group_cpu_s(groups: set[int]) -> float:
         if int(fields[2]) in groups:
             total += int(fields[11]) + int(fields[12])
     return total / ticks
+
+
+def group_mem_mb(groups: set[int]) -> float:
+    """Memory of every process in these process groups, in MiB: the sum of their PSS (proportional set size,
+    so pages a prefork parent shares with its children count once), or of their RSS where PSS is unknown."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if os.getpgid(int(pid)) not in groups:
+                continue
+            total += _pss_kib(pid)
+        except (OSError, ProcessLookupError):
+            continue
+    return total / 1024
+
+
+def _pss_kib(pid: str) -> int:
+    for path, field in ((f"/proc/{pid}/smaps_rollup", "Pss:"), (f"/proc/{pid}/status", "VmRSS:")):
+        try:
+            with open(path) as handle:
+                for line in handle:
+                    if line.startswith(field):
+                        return int(line.split()[1])
+        except FileNotFoundError:
+            continue
+    return 0

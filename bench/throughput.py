@@ -11,19 +11,15 @@ Worker CPU per job is reported too: unlike jobs/s it does not depend on what els
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 import uuid
 from collections.abc import Callable
 from typing import NamedTuple
 
 import sqlalchemy as sa
-from celery import Celery
 from sqlmodel import col
 
 from bench.stack import BenchStack, group_cpu_s
-from config.celery import celery_config
-from imagegen import devstack
 from imagegen.producer import build_job
 from imagegen.requests import ImageRequest
 from imagegen.store.models import Job
@@ -77,28 +73,9 @@ def baseline(
     with stack.rt.session() as s:
         s.add_all(rows)
     ids = [r.id for r in rows]
-    argv = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "bench.baseline_app",
-        "worker",
-        "-P",
-        "prefork",
-        "-c",
-        str(concurrency),
-        "-Q",
-        "batch,poll",
-        "-l",
-        "WARNING",
-        "--without-mingle",
-        "--without-gossip",
-    ]
-    proc = devstack.Process("baseline", argv, env=stack.env, log_path=stack.dir / "baseline.log")
+    proc = stack.start_bare_worker("baseline", queues="batch,poll", concurrency=concurrency)
     try:
-        producer = Celery("bench-producer")
-        producer.conf.update({k: v for k, v in celery_config(stack.rt.settings).items() if k != "beat_schedule"})
+        producer = stack.bare_producer()
         time.sleep(3)  # worker ready
         if on_ready is not None:
             on_ready()

@@ -246,16 +246,18 @@ def retryable_status(status: str | JobStatus) -> JobStatus:
 
 
 def _retry_filters(
-    status: JobStatus, error_kind: str | None, provider: str | None, finished_after: datetime | None
-) -> list[ColumnElement[bool]]:
-    where: list[ColumnElement[bool]] = [col(Job.status) == status.value]
+    now: datetime, status: str | JobStatus, error_kind: str | None, provider: str | None, since: timedelta | None
+) -> tuple[JobStatus, list[ColumnElement[bool]]]:
+    """The requeueable status asked for, and the conditions ``find_retryable``/``retry_many`` select on."""
+    wanted = retryable_status(status)
+    where: list[ColumnElement[bool]] = [col(Job.status) == wanted.value]
     if error_kind:
         where.append(col(Job.error_kind) == error_kind)
     if provider:
         where.append(col(Job.provider) == provider)
-    if finished_after is not None:
-        where.append(col(Job.finished_at) >= finished_after)
-    return where
+    if since is not None:
+        where.append(col(Job.finished_at) >= now - since)
+    return wanted, where
 
 
 def find_retryable(
@@ -268,9 +270,7 @@ def find_retryable(
     limit: int = 1000,
 ) -> list[str]:
     """Ids ``retry_many`` would requeue now with the same arguments, oldest ending first (a dry run)."""
-    wanted = retryable_status(status)
-    after = rt.now() - since if since is not None else None
-    where = _retry_filters(wanted, error_kind, provider, after)
+    _, where = _retry_filters(rt.now(), status, error_kind, provider, since)
     with rt.session() as s:
         stmt = sa.select(col(Job.id)).where(*where).order_by(col(Job.finished_at), col(Job.id)).limit(limit)
         return list(s.scalars(stmt))
@@ -318,10 +318,8 @@ def retry_many(
     Returns the submit steps of the jobs this call moved, to publish after it returns (the rows are
     committed by then; a lost publish is released by the reconciler after the dispatch grace).
     """
-    wanted = retryable_status(status)
     now = rt.now()
-    after = now - since if since is not None else None
-    where = _retry_filters(wanted, error_kind, provider, after)
+    wanted, where = _retry_filters(now, status, error_kind, provider, since)
     settings = rt.settings
     deadline = col(Job.request)["deadline_s"].as_float()
     with rt.session() as s:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
@@ -46,8 +47,13 @@ class Call:
             directives=self.directives,
             code=rendered.code,
             retry_after=rendered.retry_after,
+            **self.extra_facts(rendered),
         )
         return rendered.response
+
+    def extra_facts(self, rendered: Rendered) -> dict[str, Any]:
+        """Provider-specific fields for the request record (none here)."""
+        return {}
 
     def send_json(self, body: dict[str, object], status: int = 200) -> Response:
         """Record and return a JSON success body (its ``code`` field goes to the record)."""

@@ -15,6 +15,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from email.message import Message
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -76,23 +77,9 @@ class OpenAICall(Call):
 
     image_bytes: tuple[int, ...] | None = None
 
-    def send(self, rendered: Rendered) -> Response:
-        """Record the answer (with the OpenAI-only facts) and return it."""
-        self.state.record(
-            method=self.request.method,
-            path=self.request.url.path,
-            endpoint=self.endpoint,
-            provider=self.provider,
-            status_code=rendered.response.status_code,
-            task_id=self.task_id,
-            prompt=self.prompt,
-            directives=self.directives,
-            code=rendered.code,
-            retry_after=rendered.retry_after,
-            error_code=rendered.error_code,
-            image_bytes=self.image_bytes,
-        )
-        return rendered.response
+    def extra_facts(self, rendered: Rendered) -> dict[str, Any]:
+        """The OpenAI-only facts: the error ``code`` string and the uploaded images' sizes."""
+        return {"error_code": rendered.error_code, "image_bytes": self.image_bytes}
 
 
 @dataclass(frozen=True)
