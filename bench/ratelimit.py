@@ -15,10 +15,8 @@ import time
 import uuid
 
 import httpx
-from celery import Celery
 
 from bench.stack import BenchStack
-from config.celery import celery_config
 
 COMMON = {
     "SIM_DURATION_S": "1",
@@ -38,10 +36,12 @@ def run(mode: str, rate: float, jobs: int) -> dict[str, float]:
     try:
         httpx.post(f"{stack.sim_url}/_sim/config", json={"submit_rate": rate}, timeout=10)
         if mode == "celery":
-            control = Celery("bench-control")
-            control.conf.update({k: v for k, v in celery_config(stack.rt.settings).items() if k != "beat_schedule"})
-            replies = control.control.rate_limit("imagegen.submit", f"{rate}/s", reply=True, timeout=5)
-            assert len(replies) == 4, f"rate_limit reached {len(replies)} workers"
+            control = stack.bare_producer()
+            # The stack is ready once one worker serves; the others may still be starting, so repeat the
+            # (idempotent) broadcast until all four have answered.
+            deadline = time.monotonic() + 60
+            while len(replies := control.control.rate_limit("imagegen.submit", f"{rate}/s", reply=True, timeout=5)) < 4:
+                assert time.monotonic() < deadline, f"rate_limit reached {len(replies)} workers"
         httpx.delete(f"{stack.sim_url}/_sim/requests", timeout=10)
         tag = uuid.uuid4().hex[:8]
         start = time.monotonic()
