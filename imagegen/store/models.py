@@ -81,6 +81,12 @@ class Job(SQLModel, table=True):
     rate_limited_submits: int = 0
     unavailable_submits: int = 0
     poll_errors: int = 0
+    #: Submit calls whose outcome is unknown (the request may have reached the upstream and been paid).
+    unknown_submits: int = 0
+    #: Failed downloads of a finished task's result files (their own budget, apart from poll errors).
+    download_errors: int = 0
+    #: Why a queued job with no timer waits (``slot``: the provider key's in-flight cap); NULL otherwise.
+    wait_reason: str | None = Field(default=None, max_length=16)
 
     #: When the next submit or poll is due (the durable timer; Redis holds at most a copy of it).
     next_attempt_at: datetime | None = _ts(index=True)
