@@ -8,6 +8,7 @@ import json
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from .aftercreate import answer_after_create
 from .common import Call, bearer_ok
 from .directives import Directives, Fault, parse_directives, pick_fault
 from .errors import NOT_FOUND, UNAUTHORIZED, invalid_request, render_error, render_fault
@@ -84,6 +85,10 @@ async def submit(state: SimState, hooks: WebhookDispatcher, request: Request) ->
         "code": task.success_code,
         "data": {"task_id": task.task_id, "status": "not_started", "created_time": task.created_time},
     }
+    after = pick_fault(directives.created_faults, index)
+    if after is not None:
+        noid = {"code": task.success_code, "data": {"status": "not_started"}}
+        return await answer_after_create(call, body, noid, after)
     # Recorded (and the task created) before any hang, so a client that times out still
     # leaves the upstream task behind, as a real slow upstream would.
     response = call.send_json(body)

@@ -47,6 +47,7 @@ class Call:
             directives=self.directives,
             code=rendered.code,
             retry_after=rendered.retry_after,
+            idempotency_key=self.request.headers.get("idempotency-key"),
             **self.extra_facts(rendered),
         )
         return rendered.response

@@ -12,20 +12,20 @@ prompt can script a fallback path (APIDot pauses, OpenAI then serves the job).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
 # Non-greedy so "[[a]] text [[b]]" yields two tokens.
 _TOKEN_RE = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
 
 #: HTTP statuses a directive (or the global config) may inject.
-HTTP_FAULT_CODES: frozenset[int] = frozenset({400, 401, 402, 403, 429, 500, 502, 503, 504})
+HTTP_FAULT_CODES: frozenset[int] = frozenset({400, 401, 402, 403, 404, 409, 429, 500, 502, 503, 504})
 
 #: Prefixes that scope a token to one simulated provider.
 PROVIDER_SCOPES: frozenset[str] = frozenset({"apidot", "openai", "image2"})
 
-RetryAfterMode = Literal["default", "none", "seconds", "date"]
+RetryAfterMode = Literal["default", "none", "seconds", "date", "pastdate"]
 Outcome = Literal["finished", "statusfail", "safetyfail"]
 
 
@@ -49,6 +49,17 @@ class Fault:
 
 
 @dataclass(frozen=True)
+class AfterCreate:
+    """A submit that creates the upstream task and then fails to say so: ``kind`` is ``stall`` (answer
+    after ``seconds``), ``drop`` (connection closed mid-answer), ``502``/``504`` or ``noid`` (a 2xx
+    without a task id). ``count`` None means every call."""
+
+    kind: str
+    count: int | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class Directives:
     """Everything a prompt asks of the simulator (defaults = a normal, successful task)."""
 
@@ -65,9 +76,21 @@ class Directives:
     code0: bool = False
     processing: bool = False
     webhook_count: int = 1
+    #: What happens to a submit after its task was created (stall, drop, 502/504, no task id).
+    created_faults: tuple[AfterCreate, ...] = ()
+    #: The word a terminal APIDot status reports instead of ``finished``/``failed``.
+    status_label: str | None = None
 
 
-def pick_fault(faults: tuple[Fault, ...], call_index: int) -> Fault | None:
+class _Counted(Protocol):
+    @property
+    def count(self) -> int | None: ...
+
+
+_F = TypeVar("_F", bound=_Counted)
+
+
+def pick_fault(faults: Sequence[_F], call_index: int) -> _F | None:
     """Return the fault for the ``call_index``-th (0-based) call, or None once all are used up.
 
     Faults apply in the order written: ``[[429x2]] [[500x1]]`` gives 429, 429, 500, then success.
@@ -97,11 +120,13 @@ class _Builder:
     code0: bool = False
     processing: bool = False
     webhook_count: int = 1
+    created_faults: list[AfterCreate] = field(default_factory=list)
+    status_label: str | None = None
 
 
 _COUNT = r"(?:x(?P<n>\d+))?"
 _SECONDS = r"(?P<s>\d+(?:\.\d+)?)"
-_RA_OPT = r"(?::(?P<opt>noheader|date|ra=\d+))?"
+_RA_OPT = r"(?::(?P<opt>noheader|date|pastdate|ra=-?\d+))?"
 
 _HTTP_FAULT_RE = re.compile(rf"(?P<poll>poll)?(?P<code>\d{{3}}){_COUNT}{_RA_OPT}")
 _NAMED_FAULT_RE = re.compile(rf"(?P<name>code500|malformed|pollmalformed|moderation|quota){_COUNT}")
@@ -124,8 +149,8 @@ def _http_fault(match: re.Match[str], b: _Builder) -> bool:
     seconds = 1
     if opt == "noheader":
         mode = "none"
-    elif opt == "date":
-        mode = "date"
+    elif opt in ("date", "pastdate"):
+        mode = "date" if opt == "date" else "pastdate"
     elif opt is not None:
         mode, seconds = "seconds", int(opt.removeprefix("ra="))
     fault = Fault(str(code), _count(match), mode, seconds)
@@ -157,12 +182,42 @@ def _dup(match: re.Match[str], b: _Builder) -> bool:
     return True
 
 
+_STALL_RE = re.compile(rf"submitstall{_COUNT}:{_SECONDS}")
+_DROP_RE = re.compile(rf"submitdrop{_COUNT}")
+_LOST_RE = re.compile(rf"submitlost{_COUNT}:(?P<what>502|504|noid)")
+_LABEL_RE = re.compile(r"label:(?P<label>[a-z_]{1,32})")
+
+
+def _stall(match: re.Match[str], b: _Builder) -> bool:
+    b.created_faults.append(AfterCreate("stall", _count(match), float(match.group("s"))))
+    return True
+
+
+def _drop(match: re.Match[str], b: _Builder) -> bool:
+    b.created_faults.append(AfterCreate("drop", _count(match)))
+    return True
+
+
+def _lost(match: re.Match[str], b: _Builder) -> bool:
+    b.created_faults.append(AfterCreate(match.group("what"), _count(match)))
+    return True
+
+
+def _label(match: re.Match[str], b: _Builder) -> bool:
+    b.status_label = match.group("label")
+    return True
+
+
 _PATTERNS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str], _Builder], bool]], ...] = (
     (_HTTP_FAULT_RE, _http_fault),
     (_NAMED_FAULT_RE, _named_fault),
     (_HANG_RE, _hang),
     (_SLOW_RE, _slow),
     (_DUP_RE, _dup),
+    (_STALL_RE, _stall),
+    (_DROP_RE, _drop),
+    (_LOST_RE, _lost),
+    (_LABEL_RE, _label),
 )
 
 # Bare words: builder attribute and the value they set.
@@ -226,4 +281,6 @@ def parse_directives(prompt: str, provider: str = "apidot") -> Directives:
         code0=b.code0,
         processing=b.processing,
         webhook_count=b.webhook_count,
+        created_faults=tuple(b.created_faults),
+        status_label=b.status_label,
     )

@@ -37,6 +37,7 @@ class Rendered:
 
 UNAUTHORIZED = ApiError(401, "Unauthorized - Invalid API key", "authentication_error")
 NOT_FOUND = ApiError(404, "task not found", "not_found")
+CONFLICT = ApiError(409, "a request with this idempotency key is in progress", "conflict")
 MODERATION = ApiError(400, "Your request was rejected by the safety system", "content_policy_violation")
 
 _BY_STATUS: dict[int, ApiError] = {
@@ -45,6 +46,8 @@ _BY_STATUS: dict[int, ApiError] = {
     # The only documented 402 body has no "code" field.
     402: ApiError(402, "Insufficient credits to process this request", "insufficient_credits", False),
     403: ApiError(403, "Forbidden", "permission_error"),
+    404: NOT_FOUND,
+    409: CONFLICT,
     429: ApiError(429, "rate limited", "rate_limited"),
 }
 
@@ -81,6 +84,9 @@ def retry_after_value(fault: Fault, now: float) -> str | None:
     if fault.retry_after == "date":
         # HTTP-dates have 1 s resolution: round up so the wait is never shorter than 2 s.
         return email.utils.formatdate(math.ceil(now) + 2, usegmt=True)
+    if fault.retry_after == "pastdate":
+        # A server clock running behind ours: the date has already passed when it arrives.
+        return email.utils.formatdate(math.floor(now) - 60, usegmt=True)
     return str(fault.retry_after_s)
 
 
@@ -179,7 +185,7 @@ def openai_rate_limit_headers(fault: Fault, now: float) -> dict[str, str]:
     value = retry_after_value(fault, now)
     if value is not None:
         headers["retry-after"] = value
-        if fault.retry_after != "date":
+        if fault.retry_after not in ("date", "pastdate"):
             headers["retry-after-ms"] = str(int(value) * 1000)
     return headers
 

@@ -16,6 +16,7 @@ import string
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from .aftercreate import answer_after_create
 from .common import bearer_ok
 from .directives import Directives, parse_directives, pick_fault
 from .errors import (
@@ -145,6 +146,9 @@ async def submit(state: SimState, request: Request) -> Response:
         "status": "pending",
         "data": [{"url": None, "status": "pending"}],
     }
+    after = pick_fault(directives.created_faults, index)
+    if after is not None:
+        return await answer_after_create(call, body, {"created": body["created"], "status": "pending"}, after)
     # Recorded (and the task created) before any hang, as for APIDot.
     response = call.send_json(body)
     if directives.hang_s > 0 and (directives.hang_count is None or index < directives.hang_count):

@@ -66,6 +66,7 @@ class RequestRecord:
     error_code: str | None = None  # the error body's string ``code`` (``rate_limit_exceeded``...)
     image_count: int | None = None  # reference images uploaded (OpenAI edits)
     image_bytes: tuple[int, ...] | None = None  # their sizes, in arrival order
+    idempotency_key: str | None = None  # the request's Idempotency-Key header
 
     def as_dict(self) -> dict[str, object]:
         """JSON form for ``/_sim/requests``."""
@@ -79,7 +80,7 @@ class RequestRecord:
         return out
 
 
-_OPTIONAL_FIELDS = ("error_code", "image_count", "image_bytes")
+_OPTIONAL_FIELDS = ("error_code", "image_count", "image_bytes", "idempotency_key")
 
 
 @dataclass
@@ -189,6 +190,7 @@ class SimState:
         retry_after: str | None = None,
         error_code: str | None = None,
         image_bytes: tuple[int, ...] | None = None,
+        idempotency_key: str | None = None,
     ) -> RequestRecord:
         """Append one entry to the request record."""
         with self.lock:
@@ -209,6 +211,7 @@ class SimState:
                 error_code=error_code,
                 image_count=None if image_bytes is None else len(image_bytes),
                 image_bytes=image_bytes,
+                idempotency_key=idempotency_key,
             )
             self.records.append(entry)
             return entry

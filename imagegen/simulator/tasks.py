@@ -101,9 +101,10 @@ def status_body(task: Task, now: float, shape: Shape | None = None) -> dict[str,
     """The status endpoint's JSON body (Shape A: ``data.files``; Shape B: ``data.output.files``)."""
     view = task_view(task, now)
     files = [dict(f) for f in view.files]
+    label = task.directives.status_label if view.terminal else None
     data: dict[str, object] = {
         "task_id": task.task_id,
-        "status": view.status,
+        "status": label or view.status,
         "progress": view.progress,
         "created_time": task.created_time,
     }
