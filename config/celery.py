@@ -29,11 +29,12 @@ from imagegen.steps import SYNC_PROVIDER_QUEUES, Step
 #: Every queue a plain ``celery -A worker worker`` consumes; dedicated workers pick some with ``-Q``.
 QUEUES = ("celery", "interactive", "batch", "poll", "openai")
 
-#: (soft, hard) time limits per task, seconds. Submit covers connect + read timeouts with headroom and
-#: stays below the submit lease, so a lease never expires under a live task.
+#: (soft, hard) time limits per task, seconds. Submit covers the default connect + submit read timeouts
+#: (5 + 60 s) with headroom, so the POST times out (and is classified) before the soft limit strikes, and
+#: stays below the default submit lease (120 s), so a lease never expires under a live task.
 TIME_LIMITS: dict[str, tuple[float, float]] = {
     "imagegen.enqueue": (30, 45),
-    "imagegen.submit": (50, 60),
+    "imagegen.submit": (80, 90),
     "imagegen.poll": (30, 45),
     "imagegen.reconcile": (50, 60),
     "imagegen.notify": (45, 60),
@@ -46,12 +47,27 @@ def sync_submit_limits(settings: Settings) -> tuple[float, float]:
     return read + 30.0, read + 60.0
 
 
+def async_submit_limits(settings: Settings) -> tuple[float, float]:
+    """(soft, hard) time limits of a submit to an async provider: the defaults, stretched when the connect
+    and submit read timeouts need more (a soft limit inside the POST would leave its outcome unknown)."""
+    soft, hard = TIME_LIMITS["imagegen.submit"]
+    needed = settings.imagegen_http_connect_timeout_s + settings.imagegen_submit_read_timeout_s + 15.0
+    if needed <= soft:
+        return soft, hard
+    return needed, needed + (hard - soft)
+
+
 def publish_options(step: Step, settings: Settings) -> dict[str, Any]:
-    """Per-message options: submits on a synchronous provider's queue get time limits sized for it."""
-    if step.task == "imagegen.submit" and step.queue in SYNC_PROVIDER_QUEUES.values():
+    """Per-message options: submits get time limits sized for their provider's timeouts."""
+    if step.task != "imagegen.submit":
+        return {}
+    if step.queue in SYNC_PROVIDER_QUEUES.values():
         soft, hard = sync_submit_limits(settings)
         return {"soft_time_limit": soft, "time_limit": hard}
-    return {}
+    limits = async_submit_limits(settings)
+    if limits == TIME_LIMITS["imagegen.submit"]:
+        return {}  # the task's own limits
+    return {"soft_time_limit": limits[0], "time_limit": limits[1]}
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

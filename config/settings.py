@@ -64,12 +64,18 @@ class Settings(BaseSettings):
     # --- HTTP timeouts (seconds) ----------------------------------------------------------------
     imagegen_http_connect_timeout_s: float = 5.0
     imagegen_http_read_timeout_s: float = 30.0
+    #: The read timeout of a submit POST to an async provider (status calls keep the one above): past it
+    #: the outcome is unknown, so it is generous.
+    imagegen_submit_read_timeout_s: float = Field(default=60.0, gt=0)
     #: OpenAI answers only when the image is done (≈ 70–280 s): its calls get their own read timeout.
     imagegen_openai_read_timeout_s: float = Field(default=600.0, gt=0)
 
     # --- budgets and backoff (SPEC §3) ----------------------------------------------------------
     imagegen_max_submits_rate_limited: int = Field(default=10, ge=1)
     imagegen_max_submits_unavailable: int = Field(default=6, ge=1)
+    #: Times a submit whose outcome is unknown (it may have created a task) is POSTed again under
+    #: at_least_once; 0 never repeats one. Under at_most_once it never is.
+    imagegen_max_submits_unknown: int = Field(default=1, ge=0)
     imagegen_max_poll_errors: int = Field(default=10, ge=1)
     imagegen_backoff_base_s: float = Field(default=1.0, gt=0)
     imagegen_backoff_cap_s: float = Field(default=60.0, gt=0)

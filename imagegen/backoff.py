@@ -31,21 +31,25 @@ def compute_backoff(
 def parse_retry_after(headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:
     """Seconds to wait from ``Retry-After`` (delay-seconds or an HTTP-date) or ``retry-after-ms``.
 
-    Returns ``None`` when no usable header is present. Negative or past values become 0.
+    Returns ``None`` when there is no hint: no usable header, or a value of 0, negative or in the past
+    (a server clock behind ours). Acting on such a value would retry at once, all callers together, so
+    the caller's own backoff applies instead.
     """
     lowered = {k.lower(): v for k, v in headers.items()}
     raw_ms = lowered.get("retry-after-ms")
     if raw_ms is not None:
         try:
-            return _clamp(float(raw_ms) / 1000.0)
+            from_ms = _hint(float(raw_ms) / 1000.0)
         except ValueError:
-            pass
+            from_ms = None
+        if from_ms is not None:
+            return from_ms
     raw = lowered.get("retry-after")
     if raw is None:
         return None
     raw = raw.strip()
     try:
-        return _clamp(float(raw))
+        return _hint(float(raw))
     except ValueError:
         pass
     try:
@@ -57,10 +61,10 @@ def parse_retry_after(headers: Mapping[str, str], *, now: datetime | None = None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     current = now or datetime.now(UTC)
-    return _clamp((when - current).total_seconds())
+    return _hint((when - current).total_seconds())
 
 
-def _clamp(seconds: float) -> float | None:
-    if seconds != seconds:  # NaN
+def _hint(seconds: float) -> float | None:
+    if seconds != seconds or seconds <= 0:  # NaN, zero, negative, past: no hint
         return None
-    return max(0.0, min(seconds, MAX_RETRY_AFTER_S))
+    return min(seconds, MAX_RETRY_AFTER_S)

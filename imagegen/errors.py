@@ -10,6 +10,9 @@
     ├── UnsafeURL                 a URL the worker must not fetch
     └── ProviderError             an upstream call failed; ``kind`` says what happens next
         ├── RetryableError        rate_limited, upstream_unavailable
+        │   └── MaybeSentError    upstream_unavailable after the request may have been processed
+        │                         (no answer, a gateway 502/504, a 2xx we cannot use): for a submit,
+        │                         the outcome is unknown and another POST may be a second payment
         └── FinalError            invalid_request, content_rejected, generation_failed
             └── AccountError      auth_failed, insufficient_credits (hold the job, pause the key)
 
@@ -94,6 +97,10 @@ class UnsafeURL(ImagegenError):
 class ProviderError(ImagegenError):
     """An upstream call failed. ``kind`` decides the action; the rest is for people and the attempt log."""
 
+    #: Whether the request may have reached the upstream and been acted on although we have no usable
+    #: answer. Only a submit cares: repeating it may pay twice.
+    maybe_sent = False
+
     def __init__(
         self,
         kind: ErrorKind,
@@ -121,6 +128,13 @@ class RetryableError(ProviderError):
     """rate_limited or upstream_unavailable: call again later."""
 
 
+class MaybeSentError(RetryableError):
+    """upstream_unavailable, but the upstream may have processed the request (read timeout, connection
+    lost after sending, 502/504, a 2xx without a usable answer)."""
+
+    maybe_sent = True
+
+
 class FinalError(ProviderError):
     """The job cannot succeed by repeating this call."""
 
@@ -130,11 +144,18 @@ class AccountError(FinalError):
 
 
 def provider_error(
-    kind: ErrorKind, message: str, *, http_status: int | None = None, retry_after: float | None = None
+    kind: ErrorKind,
+    message: str,
+    *,
+    http_status: int | None = None,
+    retry_after: float | None = None,
+    maybe_sent: bool = False,
 ) -> ProviderError:
-    """Build the right ``ProviderError`` subclass for ``kind``."""
+    """Build the right ``ProviderError`` subclass for ``kind`` (``maybe_sent``: see ``MaybeSentError``)."""
     cls: type[ProviderError]
-    if kind in RETRYABLE_KINDS:
+    if maybe_sent and kind == ErrorKind.UPSTREAM_UNAVAILABLE:
+        cls = MaybeSentError
+    elif kind in RETRYABLE_KINDS:
         cls = RetryableError
     elif kind in ACCOUNT_KINDS:
         cls = AccountError
@@ -192,11 +213,36 @@ def usable_id(value: Any, limit: int = 200) -> bool:
     return isinstance(value, str) and 0 < len(value) <= limit and value.isprintable()
 
 
-def classify_http(status: int, body: Any = None) -> ErrorKind:
-    """Map an upstream HTTP status (or the ``code`` of a 2xx body) and its error body to an error kind."""
-    message, err_type = error_message_from_body(body)
+#: Billing stops that some APIs send as a 400 or a 429 (OpenAI: ``billing_hard_limit_reached``).
+_BILLING_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
+#: Gateways answer these when they gave up waiting: the upstream behind them may have done the work.
+_GATEWAY_STATUSES = frozenset({502, 504})
+
+
+def classify_http(
+    status: int, body: Any = None, *, status_call: bool = False, should_retry: bool | None = None
+) -> ErrorKind:
+    """Map an upstream HTTP status (or the ``code`` of a 2xx body) and its error body to an error kind.
+
+    ``status_call``: the call read a task we created, so a 404 is the upstream not (yet) finding it, not
+    a wrong request. ``should_retry``: the ``x-should-retry`` header; ``True`` makes an answer that would
+    end the job for a bad request retryable (the OpenAI SDK retries on it too). ``False`` is not taken to
+    end a job on a 5xx: the SDK uses it to stop its own immediate retries, and ours are spaced by backoff
+    and bounded by a budget.
+    """
+    message, tags = error_message_from_body(body)
+    kind = _classify(status, message, tags, status_call=status_call)
+    if should_retry and kind is ErrorKind.INVALID_REQUEST:
+        return ErrorKind.UPSTREAM_UNAVAILABLE
+    return kind
+
+
+def _classify(status: int, message: str, tags: str, *, status_call: bool) -> ErrorKind:
+    billing = bool(_BILLING_CODES & set(tags.split())) or any(code in message for code in _BILLING_CODES)
     if status in (400, 422):
-        if is_safety_message(message) or is_safety_message(err_type):
+        if billing:
+            return ErrorKind.INSUFFICIENT_CREDITS
+        if is_safety_message(message) or is_safety_message(tags):
             return ErrorKind.CONTENT_REJECTED
         return ErrorKind.INVALID_REQUEST
     if status in (401, 403):
@@ -204,37 +250,75 @@ def classify_http(status: int, body: Any = None) -> ErrorKind:
     if status == 402:
         return ErrorKind.INSUFFICIENT_CREDITS
     if status == 429:
-        if "insufficient_quota" in err_type.split() or "insufficient_quota" in message:
-            return ErrorKind.INSUFFICIENT_CREDITS
-        return ErrorKind.RATE_LIMITED
-    if status == 408 or status >= 500:
+        return ErrorKind.INSUFFICIENT_CREDITS if billing else ErrorKind.RATE_LIMITED
+    if status == 404 and status_call:
+        # A task we created answered "not found": a lagging replica or a hiccup; the poll budget bounds it.
+        return ErrorKind.UPSTREAM_UNAVAILABLE
+    if status in (408, 409) or status >= 500:
+        # 409: a conflicting request (the same idempotency key still in progress, a lock): try again later.
         return ErrorKind.UPSTREAM_UNAVAILABLE
     if 200 <= status < 300:
         # A 2xx whose body we could not use: the upstream misbehaved, which is transient by nature.
         return ErrorKind.UPSTREAM_UNAVAILABLE
-    # Other 4xx (404 on submit, 405, 409, 413...): our request is wrong for this upstream.
+    # Other 4xx (404 on submit, 405, 413...): our request is wrong for this upstream.
     return ErrorKind.INVALID_REQUEST
 
 
-def error_from_response(response: httpx.Response, body: Any, *, status: int | None = None) -> ProviderError:
+def should_retry_header(headers: Mapping[str, str]) -> bool | None:
+    """The ``x-should-retry`` header (not a standard, but OpenAI and others send it): True, False or None."""
+    value = headers.get("x-should-retry")
+    if value is None:
+        return None
+    value = value.strip().lower()
+    return True if value == "true" else False if value == "false" else None
+
+
+def error_from_response(
+    response: httpx.Response, body: Any, *, status: int | None = None, status_call: bool = False
+) -> ProviderError:
     """Build the ``ProviderError`` for a failed upstream response (``status`` overrides for in-body codes)."""
     from imagegen.backoff import parse_retry_after  # local: backoff imports nothing from here at import time
 
     code = status if status is not None else response.status_code
-    kind = classify_http(code, body)
+    kind = classify_http(code, body, status_call=status_call, should_retry=should_retry_header(response.headers))
     message, _ = error_message_from_body(body)
     retry_after = parse_retry_after(response.headers) if kind in RETRYABLE_KINDS else None
-    return provider_error(kind, message or f"HTTP {code}", http_status=response.status_code, retry_after=retry_after)
+    return provider_error(
+        kind,
+        message or f"HTTP {code}",
+        http_status=response.status_code,
+        retry_after=retry_after,
+        maybe_sent=code in _GATEWAY_STATUSES,
+    )
+
+
+#: Transport errors raised before any byte of the request left (connecting, DNS, pool, proxy, or a
+#: request httpx refused to write): nothing reached the upstream. Every other one may have.
+_NOTHING_SENT: tuple[type[httpx.RequestError], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+    httpx.LocalProtocolError,
+)
 
 
 @contextmanager
 def map_transport_errors() -> Iterator[None]:
-    """Turn every httpx transport failure into ``upstream_unavailable`` (httpx's own boundary pattern)."""
+    """Turn every httpx failure into ``upstream_unavailable`` (httpx's own boundary pattern); one after the
+    request may have been sent is a ``MaybeSentError``."""
     try:
         yield
-    except httpx.TimeoutException as exc:
-        raise provider_error(ErrorKind.UPSTREAM_UNAVAILABLE, f"timeout: {type(exc).__name__}") from exc
-    except httpx.TransportError as exc:
-        raise provider_error(ErrorKind.UPSTREAM_UNAVAILABLE, f"transport error: {type(exc).__name__}") from exc
-    except httpx.RequestError as exc:  # DecodingError, TooManyRedirects, and whatever httpx adds later
-        raise provider_error(ErrorKind.UPSTREAM_UNAVAILABLE, f"request error: {type(exc).__name__}") from exc
+    except httpx.RequestError as exc:  # TimeoutException, TransportError, DecodingError, TooManyRedirects...
+        if isinstance(exc, httpx.TimeoutException):
+            prefix = "timeout"
+        elif isinstance(exc, httpx.TransportError):
+            prefix = "transport error"
+        else:
+            prefix = "request error"
+        raise provider_error(
+            ErrorKind.UPSTREAM_UNAVAILABLE,
+            f"{prefix}: {type(exc).__name__}",
+            maybe_sent=not isinstance(exc, _NOTHING_SENT),
+        ) from exc

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import or_
 from sqlalchemy.orm import Session
 
-from config.celery import sync_submit_limits
+from config.celery import TIME_LIMITS, async_submit_limits, sync_submit_limits
 from imagegen import notifications, pauses
 from imagegen.backoff import compute_backoff
 from imagegen.calls import log_call
@@ -57,9 +57,13 @@ def follow_up(rt: Runtime, served: Job | None) -> list[Step]:
 
 
 def lease_seconds(rt: Runtime, provider: str) -> float:
-    """A submit lease outlives the task's hard time limit, so a live call is never overtaken."""
+    """A submit lease outlives the task's hard time limit, so a live call is never overtaken (the default
+    lease fits the default limits; longer timeouts stretch both)."""
     if rt.provider(provider).synchronous:
         return max(rt.settings.imagegen_submit_lease_s, sync_submit_limits(rt.settings)[1] + 30.0)
+    hard = async_submit_limits(rt.settings)[1]
+    if hard > TIME_LIMITS["imagegen.submit"][1]:
+        return max(rt.settings.imagegen_submit_lease_s, hard + 30.0)
     return rt.settings.imagegen_submit_lease_s
 
 
@@ -137,13 +141,18 @@ def _call_upstream(rt: Runtime, job: Job, token: str) -> Step | None:
     started = time.monotonic()
     try:
         request = ImageRequest.from_dict(job.request, allow_private_urls=True)
-        result = provider.submit(request, callback_url=callback_url(rt.settings, job.provider, job.id))
+        result = provider.submit(
+            request, callback_url=callback_url(rt.settings, job.provider, job.id), idempotency_key=job.id
+        )
     except RequestInvalid as exc:  # only if validation rules changed since intake
         with rt.session() as s:
             return fail_or_hold(rt, s, job, S.SUBMITTING, exc.kind, str(exc), None, lease=token)
     except ProviderError as exc:
         with rt.session() as s:
-            log_call(s, job, "submit", started, http_status=exc.http_status, error_kind=exc.kind, message=exc.message)
+            kind = ErrorKind.SUBMIT_OUTCOME_UNKNOWN if exc.maybe_sent else exc.kind
+            log_call(s, job, "submit", started, http_status=exc.http_status, error_kind=kind, message=exc.message)
+            if exc.maybe_sent:
+                return _outcome_unknown(rt, s, job, token, exc)
             if exc.retryable:
                 return _retry_submit(rt, s, job, token, exc)
             return fail_or_hold(rt, s, job, S.SUBMITTING, exc.kind, exc.message, exc.http_status, lease=token)
@@ -156,6 +165,8 @@ def _call_upstream(rt: Runtime, job: Job, token: str) -> Step | None:
 
 def _accepted(rt: Runtime, job: Job, token: str, result: SubmitResult, started: float) -> Step | None:
     """An async provider took the job: record its task id and schedule the first (informed) poll."""
+    # In the log before the database has it: if this process dies now, an operator can still find the task.
+    log.info("job %s: %s accepted it as upstream task %s", job.id, job.provider, result.task_id)
     now = rt.now()
     timer = schedule(now, first_poll_delay(expected_for(rt, job)) * webhook_factor(rt.settings), rt.settings)
     with rt.session() as s:
@@ -228,6 +239,29 @@ def _answered(rt: Runtime, job: Job, token: str, result: SubmitResult) -> Step |
     return None
 
 
+def _outcome_unknown(rt: Runtime, s: Session, job: Job, token: str, exc: ProviderError) -> Step | None:
+    """The POST may have created an upstream task we know nothing of: under ``at_most_once`` the job fails
+    ``submit_outcome_unknown`` now; under ``at_least_once`` it is POSTed again (same Idempotency-Key) at
+    most ``IMAGEGEN_MAX_SUBMITS_UNKNOWN`` times. Never the fallback route: that would be a second payment
+    too. Only errors where nothing was sent spend the ``upstream_unavailable`` budget."""
+    settings = rt.settings
+    spent = job.unknown_submits + 1
+    if settings.imagegen_submit_policy == "at_most_once" or spent > settings.imagegen_max_submits_unknown:
+        message = (
+            f"{exc.message}: the upstream may have accepted the request (after {spent} submit "
+            f"{'call' if spent == 1 else 'calls'} with an unknown outcome; policy {settings.imagegen_submit_policy})"
+        )
+        log.warning("job %s: submit outcome unknown, failing it (%s)", job.id, exc.message)
+        kind = ErrorKind.SUBMIT_OUTCOME_UNKNOWN
+        return fail_or_hold(
+            rt, s, job, S.SUBMITTING, kind, message, exc.http_status, lease=token, unknown_submits=spent
+        )
+    log.warning(
+        "job %s: submit outcome unknown (%s), submitting again with the same idempotency key", job.id, exc.message
+    )
+    return _requeue_submit(rt, s, job, token, exc, "unknown_submits", spent)
+
+
 def _retry_submit(rt: Runtime, s: Session, job: Job, token: str, exc: ProviderError) -> Step | None:
     settings = rt.settings
     if exc.kind == ErrorKind.RATE_LIMITED:
@@ -240,6 +274,14 @@ def _retry_submit(rt: Runtime, s: Session, job: Job, token: str, exc: ProviderEr
         return fail_or_hold(
             rt, s, job, S.SUBMITTING, exc.kind, message, exc.http_status, lease=token, **{counter: spent}
         )
+    return _requeue_submit(rt, s, job, token, exc, counter, spent)
+
+
+def _requeue_submit(
+    rt: Runtime, s: Session, job: Job, token: str, exc: ProviderError, counter: str, spent: int
+) -> Step | None:
+    """``submitting → queued`` with ``counter`` at ``spent``, due after Retry-After or the backoff."""
+    settings = rt.settings
     delay = exc.retry_after
     if delay is None:
         delay = compute_backoff(
@@ -248,6 +290,7 @@ def _retry_submit(rt: Runtime, s: Session, job: Job, token: str, exc: ProviderEr
     if exc.kind == ErrorKind.RATE_LIMITED and rt.limiter is not None:
         # Every worker backs off together until the shared not-before; the adaptive rate drops.
         delay = max(delay, rt.limiter.penalize(job.provider, exc.retry_after))
+    kind = ErrorKind.SUBMIT_OUTCOME_UNKNOWN if exc.maybe_sent else exc.kind
     timer = schedule(rt.now(), delay, settings)
     won = transition(
         s,
@@ -258,7 +301,7 @@ def _retry_submit(rt: Runtime, s: Session, job: Job, token: str, exc: ProviderEr
         lease_token=None,
         lease_until=None,
         submit_inflight_at=None,
-        last_error_kind=exc.kind,
+        last_error_kind=kind,
         last_error_message=exc.message[:500],
         last_error_http_status=exc.http_status,
         **{counter: spent},

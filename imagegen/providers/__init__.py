@@ -30,9 +30,16 @@ def build_providers(
     settings: Settings, client: httpx.Client, read_upload: Callable[[str], bytes] | None = None
 ) -> dict[str, Provider]:
     """One client per provider, sharing the process's httpx client (``read_upload``: our storage)."""
+    # A submit waits longer than a status call before giving up: past its read timeout the outcome is unknown.
+    submit_timeout = httpx.Timeout(
+        settings.imagegen_submit_read_timeout_s, connect=settings.imagegen_http_connect_timeout_s
+    )
     return {
         "apidot": APIDotProvider(
-            client, base_url=settings.apidot_base_url, api_key=settings.apidot_api_key.get_secret_value()
+            client,
+            base_url=settings.apidot_base_url,
+            api_key=settings.apidot_api_key.get_secret_value(),
+            submit_timeout=submit_timeout,
         ),
         "openai": OpenAIProvider(
             client,
@@ -43,6 +50,9 @@ def build_providers(
             read_upload=read_upload,
         ),
         "image2": Image2Provider(
-            client, base_url=settings.image2_base_url, api_key=settings.image2_api_key.get_secret_value()
+            client,
+            base_url=settings.image2_base_url,
+            api_key=settings.image2_api_key.get_secret_value(),
+            submit_timeout=submit_timeout,
         ),
     }

@@ -8,13 +8,34 @@ from urllib.parse import quote
 import httpx
 
 from imagegen.errors import ErrorKind, clean_text, error_from_response, provider_error, usable_id
-from imagegen.providers.base import Phase, SubmitResult, UpstreamState, body_progress, body_text, body_urls, send
+from imagegen.providers.base import (
+    Phase,
+    SubmitResult,
+    UpstreamState,
+    body_progress,
+    body_text,
+    body_urls,
+    require_key,
+    send,
+    submit_headers,
+)
 from imagegen.requests import ImageRequest
 
 #: ``code`` values that mean success on every APIDot response (both are documented).
 OK_CODES = (0, 200)
-#: Documented statuses; anything else is treated as still in progress.
-_PHASES = {"finished": Phase.SUCCEEDED, "failed": Phase.FAILED}
+#: Terminal statuses: the documented ``finished``/``failed`` and the other words APIDot-family APIs use
+#: (``success`` needs files like ``finished``; ``canceled`` ends the task without a result). Anything
+#: else is treated as still in progress.
+_PHASES = {
+    "finished": Phase.SUCCEEDED,
+    "success": Phase.SUCCEEDED,
+    "succeeded": Phase.SUCCEEDED,
+    "completed": Phase.SUCCEEDED,
+    "failed": Phase.FAILED,
+    "error": Phase.FAILED,
+    "canceled": Phase.FAILED,
+    "cancelled": Phase.FAILED,
+}
 
 
 class APIDotProvider:
@@ -22,18 +43,30 @@ class APIDotProvider:
 
     name = "apidot"
     synchronous = False
+    key_variable = "APIDOT_API_KEY"
 
-    def __init__(self, client: httpx.Client, *, base_url: str, api_key: str) -> None:
+    def __init__(
+        self, client: httpx.Client, *, base_url: str, api_key: str, submit_timeout: httpx.Timeout | None = None
+    ) -> None:
         self._client = client
         self._base = base_url.rstrip("/")
+        self._key_set = bool(api_key.strip())
         self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+        # The submit's own timeouts (None: the client's); a status call keeps the client's.
+        self._submit_timeout = submit_timeout
 
-    def submit(self, request: ImageRequest, *, callback_url: str | None = None) -> SubmitResult:
+    def submit(
+        self, request: ImageRequest, *, callback_url: str | None = None, idempotency_key: str | None = None
+    ) -> SubmitResult:
         """POST the request; one call is one paid generation."""
+        require_key(self._key_set, self.key_variable)
         body: dict[str, Any] = {"model": request.model, "input": build_input(request)}
         if callback_url:
             body["callback_url"] = callback_url
-        response, data = self._call("POST", "/api/generate/submit", json=body)
+        extra: dict[str, Any] = {"timeout": self._submit_timeout} if self._submit_timeout is not None else {}
+        response, data = self._call(
+            "POST", "/api/generate/submit", headers=submit_headers(self._headers, idempotency_key), json=body, **extra
+        )
         payload = data.get("data")
         task_id = payload.get("task_id") if isinstance(payload, dict) else None
         if not usable_id(task_id):
@@ -41,22 +74,28 @@ class APIDotProvider:
                 ErrorKind.UPSTREAM_UNAVAILABLE,
                 "submit answer has no task_id",
                 http_status=response.status_code,
+                maybe_sent=True,  # a 2xx: the task may well exist upstream
             )
         status = payload.get("status") if isinstance(payload, dict) else None
         return SubmitResult(task_id=task_id, status=body_text(status), http_status=response.status_code)
 
     def status(self, task_id: str) -> UpstreamState:
         """GET the task's status; both documented shapes (``data.files`` and ``data.output.files``)."""
-        response, data = self._call("GET", f"/api/generate/status/{quote(task_id, safe='')}")
+        require_key(self._key_set, self.key_variable)
+        response, data = self._call(
+            "GET", f"/api/generate/status/{quote(task_id, safe='')}", headers=self._headers, status_call=True
+        )
         return parse_status(data, http_status=response.status_code)
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> tuple[httpx.Response, dict[str, Any]]:
-        response, data = send(self._client, method, self._base + path, headers=self._headers, **kwargs)
+    def _call(
+        self, method: str, path: str, *, status_call: bool = False, **kwargs: Any
+    ) -> tuple[httpx.Response, dict[str, Any]]:
+        response, data = send(self._client, method, self._base + path, status_call=status_call, **kwargs)
         code = data.get("code")
         if code is not None and code not in OK_CODES:
             # An error inside a 2xx: classify by the body's own code.
             status = code if isinstance(code, int) and not isinstance(code, bool) and 100 <= code < 600 else 500
-            raise error_from_response(response, data, status=status)
+            raise error_from_response(response, data, status=status, status_call=status_call)
         return response, data
 
 

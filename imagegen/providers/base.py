@@ -63,8 +63,14 @@ class Provider(Protocol):
     #: True when ``submit`` returns the images (OpenAI); False when it returns a task id to poll.
     synchronous: bool
 
-    def submit(self, request: ImageRequest, *, callback_url: str | None = None) -> SubmitResult:
-        """Create an upstream task (one paid generation). Raises ``ProviderError``."""
+    def submit(
+        self, request: ImageRequest, *, callback_url: str | None = None, idempotency_key: str | None = None
+    ) -> SubmitResult:
+        """Create an upstream task (one paid generation). Raises ``ProviderError``.
+
+        ``idempotency_key`` (the job id) is the same on every submit of one job, so an upstream that
+        honours it can answer a repeated POST with the task it already created.
+        """
         ...
 
     def status(self, task_id: str) -> UpstreamState:
@@ -72,8 +78,13 @@ class Provider(Protocol):
         ...
 
 
-def send(client: httpx.Client, method: str, url: str, **kwargs: Any) -> tuple[httpx.Response, Any]:
-    """Make one call and return ``(response, parsed JSON or None)``; HTTP errors raise ``ProviderError``."""
+def send(
+    client: httpx.Client, method: str, url: str, *, status_call: bool = False, **kwargs: Any
+) -> tuple[httpx.Response, Any]:
+    """Make one call and return ``(response, parsed JSON or None)``; HTTP errors raise ``ProviderError``.
+
+    ``status_call``: the call reads a task we created (see ``classify_http``).
+    """
     with map_transport_errors():
         response = client.request(method, url, **kwargs)
     try:
@@ -81,14 +92,31 @@ def send(client: httpx.Client, method: str, url: str, **kwargs: Any) -> tuple[ht
     except ValueError:  # JSONDecodeError and UnicodeDecodeError
         body = None
     if not response.is_success:
-        raise error_from_response(response, body if body is not None else response.text[:500])
+        raise error_from_response(response, body if body is not None else response.text[:500], status_call=status_call)
     if not isinstance(body, dict):
+        # A 2xx we cannot read: whatever the upstream did (created a task?), we cannot know.
         raise provider_error(
             ErrorKind.UPSTREAM_UNAVAILABLE,
             f"malformed {response.status_code} response (not a JSON object)",
             http_status=response.status_code,
+            maybe_sent=True,
         )
     return response, body
+
+
+def require_key(key_set: bool, variable: str) -> None:
+    """No key configured: ``auth_failed`` before any call (holds the job, pauses the key, names the variable).
+
+    Without this an empty key makes an illegal ``Bearer `` header that httpx refuses to send, which
+    would look like a transport error and be retried in vain.
+    """
+    if not key_set:
+        raise provider_error(ErrorKind.AUTH_FAILED, f"{variable} is not set")
+
+
+def submit_headers(headers: dict[str, str], idempotency_key: str | None) -> dict[str, str]:
+    """The submit's headers: ``headers`` plus ``Idempotency-Key`` when one is given."""
+    return {**headers, "Idempotency-Key": idempotency_key} if idempotency_key else headers
 
 
 # --- reading untrusted answer bodies (shared by the provider clients) -------------------------------

@@ -13,7 +13,17 @@ from urllib.parse import quote
 import httpx
 
 from imagegen.errors import ErrorKind, clean_text, error_message_from_body, provider_error, usable_id
-from imagegen.providers.base import Phase, SubmitResult, UpstreamState, body_progress, body_text, body_urls, send
+from imagegen.providers.base import (
+    Phase,
+    SubmitResult,
+    UpstreamState,
+    body_progress,
+    body_text,
+    body_urls,
+    require_key,
+    send,
+    submit_headers,
+)
 from imagegen.requests import ImageRequest
 
 #: Documented statuses; anything else (``pending``, ``processing``, ``queued``...) is still in progress.
@@ -27,31 +37,49 @@ class Image2Provider:
 
     name = "image2"
     synchronous = False
+    key_variable = "IMAGE2_API_KEY"
 
-    def __init__(self, client: httpx.Client, *, base_url: str, api_key: str) -> None:
+    def __init__(
+        self, client: httpx.Client, *, base_url: str, api_key: str, submit_timeout: httpx.Timeout | None = None
+    ) -> None:
         self._client = client
         self._base = base_url.rstrip("/")
+        self._key_set = bool(api_key.strip())
         self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+        self._submit_timeout = submit_timeout
 
-    def submit(self, request: ImageRequest, *, callback_url: str | None = None) -> SubmitResult:
+    def submit(
+        self, request: ImageRequest, *, callback_url: str | None = None, idempotency_key: str | None = None
+    ) -> SubmitResult:
         """POST the request as an async task; one call is one paid generation.
 
         ``callback_url`` is ignored: image2 documents no webhook, so its jobs are polled.
         """
+        require_key(self._key_set, self.key_variable)
+        extra: dict[str, Any] = {"timeout": self._submit_timeout} if self._submit_timeout is not None else {}
         response, data = send(
-            self._client, "POST", f"{self._base}/images/generations", headers=self._headers, json=build_body(request)
+            self._client,
+            "POST",
+            f"{self._base}/images/generations",
+            headers=submit_headers(self._headers, idempotency_key),
+            json=build_body(request),
+            **extra,
         )
         task_id = data.get("task_id")
         if not usable_id(task_id, _MAX_TASK_ID):
             raise provider_error(
-                ErrorKind.UPSTREAM_UNAVAILABLE, "submit answer has no task_id", http_status=response.status_code
+                ErrorKind.UPSTREAM_UNAVAILABLE,
+                "submit answer has no task_id",
+                http_status=response.status_code,
+                maybe_sent=True,  # a 2xx: the task may well exist upstream
             )
         return SubmitResult(task_id=task_id, status=body_text(data.get("status")), http_status=response.status_code)
 
     def status(self, task_id: str) -> UpstreamState:
         """GET the task; ``completed`` carries the result URLs, ``failed`` the upstream message."""
+        require_key(self._key_set, self.key_variable)
         url = f"{self._base}/images/tasks/{quote(task_id, safe='')}"
-        response, data = send(self._client, "GET", url, headers=self._headers)
+        response, data = send(self._client, "GET", url, headers=self._headers, status_call=True)
         return parse_task(data, http_status=response.status_code)
 
 

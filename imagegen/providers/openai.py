@@ -19,7 +19,7 @@ import httpx
 
 from imagegen.errors import ErrorKind, ProviderError, UnsafeURL, error_message_from_body, provider_error
 from imagegen.fetch import FetchFailed, FetchPolicy, fetch
-from imagegen.providers.base import GeneratedImage, SubmitResult, UpstreamState, send
+from imagegen.providers.base import GeneratedImage, SubmitResult, UpstreamState, require_key, send
 from imagegen.requests import ImageRequest
 
 #: Connecting is quick or broken; only the read (the render) may take minutes.
@@ -39,6 +39,7 @@ class OpenAIProvider:
 
     name = "openai"
     synchronous = True
+    key_variable = "OPENAI_API_KEY"
 
     def __init__(
         self,
@@ -52,6 +53,7 @@ class OpenAIProvider:
     ) -> None:
         self._client = client
         self._base = base_url.rstrip("/")
+        self._key_set = bool(api_key.strip())
         # No Content-Type here: httpx sets JSON or multipart (with its boundary) per request.
         self._headers = {"Authorization": f"Bearer {api_key}"}
         self._fetch_policy = fetch_policy
@@ -59,12 +61,16 @@ class OpenAIProvider:
         # Per request, whatever the shared client's default: the answer comes only when the image is done.
         self._timeout = httpx.Timeout(read_timeout_s, connect=CONNECT_TIMEOUT_S)
 
-    def submit(self, request: ImageRequest, *, callback_url: str | None = None) -> SubmitResult:
+    def submit(
+        self, request: ImageRequest, *, callback_url: str | None = None, idempotency_key: str | None = None
+    ) -> SubmitResult:
         """Generate (or edit, when the request has ``image_urls``) and return the decoded images.
 
-        ``callback_url`` is ignored: the Images API is synchronous and has no webhooks. Reference images
-        are all downloaded before the (paid) upstream call, so a bad URL costs nothing.
+        ``callback_url`` is ignored: the Images API is synchronous and has no webhooks; nor does it
+        document ``Idempotency-Key``, so none is sent. Reference images are all downloaded before the
+        (paid) upstream call, so a bad URL costs nothing.
         """
+        require_key(self._key_set, self.key_variable)
         if request.image_urls or request.image_files:
             files = self._download(request.image_urls or ()) + self._uploads(request.image_files or ())
             response, body = self._post("/images/edits", data=build_edit_fields(request), files=files)
@@ -159,7 +165,9 @@ def parse_images(body: dict[str, Any], *, http_status: int = 200) -> SubmitResul
     items = body.get("data")
     if not isinstance(items, list) or not items:
         message, _ = error_message_from_body(body)  # some relays answer 200 with only an "error"
-        raise _malformed("answer has no images" + (f": {message}" if message else ""), http_status)
+        if message:  # an error answer, in a 2xx: nothing was generated
+            raise _malformed(f"answer has no images: {message}", http_status, maybe_sent=False)
+        raise _malformed("answer has no images", http_status)
     fmt = body.get("output_format")
     declared = _FORMAT_TYPES.get(fmt.lower(), "image/png") if isinstance(fmt, str) else "image/png"
     images = tuple(_image(item, i, declared, http_status) for i, item in enumerate(items))
@@ -202,5 +210,6 @@ def sniff_image_type(data: bytes) -> str | None:
     return None
 
 
-def _malformed(message: str, http_status: int) -> ProviderError:
-    return provider_error(ErrorKind.UPSTREAM_UNAVAILABLE, message, http_status=http_status)
+def _malformed(message: str, http_status: int, *, maybe_sent: bool = True) -> ProviderError:
+    # A 2xx we cannot use: the image was probably generated (and paid for) all the same.
+    return provider_error(ErrorKind.UPSTREAM_UNAVAILABLE, message, http_status=http_status, maybe_sent=maybe_sent)

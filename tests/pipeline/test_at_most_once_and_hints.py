@@ -4,6 +4,7 @@ for a submit whose outcome is unknown, Retry-After values that are no hint, and 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from itertools import pairwise
 
 import pytest
 
@@ -62,7 +63,7 @@ def test_at_most_once_still_retries_answers(strict: Stack) -> None:
 
 
 def _gaps(times: list[float]) -> list[float]:
-    return [b - a for a, b in zip(times, times[1:], strict=False)]
+    return [b - a for a, b in pairwise(times)]
 
 
 def test_retry_after_zero_does_not_send_the_429_budget_at_once(strict: Stack) -> None:

@@ -118,10 +118,10 @@ def test_backoff_ceiling_is_monotonic(attempt: int, base: float, cap: float) -> 
     ("headers", "expected"),
     [
         ({"Retry-After": "120"}, 120.0),
-        ({"retry-after": "0"}, 0.0),
+        ({"retry-after": "0"}, None),  # 0, negative or past: no hint, the caller's backoff applies
         ({"RETRY-AFTER": " 5 "}, 5.0),
         ({"Retry-After": "1.5"}, 1.5),
-        ({"Retry-After": "-5"}, 0.0),
+        ({"Retry-After": "-5"}, None),
         ({"Retry-After": "1e12"}, MAX_RETRY_AFTER_S),
         ({"Retry-After": "86401"}, MAX_RETRY_AFTER_S),
         ({"Retry-After": "inf"}, MAX_RETRY_AFTER_S),
@@ -131,7 +131,7 @@ def test_backoff_ceiling_is_monotonic(attempt: int, base: float, cap: float) -> 
         ({"Retry-After": "Mon, 32 Jan 2024 00:00:00 GMT"}, None),
         ({"retry-after-ms": "1500"}, 1.5),
         ({"Retry-After-Ms": "250"}, 0.25),
-        ({"retry-after-ms": "-10"}, 0.0),
+        ({"retry-after-ms": "-10"}, None),
         ({"retry-after-ms": "9999999999999"}, MAX_RETRY_AFTER_S),
         # retry-after-ms is more precise and wins; garbage in it falls back to Retry-After.
         ({"retry-after-ms": "1500", "retry-after": "2"}, 1.5),
@@ -158,9 +158,9 @@ def test_parse_retry_after_http_date_with_numeric_offset_and_localtime_form() ->
     assert parse_retry_after({"Retry-After": "Wed, 01 May 2024 14:00:30 +0200"}, now=NOW) == 30.0
 
 
-def test_parse_retry_after_http_date_in_the_past_is_zero() -> None:
+def test_parse_retry_after_http_date_in_the_past_is_no_hint() -> None:
     header = formatdate((NOW - timedelta(hours=2)).timestamp(), usegmt=True)
-    assert parse_retry_after({"Retry-After": header}, now=NOW) == 0.0
+    assert parse_retry_after({"Retry-After": header}, now=NOW) is None
 
 
 def test_parse_retry_after_far_future_date_is_capped() -> None:
@@ -200,6 +200,6 @@ header_values = st.one_of(
 )
 def test_parse_retry_after_is_total_and_bounded(headers: dict[str, str]) -> None:
     value = parse_retry_after(headers, now=NOW)
-    assert value is None or (isinstance(value, float) and 0.0 <= value <= MAX_RETRY_AFTER_S)
+    assert value is None or (isinstance(value, float) and 0.0 < value <= MAX_RETRY_AFTER_S)
     if not {k.lower() for k in headers} & {"retry-after", "retry-after-ms"}:
         assert value is None

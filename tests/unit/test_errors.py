@@ -14,6 +14,7 @@ from imagegen.errors import (
     ErrorKind,
     FinalError,
     ImagegenError,
+    MaybeSentError,
     ProviderError,
     RetryableError,
     classify_http,
@@ -202,7 +203,7 @@ def test_error_message_from_body_never_raises(body: object) -> None:
         (204, None, ErrorKind.UPSTREAM_UNAVAILABLE),
         (404, {"detail": "Not Found"}, ErrorKind.INVALID_REQUEST),
         (405, None, ErrorKind.INVALID_REQUEST),
-        (409, None, ErrorKind.INVALID_REQUEST),
+        (409, None, ErrorKind.UPSTREAM_UNAVAILABLE),  # a conflict (idempotency key in progress, a lock)
         (413, None, ErrorKind.INVALID_REQUEST),
         # A safety word on a non-400 status does not change its meaning.
         (500, {"error": {"message": "moderation service down"}}, ErrorKind.UPSTREAM_UNAVAILABLE),
@@ -342,6 +343,16 @@ def test_the_walk_finds_httpx_request_errors() -> None:
     } <= names
 
 
+NOTHING_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+    httpx.LocalProtocolError,
+)
+
+
 def _expected_prefix(cls: type) -> str:
     if issubclass(cls, httpx.TimeoutException):
         return "timeout"
@@ -356,7 +367,9 @@ def test_no_unmapped_httpx_exception(exc_cls: type) -> None:
     with pytest.raises(ProviderError) as info, map_transport_errors():
         raise original
     err = info.value
-    assert type(err) is RetryableError
+    # Only errors raised before anything was written are known not to have reached the upstream.
+    maybe = not issubclass(exc_cls, NOTHING_SENT)
+    assert type(err) is (MaybeSentError if maybe else RetryableError) and err.maybe_sent is maybe
     assert err.kind is ErrorKind.UPSTREAM_UNAVAILABLE
     assert err.retryable
     assert err.http_status is None
