@@ -1,0 +1,192 @@
+"""The submit path against a real database and a scripted upstream (httpx MockTransport): which failures
+spend which budget, how many POSTs a job can make when their outcome is unknown, and the upstream task id
+logged before the database records it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from config.settings import Settings
+from imagegen.producer import create_job
+from imagegen.providers.apidot import APIDotProvider
+from imagegen.requests import ImageRequest
+from imagegen.runtime import Runtime
+from imagegen.store import repo
+from imagegen.store.models import Job
+from imagegen.submission import submit_job
+
+pytestmark = pytest.mark.store
+
+Answer = Callable[[httpx.Request], httpx.Response]
+
+
+@pytest.fixture
+def make_rt(migrated_url: str) -> Iterator[Callable[..., Runtime]]:
+    made: list[Runtime] = []
+
+    def make(**settings: Any) -> Runtime:
+        rt = Runtime.create(
+            Settings(
+                database_url=migrated_url,
+                redis_url="redis://unused:1/0",
+                imagegen_learn_durations=False,
+                imagegen_backoff_base_s=0.01,
+                imagegen_backoff_cap_s=0.01,
+                **settings,
+            ),
+            check_schema=False,
+        )
+        with rt.session() as s:
+            s.execute(sa.text("UPDATE provider_state SET paused = false"))
+        made.append(rt)
+        return rt
+
+    yield make
+    for rt in made:
+        rt.close()
+
+
+class Upstream:
+    """Counts POSTs and answers each with ``answer`` (which may raise an httpx error)."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+        self.posts: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.posts.append(request)
+        return self.answer(request)
+
+
+def serve(rt: Runtime, answer: Answer) -> Upstream:
+    upstream = Upstream(answer)
+    client = httpx.Client(transport=httpx.MockTransport(upstream))
+    rt.providers = {"apidot": APIDotProvider(client, base_url="https://api.example", api_key="k")}
+    return upstream
+
+
+def raising(exc: Exception) -> Answer:
+    def answer(request: httpx.Request) -> httpx.Response:
+        raise exc
+
+    return answer
+
+
+def run_until_settled(rt: Runtime, job_id: str, limit: int = 20) -> Job:
+    """Serve the job's submit messages one after the other (due at once), as the worker would."""
+    for _ in range(limit):
+        with rt.session() as s:
+            s.execute(sa.update(Job).where(Job.id == job_id).values(next_attempt_at=None))
+        submit_job(rt, job_id)
+        with rt.session() as s:
+            job = repo.get_job(s, job_id)
+        assert job is not None
+        if job.status != "queued":
+            return job
+    raise AssertionError("the job never settled")
+
+
+def new_job(rt: Runtime) -> str:
+    job, _ = create_job(rt, ImageRequest(prompt="a lighthouse"))
+    return job.id
+
+
+NOTHING_SENT = [httpx.ConnectError("refused"), httpx.ConnectTimeout("connect"), httpx.PoolTimeout("pool")]
+MAYBE_SENT = [httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("server disconnected"), httpx.WriteError("pipe")]
+
+
+@pytest.mark.parametrize("policy", ["at_least_once", "at_most_once"])
+@pytest.mark.parametrize("exc", NOTHING_SENT, ids=lambda e: type(e).__name__)
+def test_nothing_sent_spends_the_unavailable_budget_under_both_policies(
+    make_rt: Callable[..., Runtime], policy: str, exc: Exception
+) -> None:
+    rt = make_rt(imagegen_submit_policy=policy)
+    upstream = serve(rt, raising(exc))
+    job = run_until_settled(rt, new_job(rt))
+    assert (job.status, job.error_kind) == ("failed", "upstream_unavailable")
+    assert (len(upstream.posts), job.unavailable_submits, job.unknown_submits) == (6, 6, 0)
+
+
+@pytest.mark.parametrize("exc", MAYBE_SENT, ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize(("policy", "allowed", "posts"), [("at_least_once", 1, 2), ("at_least_once", 3, 4),
+                                                          ("at_least_once", 0, 1), ("at_most_once", 3, 1)])  # fmt: skip
+def test_maybe_sent_is_bounded_by_the_unknown_budget(
+    make_rt: Callable[..., Runtime], exc: Exception, policy: str, allowed: int, posts: int
+) -> None:
+    rt = make_rt(imagegen_submit_policy=policy, imagegen_max_submits_unknown=allowed)
+    upstream = serve(rt, raising(exc))
+    job_id = new_job(rt)
+    job = run_until_settled(rt, job_id)
+    assert (job.status, job.error_kind) == ("failed", "submit_outcome_unknown")
+    assert (len(upstream.posts), job.unknown_submits, job.unavailable_submits) == (posts, posts, 0)
+    assert {r.headers["Idempotency-Key"] for r in upstream.posts} == {job_id}
+    assert "may have accepted the request" in (job.error_message or "")
+    with rt.session() as s:
+        kinds = [a.error_kind for a in repo.list_attempts(s, job_id) if a.kind == "submit"]
+    assert kinds == ["submit_outcome_unknown"] * posts
+
+
+def test_the_two_budgets_are_separate(make_rt: Callable[..., Runtime]) -> None:
+    # Five refused connections, one read timeout, then an answer: the job still succeeds.
+    script: list[Exception | None] = [httpx.ConnectError("x")] * 5 + [httpx.ReadTimeout("slow"), None]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        exc = script.pop(0)
+        if exc is not None:
+            raise exc
+        return httpx.Response(200, json={"code": 200, "data": {"task_id": "t-7", "status": "not_started"}})
+
+    rt = make_rt()
+    upstream = serve(rt, answer)
+    job = run_until_settled(rt, new_job(rt))
+    assert (job.status, job.upstream_task_id) == ("running", "t-7")
+    assert (len(upstream.posts), job.unavailable_submits, job.unknown_submits) == (7, 5, 1)
+
+
+def test_a_gateway_502_is_maybe_sent_but_a_503_is_an_answer(make_rt: Callable[..., Runtime]) -> None:
+    rt = make_rt(imagegen_submit_policy="at_most_once")
+    serve(rt, lambda r: httpx.Response(503, json={"detail": "overloaded"}))
+    job_id = new_job(rt)
+    submit_job(rt, job_id)
+    with rt.session() as s:
+        job = repo.get_job(s, job_id)
+    assert job is not None and (job.status, job.unavailable_submits, job.unknown_submits) == ("queued", 1, 0)
+    serve(rt, lambda r: httpx.Response(502, text="<html>bad gateway</html>"))
+    job = run_until_settled(rt, job_id)
+    assert (job.status, job.error_kind, job.error_http_status) == ("failed", "submit_outcome_unknown", 502)
+
+
+def test_the_task_id_is_logged_before_the_database_has_it(
+    make_rt: Callable[..., Runtime], caplog: pytest.LogCaptureFixture
+) -> None:
+    rt = make_rt()
+    serve(rt, lambda r: httpx.Response(200, json={"code": 200, "data": {"task_id": "t-logged"}}))
+    job_id = new_job(rt)
+    seen_in_db: list[str | None] = []
+
+    class Probe(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "t-logged" in record.getMessage():
+                with rt.session() as s:
+                    job = repo.get_job(s, job_id)
+                seen_in_db.append(job.upstream_task_id if job else "missing")
+
+    probe = Probe(level=logging.INFO)
+    logger = logging.getLogger("imagegen.submission")
+    logger.addHandler(probe)
+    try:
+        with caplog.at_level(logging.INFO, logger="imagegen.submission"):
+            submit_job(rt, job_id)
+    finally:
+        logger.removeHandler(probe)
+    assert seen_in_db == [None], "logged once, while the row did not have the id yet"
+    assert any(r.levelno == logging.INFO and job_id in r.getMessage() for r in caplog.records)
+    with rt.session() as s:
+        job = repo.get_job(s, job_id)
+    assert job is not None and job.upstream_task_id == "t-logged"
