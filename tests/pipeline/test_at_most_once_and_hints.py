@@ -72,9 +72,10 @@ def test_retry_after_zero_does_not_send_the_429_budget_at_once(strict: Stack) ->
     assert (job.status, job.error_kind, job.submit_attempts) == ("failed", "rate_limited", 10)
     times = [r["time"] for r in strict.records(prompt, "submit")]
     gaps = _gaps(times)
-    # Full-jitter backoff (base 1 s, cap 2 s) between the 10 calls: about 8.5 s in all, each gap random.
-    assert times[-1] - times[0] > 3.0, gaps
-    assert sum(g < 0.1 for g in gaps) <= 3, gaps
+    # Full-jitter backoff (base 1 s, cap 2 s) between the 10 calls: about 8.5 s in all, each gap random
+    # (the bounds leave room for chance: below them is about 1 in 10,000). Before: all 10 in 0.09 s.
+    assert times[-1] - times[0] > 2.0, gaps
+    assert sum(g < 0.1 for g in gaps) <= 4, gaps
 
 
 @pytest.mark.parametrize("hint", ["ra=-5", "pastdate"])
@@ -85,8 +86,8 @@ def test_negative_or_past_retry_after_on_polls_backs_off(strict: Stack, hint: st
     times = [r["time"] for r in strict.records(prompt, "status")]
     assert len(times) == 7
     gaps = _gaps(times)[:6]  # the six waits after a 429 (base 1 s, cap 2 s: about 5.5 s in all)
-    assert times[6] - times[0] > 1.5, gaps
-    assert sum(g < 0.1 for g in gaps) <= 2, gaps
+    assert times[6] - times[0] > 1.0, gaps  # before: 0.05 s
+    assert sum(g < 0.1 for g in gaps) <= 3, gaps
 
 
 # --- a provider without an API key ---------------------------------------------------------------------
