@@ -143,7 +143,7 @@ def test_soft_time_limit_hands_the_download_back(stack: Stack) -> None:
     steps = poll_job(stack.rt, job.id)
     finalize = [step for step in steps if step.task == "imagegen.finalize"]
     assert len(finalize) == 1, f"the poll hands the download to a finalize message, got {steps}"
-    app: Any = stack.publisher._app  # noqa: SLF001 - a by-name message with a short soft limit
+    app: Any = stack.publisher._app
     app.send_task("imagegen.finalize", args=[job.id], queue=finalize[0].queue, soft_time_limit=1, time_limit=30)
     done = _settle(stack, job.id, window=40)
     assert done.status == "succeeded", (done.status, done.error_kind, done.error_message)
