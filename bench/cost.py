@@ -19,9 +19,11 @@ import sqlalchemy as sa
 
 from bench.stack import BenchStack
 from bench.throughput import ENV, baseline
+from imagegen.finalize import finalize_job
 from imagegen.polling import poll_job
 from imagegen.producer import create_batch
 from imagegen.requests import ImageRequest
+from imagegen.steps import FINALIZE
 from imagegen.store import repo
 from imagegen.submission import submit_job
 
@@ -49,7 +51,9 @@ def statements_per_job(stack: BenchStack, jobs: int) -> tuple[float, float]:
     try:
         for job in rows:
             submit_job(stack.rt, job.id)
-            poll_job(stack.rt, job.id)
+            for step in poll_job(stack.rt, job.id):
+                if step.task == FINALIZE:
+                    finalize_job(stack.rt, job.id)  # the result download is its own message
     finally:
         sa.event.remove(stack.rt.engine, "before_cursor_execute", on_statement)
         sa.event.remove(stack.rt.engine, "begin", on_begin)

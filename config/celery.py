@@ -24,7 +24,8 @@ from typing import Any
 from kombu.entity import Queue
 
 from config.settings import Settings
-from imagegen.steps import SYNC_PROVIDER_QUEUES, Step
+from imagegen.downloadlimits import finalize_time_limits
+from imagegen.steps import FINALIZE, POLL, POLL_QUEUE, SYNC_PROVIDER_QUEUES, Step
 
 #: Every queue a plain ``celery -A worker worker`` consumes; dedicated workers pick some with ``-Q``.
 QUEUES = ("celery", "interactive", "batch", "poll", "openai")
@@ -32,6 +33,7 @@ QUEUES = ("celery", "interactive", "batch", "poll", "openai")
 #: (soft, hard) time limits per task, seconds. Submit covers the default connect + submit read timeouts
 #: (5 + 60 s) with headroom, so the POST times out (and is classified) before the soft limit strikes, and
 #: stays below the default submit lease (120 s), so a lease never expires under a live task.
+#: ``imagegen.finalize`` is not here: its limits follow the download budget (``finalize_limits``).
 TIME_LIMITS: dict[str, tuple[float, float]] = {
     "imagegen.enqueue": (30, 45),
     "imagegen.submit": (80, 90),
@@ -55,6 +57,13 @@ def async_submit_limits(settings: Settings) -> tuple[float, float]:
     if needed <= soft:
         return soft, hard
     return needed, needed + (hard - soft)
+
+
+def finalize_limits(settings: Settings) -> tuple[float, float]:
+    """(soft, hard) time limits of ``imagegen.finalize``: derived from ``IMAGEGEN_DOWNLOAD_MAX_S`` and the
+    HTTP timeouts, so a download the fetch policy allows always fits (and the finalizing lease outlives
+    the hard limit)."""
+    return finalize_time_limits(settings)
 
 
 def publish_options(step: Step, settings: Settings) -> dict[str, Any]:
@@ -100,7 +109,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_max_tasks_per_child": 10_000,
         "task_default_queue": "celery",
         "task_queues": [Queue(name) for name in QUEUES],
-        "task_routes": {"imagegen.poll": {"queue": "poll"}},
+        "task_routes": {POLL: {"queue": POLL_QUEUE}, FINALIZE: {"queue": POLL_QUEUE}},
         "task_serializer": "json",
         "accept_content": ["json"],
         "task_send_sent_event": True,

@@ -60,6 +60,14 @@ class Settings(BaseSettings):
     imagegen_s3_region: str | None = None
     #: Largest result file we copy (bytes).
     imagegen_max_result_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    #: The whole download of one job's result files may take this long (the finalize task's time limits
+    #: are derived from it); a slower download is a transient failure.
+    imagegen_download_max_s: float = Field(default=120.0, gt=0, le=3600)
+    #: Definite download failures (404/403/410, bytes that are not an image) before ``result_unavailable``.
+    imagegen_max_download_errors: int = Field(default=3, ge=1)
+    #: Failed download attempts in all (5xx, timeouts, too slow... and the definite ones) before
+    #: ``result_unavailable``: a bounded loop, with growing backoff and no status call in between.
+    imagegen_max_download_attempts: int = Field(default=8, ge=1)
 
     # --- HTTP timeouts (seconds) ----------------------------------------------------------------
     imagegen_http_connect_timeout_s: float = 5.0

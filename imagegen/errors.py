@@ -45,6 +45,8 @@ class ErrorKind(StrEnum):
     GENERATION_FAILED = "generation_failed"
     DEADLINE_EXCEEDED = "deadline_exceeded"
     CANCELED = "canceled"
+    #: The upstream finished, but its result file cannot be fetched for good (404/403/410, not an image).
+    RESULT_UNAVAILABLE = "result_unavailable"
 
 
 #: Errors worth another call (with backoff); everything else ends or holds the job.

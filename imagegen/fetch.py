@@ -10,10 +10,13 @@ Every URL the worker fetches (upstream result files, reference images, caller ca
   it): the request URL carries the IP, ``Host`` carries the name, and for https the ``sni_hostname``
   extension makes httpcore use the name for SNI and certificate verification;
 * redirects are followed by hand, and each ``Location`` is checked like the first URL;
-* the body is streamed with a byte cap, and the content type must match the policy.
+* the body is streamed with a byte cap, and the content type must match the policy; an untyped or
+  ``octet-stream`` body (S3 and CDNs serve images so) is accepted when its magic bytes are of an accepted
+  type, and reported with that type.
 
-Refusals raise ``UnsafeURL``; a valid URL that fails (HTTP error status, DNS or transport failure,
-too slow) raises ``FetchFailed``, which callers treat as transient. Messages never contain the URL.
+Refusals raise ``UnsafeURL``; a body of the wrong type raises its subclass ``ContentRefused`` (the server
+works, it just does not serve what we want: not a safety problem); a valid URL that fails (HTTP error
+status, DNS or transport failure, too slow) raises ``FetchFailed``. Messages never contain the URL.
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ from dataclasses import dataclass, field
 import httpx
 
 from imagegen.errors import ImagegenError, UnsafeURL
+from imagegen.imagetypes import sniff_image_type
 
 __all__ = [
     "CheckedURL",
+    "ContentRefused",
     "FetchFailed",
     "FetchPolicy",
     "Fetched",
@@ -70,6 +75,13 @@ class FetchFailed(ImagegenError):
         self.status_code = status_code
 
 
+class ContentRefused(UnsafeURL):
+    """The server answered, but not with a body the policy accepts (wrong content type, or an untyped
+    body whose bytes are not of an accepted type). A subclass of ``UnsafeURL``, so callers that only
+    know refusals keep refusing it; callers that care (result downloads) can tell it from an unsafe URL.
+    """
+
+
 def _default_timeout() -> httpx.Timeout:
     return httpx.Timeout(30.0, connect=5.0)
 
@@ -81,6 +93,9 @@ class FetchPolicy:
     allow_private: bool = False  # IMAGEGEN_ALLOW_PRIVATE_URLS: http and non-public addresses allowed
     max_bytes: int = 50 * 1024 * 1024
     content_types: tuple[str, ...] = ("image/",)  # prefixes of the media type; empty tuple = anything
+    # Declared types (exact; "" = no Content-Type) accepted only when the body sniffs as one of
+    # ``content_types``: S3 and CDNs often serve images as octet-stream or without a type.
+    sniffed_types: tuple[str, ...] = ("", "application/octet-stream", "binary/octet-stream")
     max_redirects: int = 5
     timeout: httpx.Timeout = field(default_factory=_default_timeout)  # per operation (connect, each read)
     # Whole fetch, redirects included, so a slow-drip server cannot hold a worker; checked between reads,
@@ -282,8 +297,10 @@ def _send(
     policy: FetchPolicy,
     headers: Mapping[str, str],
     content: bytes | None = None,
+    deadline: float | None = None,
 ) -> httpx.Response:
-    """Send one request to one of the checked addresses (next one only if the connect failed)."""
+    """Send one request to one of the checked addresses (next one only if the connect failed, and only
+    before ``deadline``, so many addresses cannot stretch the whole fetch)."""
     extensions: dict[str, object] = {"timeout": policy.timeout.as_dict()}
     if not checked.is_ip_literal:
         # httpcore (_sync/connection.py, _connect) uses this as ssl server_hostname: SNI and certificate
@@ -298,6 +315,8 @@ def _send(
     all_headers["Connection"] = "close"
     last_error: httpx.HTTPError | None = None
     for address in checked.addresses:
+        if last_error is not None and deadline is not None and time.monotonic() > deadline:
+            raise FetchFailed("fetch too slow: exceeded its time limit") from last_error
         request = httpx.Request(
             method, checked.pinned(address), headers=all_headers, content=content, extensions=extensions
         )
@@ -365,7 +384,7 @@ def fetch(
         while True:
             if time.monotonic() > deadline:
                 raise FetchFailed("fetch too slow: exceeded its time limit")
-            response = _send(http, "GET", checked, policy, headers)
+            response = _send(http, "GET", checked, policy, headers, deadline=deadline)
             try:
                 status = response.status_code
                 location = response.headers.get("location")
@@ -384,12 +403,19 @@ def fetch(
                     raise FetchFailed(f"HTTP {status}", status_code=status)
                 media_type = _media_type(response)
                 allowed_types = tuple(t.lower() for t in policy.content_types)
-                if allowed_types and not media_type.startswith(allowed_types):
-                    expected = ", ".join(policy.content_types)
-                    raise UnsafeURL(f"content type {media_type[:80] or '(none)'!r} refused: expected {expected}")
+                expected = ", ".join(policy.content_types)
+                sniff = bool(allowed_types) and not media_type.startswith(allowed_types)
+                if sniff and media_type not in policy.sniffed_types:
+                    raise ContentRefused(f"content type {media_type[:80] or '(none)'!r} refused: expected {expected}")
                 content = _read_capped(response, policy.max_bytes, deadline)
             finally:
                 response.close()
+            if sniff:
+                found = sniff_image_type(content)
+                if found is None or not found.startswith(allowed_types):
+                    shown = media_type or "(none)"
+                    raise ContentRefused(f"content type {shown!r} refused: the body is not {expected}")
+                media_type = found
             return Fetched(
                 url=str(checked.url),
                 content=content,

@@ -1,6 +1,8 @@
 """Polling an upstream task: one status call, then finalize, fail, hold, or schedule the next poll.
 
-A poll never resubmits: whatever a status call returns, the job stays bound to its upstream task.
+A poll never resubmits: whatever a status call returns, the job stays bound to its upstream task. Once
+the task has finished, its file URLs are kept with the job, and polls only hand the download on to a
+finalize message (``imagegen.finalize``) until it is done: no further status calls.
 """
 
 from __future__ import annotations
@@ -9,23 +11,23 @@ import logging
 import time
 from datetime import timedelta
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from imagegen import pauses
+from imagegen import finalize, pauses
 from imagegen.backoff import compute_backoff
 from imagegen.calls import log_call
-from imagegen.errors import ErrorKind, ProviderError, UnsafeURL, is_safety_message
-from imagegen.fetch import FetchFailed
+from imagegen.errors import ErrorKind, ProviderError, is_safety_message
 from imagegen.learning import expected_for, learn_from
 from imagegen.lifecycle import JobStatus as S
 from imagegen.lifecycle import transition, update_in
 from imagegen.metrics import POLLS_PER_JOB
 from imagegen.outcomes import expire_if_due, fail_or_hold
-from imagegen.providers import GeneratedImage, Phase, UpstreamState
-from imagegen.results import store_results
+from imagegen.providers import Phase, UpstreamState
+from imagegen.results import has_pending
 from imagegen.runtime import Runtime
 from imagegen.schedule import next_poll_delay, poll_cap, webhook_factor
-from imagegen.steps import Step, poll_step
+from imagegen.steps import Step, finalize_step, poll_step
 from imagegen.store import repo
 from imagegen.store.models import JOBS, Job
 from imagegen.submission import follow_up
@@ -53,6 +55,11 @@ def _poll(rt: Runtime, job_id: str, *, force: bool) -> tuple[Job | None, Step | 
             return None, None
         if expire_if_due(s, job, now):
             return job, None
+        if has_pending(job.result):
+            # Finished upstream already; only the download is left (its backoff holds, webhook or not).
+            due = sa.or_(JOBS.c.next_attempt_at.is_(None), JOBS.c.next_attempt_at <= now + EARLY_SLACK)
+            won = finalize.claim(rt, s, job_id, where=[due])
+            return job, finalize_step(job_id) if won else None
         where = [] if force else [JOBS.c.next_attempt_at <= now + EARLY_SLACK]
         claimed = update_in(
             s,
@@ -107,7 +114,7 @@ def _poll(rt: Runtime, job_id: str, *, force: bool) -> tuple[Job | None, Step | 
     if not won:
         return job, None
     learn_from(rt, job, rt.now(), exact=force)  # Redis, after the commit: never inside the write lock
-    return job, finish(rt, job.id, state)
+    return job, finalize_step(job.id)
 
 
 def _still_running(rt: Runtime, s: Session, job: Job, state: UpstreamState) -> Step | None:
@@ -176,66 +183,14 @@ def _poll_failed(rt: Runtime, s: Session, job: Job, exc: ProviderError) -> Step 
 
 
 def claim_finalizing(rt: Runtime, s: Session, job_id: str, state: UpstreamState) -> bool:
-    """The finalizing claim: of a poll and a webhook racing on the same finished task, one wins."""
-    return transition(
-        s,
-        job_id,
-        source={S.RUNNING},
-        target=S.FINALIZING,
-        upstream_status=state.raw_status,
-        progress=state.progress,
-        lease_until=rt.now() + timedelta(seconds=rt.settings.imagegen_submit_lease_s),
+    """The finalizing claim: of a poll and a webhook racing on the same finished task, one wins. The
+    task's file URLs are kept with the job, so no download retry ever needs another status call."""
+    return finalize.claim(
+        rt, s, job_id, urls=state.file_urls, upstream_status=state.raw_status, progress=state.progress
     )
 
 
-def finish(rt: Runtime, job_id: str, state: UpstreamState) -> Step | None:
-    """Store the results of a job this caller claimed (``finalizing``) and mark it succeeded.
-
-    Runs after the claim has committed, so slow downloads never hold a database transaction open; if
-    this process dies here, the reconciler hands the job back to polling when the lease lapses.
-    A refused result URL fails the job; a failed download hands it back to polling, to try again.
-    """
-    images = [GeneratedImage(url=url) for url in state.file_urls]
-    try:
-        entries = store_results(rt, job_id, images)
-    except UnsafeURL as exc:
-        with rt.session() as s:
-            transition(
-                s,
-                job_id,
-                source={S.FINALIZING},
-                target=S.FAILED,
-                error_kind=ErrorKind.UPSTREAM_UNAVAILABLE.value,
-                error_message=f"result file refused: {exc}"[:1000],
-            )
-        return None
-    except (FetchFailed, OSError) as exc:
-        delay = compute_backoff(
-            1, base=rt.settings.imagegen_backoff_base_s, cap=rt.settings.imagegen_backoff_cap_s, rng=rt.rng
-        )
-        timer = schedule(rt.now(), delay, rt.settings)
-        with rt.session() as s:
-            back = transition(
-                s,
-                job_id,
-                source={S.FINALIZING},
-                target=S.RUNNING,
-                lease_until=None,
-                last_error_kind=ErrorKind.UPSTREAM_UNAVAILABLE.value,
-                last_error_message=f"result download failed: {exc}"[:500],
-                **timer.values,
-            )
-        return poll_step(job_id, timer.countdown) if back and timer.countdown is not None else None
-    with rt.session() as s:
-        transition(
-            s,
-            job_id,
-            source={S.FINALIZING},
-            target=S.SUCCEEDED,
-            result=entries,
-            lease_until=None,
-            error_kind=None,
-            error_message=None,
-            error_http_status=None,
-        )
-    return None
+def finish(rt: Runtime, job_id: str, state: UpstreamState | None = None) -> Step | None:
+    """Download the results of a job this caller claimed (``finalizing``) in this process; what an
+    ``imagegen.finalize`` message does (``state`` is not needed: the claim kept the file URLs)."""
+    return finalize.finalize(rt, job_id)[1]

@@ -1,20 +1,122 @@
-"""Turning an upstream answer into stored results: download (through the URL checks) and store."""
+"""Turning an upstream answer into stored results (download through the URL checks, check, store), and
+what a failed download means: try again soon, a file that seems gone, or a URL we refuse.
+
+A job's ``result`` lists one entry per upstream file: ``{"url", "path": null}`` while it is still to be
+downloaded (so a retry needs no status call), then the stored copy's description.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from imagegen.fetch import fetch
+from imagegen.errors import ErrorKind, ImagegenError, UnsafeURL
+from imagegen.fetch import ContentRefused, FetchFailed, fetch
 from imagegen.providers import GeneratedImage
 from imagegen.runtime import Runtime
-from imagegen.storage import store_image
+from imagegen.storage import NotAnImage, store_image
+
+#: 4xx answers that say "not now" rather than "not there" (timeout, too early, rate limited).
+_TRANSIENT_4XX = frozenset({408, 425, 429})
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What one failed download means for the job."""
+
+    message: str
+    http_status: int | None = None
+    #: The file seems gone or is not an image (404/403/410, other 4xx, wrong type): a few tries are
+    #: allowed (storage behind a CDN can lag a finished task), then ``result_unavailable``.
+    definite: bool = False
+    #: A URL or body we refuse to fetch (unsafe address, too large): no retry can help.
+    refused: bool = False
+
+    @property
+    def kind(self) -> ErrorKind:
+        """The error kind this failure is recorded with (for the job when it ends it)."""
+        if self.definite:
+            return ErrorKind.RESULT_UNAVAILABLE
+        return ErrorKind.UPSTREAM_UNAVAILABLE
+
+
+def classify(exc: BaseException) -> Failure:
+    """The meaning of an exception raised while downloading or storing one result file."""
+    if isinstance(exc, ContentRefused | NotAnImage):
+        return Failure(str(exc), definite=True)
+    if isinstance(exc, UnsafeURL):
+        return Failure(f"result file refused: {exc}", refused=True)
+    if isinstance(exc, FetchFailed):
+        code = exc.status_code
+        definite = code is not None and 400 <= code < 500 and code not in _TRANSIENT_4XX
+        return Failure(f"result download failed: {exc}", code, definite=definite)
+    if isinstance(exc, OSError):
+        return Failure(f"storing the result failed: {type(exc).__name__}: {exc}")
+    return Failure(f"result download failed: {type(exc).__name__}")
+
+
+def error_kind_for(exc: BaseException) -> ErrorKind:
+    """The job's error kind when a stored answer (synchronous provider) cannot be kept."""
+    failure = classify(exc)
+    return ErrorKind.RESULT_UNAVAILABLE if failure.definite else ErrorKind.UPSTREAM_UNAVAILABLE
+
+
+class DownloadFailed(ImagegenError):
+    """A download attempt of a job's result files failed; ``entries`` keeps every file stored before it."""
+
+    def __init__(self, failure: Failure, entries: list[dict[str, Any]]) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+        self.entries = entries
+
+
+def pending_entries(urls: Sequence[str]) -> list[dict[str, Any]]:
+    """The ``result`` of a finished task whose files are still to be downloaded."""
+    return [{"url": url, "path": None} for url in urls]
+
+
+def has_pending(result: Any) -> bool:
+    """Whether a job's ``result`` still lists a file to download (the upstream task already finished)."""
+    return isinstance(result, list) and any(isinstance(e, dict) and e.get("path") is None for e in result)
+
+
+def download_pending(
+    rt: Runtime, job_id: str, entries: Sequence[dict[str, Any]], budget_s: float
+) -> list[dict[str, Any]]:
+    """Download and store every pending entry within ``budget_s`` seconds in all; returns the new entries.
+
+    Raises ``DownloadFailed`` at the first failure (with what was stored so far).
+    """
+    deadline = time.monotonic() + budget_s
+    out = [dict(entry) for entry in entries]
+    for index, entry in enumerate(out):
+        if entry.get("path") is not None:
+            continue  # stored by an earlier attempt
+        url = entry.get("url")
+        try:
+            if not isinstance(url, str):
+                raise UnsafeURL("the result entry has no URL")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise FetchFailed("download too slow: the job's download time budget is spent")
+            policy = dataclasses.replace(rt.fetch_policy, max_seconds=remaining)
+            fetched = fetch(url, policy, client=rt.fetch_client)
+            stored = store_image(rt.store, job_id, index, fetched.content, fetched.content_type)
+        except (UnsafeURL, FetchFailed, NotAnImage, OSError) as exc:
+            raise DownloadFailed(classify(exc), out) from exc
+        out[index] = {"url": url, **stored.to_dict()}
+    return out
 
 
 def store_results(rt: Runtime, job_id: str, images: Sequence[GeneratedImage]) -> list[dict[str, Any]]:
-    """Copy every image into our storage; returns the job's ``result`` entries (upstream url + our copy).
+    """Copy every image of a synchronous answer into our storage; returns the job's ``result`` entries.
 
-    Raises ``UnsafeURL`` (refused for good) or ``FetchFailed`` (try again later).
+    Raises ``UnsafeURL`` (its subclass ``ContentRefused`` for a wrong type), ``FetchFailed``, ``NotAnImage``
+    (bytes that are not an image, whatever their declared type) or ``OSError`` (storage); ``classify``
+    says what each means.
     """
     entries: list[dict[str, Any]] = []
     for index, image in enumerate(images):

@@ -74,9 +74,14 @@ class Runtime:
 
     @property
     def fetch_policy(self) -> FetchPolicy:
-        """How result files are downloaded (URL checks, size cap, image types only)."""
+        """How result files are downloaded (URL checks, size cap, image types only, the download budget)."""
+        settings = self.settings
+        timeout = httpx.Timeout(settings.imagegen_http_read_timeout_s, connect=settings.imagegen_http_connect_timeout_s)
         return FetchPolicy(
-            allow_private=self.settings.imagegen_allow_private_urls, max_bytes=self.settings.imagegen_max_result_bytes
+            allow_private=settings.imagegen_allow_private_urls,
+            max_bytes=settings.imagegen_max_result_bytes,
+            timeout=timeout,
+            max_seconds=settings.imagegen_download_max_s,
         )
 
     @property

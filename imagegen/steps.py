@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-TaskName = Literal["imagegen.submit", "imagegen.poll", "imagegen.notify"]
+TaskName = Literal["imagegen.submit", "imagegen.poll", "imagegen.notify", "imagegen.finalize"]
 
 SUBMIT: TaskName = "imagegen.submit"
 POLL: TaskName = "imagegen.poll"
 NOTIFY: TaskName = "imagegen.notify"
+#: Downloading a finished task's result files: its own message, with time limits sized for downloads.
+FINALIZE: TaskName = "imagegen.finalize"
 POLL_QUEUE = "poll"
 #: Caller notifications share the default queue: they are rare and short.
 NOTIFY_QUEUE = "celery"
@@ -39,6 +41,11 @@ def submit_step(job_id: str, priority: str, provider: str = "apidot", countdown:
 def poll_step(job_id: str, countdown: float = 0.0, *, force: bool = False) -> Step:
     """A poll message on the ``poll`` queue."""
     return Step(POLL, job_id, POLL_QUEUE, countdown, force)
+
+
+def finalize_step(job_id: str, countdown: float = 0.0) -> Step:
+    """A finalize (result download) message, on the ``poll`` queue next to the polls that lead to it."""
+    return Step(FINALIZE, job_id, POLL_QUEUE, countdown)
 
 
 def notify_step(job_id: str, countdown: float = 0.0) -> Step:

@@ -1,8 +1,9 @@
 """Result storage: every succeeded job's images are copied into our storage before it is marked
 succeeded (upstream URLs expire). A local directory by default (``IMAGEGEN_RESULTS_DIR``), or an
 S3-compatible bucket (``IMAGEGEN_S3_BUCKET``, through boto3). Each file is recorded with its sha256,
-size, content type and dimensions; keys are ``<job id>/<index><ext>``, so a retried store overwrites
-instead of duplicating.
+size, content type and dimensions, all read from the bytes (a declared type is not trusted: bytes that
+are not a PNG, JPEG, WebP or GIF are never stored as a result); keys are ``<job id>/<index><ext>``, so a
+retried store overwrites instead of duplicating.
 """
 
 from __future__ import annotations
@@ -18,9 +19,14 @@ from typing import Any, Protocol
 from PIL import Image, UnidentifiedImageError
 
 from config.settings import Settings
+from imagegen.errors import ImagegenError
 
 _EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
 _FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
+
+
+class NotAnImage(ImagegenError):
+    """Bytes that are not an image in a format we store (whatever type they were declared with)."""
 
 
 @dataclass(frozen=True)
@@ -135,9 +141,25 @@ def inspect_image(data: bytes, declared_type: str | None) -> tuple[str, int | No
         return declared_type or "application/octet-stream", None, None
 
 
+def image_info(data: bytes) -> tuple[str, int, int]:
+    """``(content type, width, height)`` of an image in a format we store; ``NotAnImage`` otherwise."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:  # reads the header only
+            content_type = _FORMATS.get(image.format or "")
+            width, height = image.size
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise NotAnImage(f"the bytes are not an image ({type(exc).__name__})") from None
+    if content_type is None:
+        raise NotAnImage(f"the bytes are a {image.format} image, not PNG, JPEG, WebP or GIF")
+    return content_type, width, height
+
+
 def store_image(store: ResultStore, job_id: str, index: int, data: bytes, declared_type: str | None) -> StoredFile:
-    """Store one result image and describe it."""
-    content_type, width, height = inspect_image(data, declared_type)
+    """Store one result image and describe it (its type from the bytes; ``declared_type`` is not trusted).
+
+    Raises ``NotAnImage`` for bytes that are not a PNG, JPEG, WebP or GIF: never stored as a result.
+    """
+    content_type, width, height = image_info(data)
     key = f"{job_id}/{index}{_EXTENSIONS.get(content_type, '.bin')}"
     path = store.put(key, data, content_type)
     return StoredFile(path, hashlib.sha256(data).hexdigest(), len(data), content_type, width, height)

@@ -26,7 +26,7 @@ from imagegen.lifecycle import transition, update_in
 from imagegen.outcomes import expire_if_due, fail_or_hold, switch_provider
 from imagegen.providers import SubmitResult
 from imagegen.requests import ImageRequest
-from imagegen.results import store_results
+from imagegen.results import error_kind_for, store_results
 from imagegen.runtime import Runtime
 from imagegen.schedule import first_poll_delay, webhook_factor
 from imagegen.steps import Step, poll_step, submit_step
@@ -206,7 +206,7 @@ def _answered(rt: Runtime, job: Job, token: str, result: SubmitResult) -> Step |
         entries = store_results(rt, job.id, result.images)
     except (UnsafeURL, ImagegenError, OSError) as exc:
         # Paid for, but we could not keep it: fail loudly rather than pretend (no retry would be free).
-        kind = ErrorKind.UPSTREAM_UNAVAILABLE
+        kind = error_kind_for(exc)  # result_unavailable when the answer's image is gone or not an image
         with rt.session() as s:
             transition(
                 s,

@@ -5,8 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from config.celery import TIME_LIMITS
+from celery.exceptions import SoftTimeLimitExceeded
+
+from config.celery import TIME_LIMITS, finalize_limits
+from config.settings import get_settings
 from imagegen.errors import RequestInvalid
+from imagegen.finalize import finalize_interrupted, finalize_job
 from imagegen.ids import is_job_id
 from imagegen.notifications import deliver
 from imagegen.polling import poll_job
@@ -62,6 +66,22 @@ def poll(job_id: str, force: bool = False) -> None:
     """Read the upstream task's status once (``force``: a webhook arrived, do not wait for the due time)."""
     if is_job_id(job_id):
         _publish(poll_job(get_runtime(), job_id, force=bool(force)))
+
+
+_FINALIZE_SOFT, _FINALIZE_HARD = finalize_limits(get_settings())
+
+
+@app.task(name="imagegen.finalize", soft_time_limit=_FINALIZE_SOFT, time_limit=_FINALIZE_HARD, ignore_result=True)
+def finalize(job_id: str) -> None:
+    """Download a finished task's result files into our storage (time limits sized for the download)."""
+    if not is_job_id(job_id):
+        return
+    rt = get_runtime()
+    try:
+        _publish(finalize_job(rt, job_id))
+    except SoftTimeLimitExceeded:
+        log.warning("imagegen.finalize %s hit its soft time limit; the download will be retried", job_id)
+        _publish(finalize_interrupted(rt, job_id))
 
 
 @app.task(**_limits("imagegen.notify"))

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from .common import Call, bearer_ok
-from .directives import Directives, parse_directives, pick_fault
+from .directives import Directives, extract_tokens, parse_directives, pick_fault
 from .errors import (
     OPENAI_UNAUTHORIZED,
     OpenAIError,
@@ -30,6 +30,7 @@ from .errors import (
     render_openai_error,
     render_openai_fault,
 )
+from .filefaults import result_bytes
 from .png import task_png
 from .state import SimState
 
@@ -264,7 +265,9 @@ def usage(prompt: str, quality: object, n: int, image_count: int) -> dict[str, o
 def images_body(fields: dict[str, object], request_id: str, now: float, image_count: int) -> dict[str, object]:
     """The ``ImagesResponse`` (always PNG bytes, so ``output_format`` says png)."""
     n = _as_int(fields.get("n", 1)) or 1
-    data = [{"b64_json": base64.b64encode(task_png(f"{request_id}-{i}")).decode()} for i in range(n)]
+    tokens = extract_tokens(str(fields.get("prompt", "")))
+    images = [result_bytes(tokens, "openai", task_png(f"{request_id}-{i}")) for i in range(n)]
+    data = [{"b64_json": base64.b64encode(image).decode()} for image in images]
     size = fields.get("size")
     return {
         "created": int(now),

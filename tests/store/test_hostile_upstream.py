@@ -15,12 +15,14 @@ from hypothesis import strategies as st
 
 from config.settings import Settings
 from imagegen.errors import ErrorKind
+from imagegen.finalize import finalize_job
 from imagegen.lifecycle import JobStatus
 from imagegen.polling import poll_job
 from imagegen.producer import create_job
 from imagegen.providers.apidot import APIDotProvider
 from imagegen.requests import ImageRequest
 from imagegen.runtime import Runtime
+from imagegen.steps import FINALIZE
 from imagegen.store import repo
 from imagegen.store.models import Job
 from imagegen.submission import submit_job
@@ -122,7 +124,9 @@ def test_poll_survives_any_answer(hostile_rt: Runtime, status: int, body: str, h
     _serve(hostile_rt, status, body, hdrs)
     now = hostile_rt.now()
     job_id = _job_in(hostile_rt, "running", upstream_task_id="t-1", next_attempt_at=now, submitted_at=now)
-    poll_job(hostile_rt, job_id)  # must not raise
+    for step in poll_job(hostile_rt, job_id):  # must not raise
+        if step.task == FINALIZE:
+            finalize_job(hostile_rt, step.job_id)  # the result download a finished task leads to
     with hostile_rt.session() as s:
         job = repo.get_job(s, job_id)
     assert job is not None

@@ -34,6 +34,7 @@ SPEC_KINDS = {
     "rate_limited",
     "upstream_unavailable",
     "generation_failed",
+    "result_unavailable",
     "deadline_exceeded",
     "canceled",
 }

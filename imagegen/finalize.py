@@ -1,0 +1,212 @@
+"""Finalizing a finished upstream task: downloading its result files into our storage, on their own budget.
+
+The download is its own message (``imagegen.finalize``, on the poll queue), with time limits derived
+from the download budget (``IMAGEGEN_DOWNLOAD_MAX_S``), so a download the fetch policy allows is never
+killed by the short limits of a status call.
+
+1. A poll that reads "finished" records the file URLs as pending ``result`` entries (``path`` null) and
+   claims ``running → finalizing`` (``claim``); it publishes one finalize message.
+2. The finalize message takes the claim with a lease token (a duplicate message finds it taken),
+   downloads what is pending, and marks the job ``succeeded``.
+3. A failed download returns the job to ``running`` with the URLs kept and a backoff timer. The next
+   poll message sees the pending entries and claims the download again **without a status call**: the
+   job stays bound to the same upstream task. Definite failures (the file is gone or not an image) end
+   it ``result_unavailable`` after ``IMAGEGEN_MAX_DOWNLOAD_ERRORS``, any failures after
+   ``IMAGEGEN_MAX_DOWNLOAD_ATTEMPTS``; an unsafe URL ends it at once.
+
+A finalizer that dies leaves the job ``finalizing`` with a lapsed lease; the reconciler hands it back to
+``running``, and the next poll resumes the download from the kept URLs (no status call either).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from imagegen.backoff import compute_backoff
+from imagegen.calls import log_call
+from imagegen.downloadlimits import finalize_lease_s
+from imagegen.errors import ErrorKind
+from imagegen.lifecycle import JobStatus as S
+from imagegen.lifecycle import transition, update_in
+from imagegen.results import DownloadFailed, Failure, download_pending, pending_entries
+from imagegen.runtime import Runtime
+from imagegen.steps import Step, poll_step
+from imagegen.store import repo
+from imagegen.store.models import ATTEMPTS, JOBS, Job
+from imagegen.submission import follow_up
+from imagegen.timers import schedule
+
+#: The attempt-log kind of a failed result download.
+DOWNLOAD = "download"
+
+
+def claim(
+    rt: Runtime,
+    s: Session,
+    job_id: str,
+    *,
+    urls: Sequence[str] | None = None,
+    where: Iterable[ColumnElement[bool]] = (),
+    **values: Any,
+) -> bool:
+    """``running → finalizing`` (of racing polls and webhooks, one wins). ``urls``: the files a status call
+    just reported (a fresh finished task: the download budget starts again); None resumes the pending ones."""
+    fresh: dict[str, Any] = {} if urls is None else {"result": pending_entries(urls), "download_errors": 0}
+    return transition(
+        s,
+        job_id,
+        source={S.RUNNING},
+        target=S.FINALIZING,
+        where=where,
+        lease_token=None,
+        lease_until=rt.now() + timedelta(seconds=finalize_lease_s(rt.settings)),
+        dispatch_until=None,
+        **fresh,
+        **values,
+    )
+
+
+def finalize_job(rt: Runtime, job_id: str) -> list[Step]:
+    """Serve one ``imagegen.finalize`` message; returns the messages to publish next."""
+    job, step = finalize(rt, job_id)
+    return ([step] if step else []) + follow_up(rt, job)
+
+
+def finalize(rt: Runtime, job_id: str) -> tuple[Job | None, Step | None]:
+    """Download a ``finalizing`` job's pending files and mark it succeeded (or schedule the retry).
+
+    Runs outside any transaction while downloading, so a slow file never holds the database.
+    """
+    token = str(uuid.uuid4())
+    with rt.session() as s:
+        job = repo.get_job(s, job_id)
+        if job is None or job.status != S.FINALIZING:
+            return None, None  # stale message: the row says what is true
+        lease_until = rt.now() + timedelta(seconds=finalize_lease_s(rt.settings))
+        free = [JOBS.c.lease_token.is_(None)]
+        if not update_in(s, job_id, status=S.FINALIZING, where=free, lease_token=token, lease_until=lease_until):
+            return None, None  # a duplicate message: another finalizer holds the claim
+    started = time.monotonic()
+    try:
+        entries = download_pending(rt, job_id, job.result or [], rt.settings.imagegen_download_max_s)
+    except DownloadFailed as failed:
+        return job, _failed(rt, job, token, failed.failure, failed.entries, started)
+    with rt.session() as s:
+        transition(
+            s,
+            job_id,
+            source={S.FINALIZING},
+            target=S.SUCCEEDED,
+            where=[JOBS.c.lease_token == token],
+            result=entries,
+            error_kind=None,
+            error_message=None,
+            error_http_status=None,
+        )
+    return job, None
+
+
+def finalize_interrupted(rt: Runtime, job_id: str) -> list[Step]:
+    """The finalize message ran into its soft time limit: count it as a transient download failure and
+    hand the job back to the download retry path (called by the task shell, which catches the limit)."""
+    with rt.session() as s:
+        job = repo.get_job(s, job_id)
+    if job is None or job.status != S.FINALIZING or job.lease_token is None:
+        return []  # it ended (or was handed back) before the limit struck
+    held_s = max(0.0, (rt.now() - job.updated_at).total_seconds())
+    failure = Failure("result download failed: it exceeded the finalize task's time limit")
+    step = _failed(rt, job, job.lease_token, failure, job.result or [], time.monotonic() - held_s)
+    return [step] if step else []
+
+
+def _failed(
+    rt: Runtime, job: Job, token: str, failure: Failure, entries: list[dict[str, Any]], started: float
+) -> Step | None:
+    """Record a failed download attempt; end the job or schedule the next attempt (no status call)."""
+    settings = rt.settings
+    mine = [JOBS.c.lease_token == token]
+    errors = job.download_errors + 1
+    with rt.session() as s:
+        log_call(
+            s,
+            job,
+            DOWNLOAD,
+            started,
+            upstream_task_id=job.upstream_task_id,
+            http_status=failure.http_status,
+            error_kind=failure.kind.value,
+            message=failure.message,
+        )
+        definite = _definite_failures(s, job) if failure.definite else 0
+        if failure.refused or definite >= settings.imagegen_max_download_errors:
+            counted = "" if failure.refused else f" ({definite} definite failures)"
+            kind = ErrorKind.UPSTREAM_UNAVAILABLE if failure.refused else ErrorKind.RESULT_UNAVAILABLE
+            _end(s, job, mine, kind, failure.message + counted, failure.http_status, entries, errors)
+            return None
+        if errors >= settings.imagegen_max_download_attempts:
+            message = f"{failure.message} ({errors} failed download attempts)"
+            _end(s, job, mine, ErrorKind.RESULT_UNAVAILABLE, message, failure.http_status, entries, errors)
+            return None
+        base, cap = settings.imagegen_backoff_base_s, settings.imagegen_backoff_cap_s
+        # Full jitter, but never less than the base: three definite failures must span a little time.
+        delay = max(base, compute_backoff(errors, base=base, cap=cap, rng=rt.rng))
+        timer = schedule(rt.now(), delay, settings)
+        back = transition(
+            s,
+            job.id,
+            source={S.FINALIZING},
+            target=S.RUNNING,
+            where=mine,
+            result=entries,
+            download_errors=errors,
+            lease_token=None,
+            lease_until=None,
+            last_error_kind=failure.kind.value,
+            last_error_message=failure.message[:500],
+            last_error_http_status=failure.http_status,
+            **timer.values,
+        )
+    return poll_step(job.id, timer.countdown) if back and timer.countdown is not None else None
+
+
+def _end(
+    s: Session,
+    job: Job,
+    mine: list[ColumnElement[bool]],
+    kind: ErrorKind,
+    message: str,
+    http_status: int | None,
+    entries: list[dict[str, Any]],
+    errors: int,
+) -> None:
+    transition(
+        s,
+        job.id,
+        source={S.FINALIZING},
+        target=S.FAILED,
+        where=mine,
+        result=entries,  # the URLs stay visible: what could not be fetched
+        download_errors=errors,
+        error_kind=kind.value,
+        error_message=message[:1000],
+        error_http_status=http_status,
+    )
+
+
+def _definite_failures(s: Session, job: Job) -> int:
+    """Definite download failures of this job's current upstream task, from the attempt log."""
+    stmt = sa.select(sa.func.count()).where(
+        ATTEMPTS.c.job_id == job.id,
+        ATTEMPTS.c.kind == DOWNLOAD,
+        ATTEMPTS.c.error_kind == ErrorKind.RESULT_UNAVAILABLE.value,
+        ATTEMPTS.c.upstream_task_id == job.upstream_task_id,
+    )
+    return int(s.execute(stmt).scalar_one())
