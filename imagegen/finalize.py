@@ -60,6 +60,9 @@ def claim(
     """``running → finalizing`` (of racing polls and webhooks, one wins). ``urls``: the files a status call
     just reported (a fresh finished task: the download budget starts again); None resumes the pending ones."""
     fresh: dict[str, Any] = {} if urls is None else {"result": pending_entries(urls), "download_errors": 0}
+    # Until a finalizer takes the claim, the lease is only the message's dispatch grace: a lost finalize
+    # message (a flushed Redis, a killed worker) is handed back by the reconciler within it. A late message
+    # then finds the job polled again; whichever finalize message comes first takes the claim.
     return transition(
         s,
         job_id,
@@ -67,7 +70,7 @@ def claim(
         target=S.FINALIZING,
         where=where,
         lease_token=None,
-        lease_until=rt.now() + timedelta(seconds=finalize_lease_s(rt.settings)),
+        lease_until=rt.now() + timedelta(seconds=rt.settings.imagegen_dispatch_grace_s),
         dispatch_until=None,
         **fresh,
         **values,
