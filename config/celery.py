@@ -24,10 +24,10 @@ from typing import Any
 from kombu.entity import Queue
 
 from config.settings import Settings
-from imagegen.steps import SYNC_PROVIDER_QUEUES, Step
+from imagegen.steps import SYNC_QUEUES, Step
 
 #: Every queue a plain ``celery -A worker worker`` consumes; dedicated workers pick some with ``-Q``.
-QUEUES = ("celery", "interactive", "batch", "poll", "openai")
+QUEUES = ("celery", "interactive", "batch", "poll", "openai", "openai-batch")
 
 #: (soft, hard) time limits per task, seconds. Submit covers connect + read timeouts with headroom and
 #: stays below the submit lease, so a lease never expires under a live task.
@@ -48,7 +48,7 @@ def sync_submit_limits(settings: Settings) -> tuple[float, float]:
 
 def publish_options(step: Step, settings: Settings) -> dict[str, Any]:
     """Per-message options: submits on a synchronous provider's queue get time limits sized for it."""
-    if step.task == "imagegen.submit" and step.queue in SYNC_PROVIDER_QUEUES.values():
+    if step.task == "imagegen.submit" and step.queue in SYNC_QUEUES:
         soft, hard = sync_submit_limits(settings)
         return {"soft_time_limit": soft, "time_limit": hard}
     return {}
