@@ -45,17 +45,20 @@ def test_in_flight_cap_parks_jobs_instead_of_republishing(private_stack: StackFa
     tag = stack.prompt("capped")
     _, jobs = create_batch(stack.rt, [ImageRequest(prompt=f"{tag} {i}", priority="batch") for i in range(20)])
     ids = [j.id for j in jobs]
-    peak = 0
+    peak = phantom = 0
     stop = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak, phantom
         while not stop.is_set():
             with stack.rt.session() as s:
                 busy = s.execute(
                     sa.text(f"SELECT count(*) FROM jobs WHERE status IN {IN_FLIGHT!r} AND provider = 'apidot'")
                 ).scalar_one()
+                # No rate is configured, so no job can hold a rate slot.
+                reserved = s.execute(sa.text("SELECT count(*) FROM jobs WHERE rate_reserved")).scalar_one()
             peak = max(peak, int(busy))
+            phantom = max(phantom, int(reserved))
             time.sleep(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -70,10 +73,12 @@ def test_in_flight_cap_parks_jobs_instead_of_republishing(private_stack: StackFa
     sim_tasks = [t for t in httpx.get(f"{stack.sim_url}/_sim/tasks", timeout=10).json() if tag in str(t)]
     overlap = max_overlap([(t["created_at"], t["finish_at"]) for t in sim_tasks]) if sim_tasks else -1
     print(f"\n[cap] 20 jobs, cap 2: {tasks} submit tasks, peak {peak} in flight (db), upstream overlap {overlap}")
+    print(f"[cap] at most {phantom} jobs marked as holding a rate slot at once")
     assert [j.status for j in done] == ["succeeded"] * 20, [j.status for j in done]
     assert stack.submits(tag) == 20  # one upstream submit each, none lost or doubled
     assert peak <= 2
     assert overlap <= 2
+    assert phantom == 0, "a job waiting for the cap must not be marked as holding a rate slot"
     # Each job: its first message, at most one release after it parked, and slack for races.
     assert tasks <= 20 * 3, f"{tasks} submit tasks for 20 jobs: a re-publish loop"
 
