@@ -25,10 +25,10 @@ from kombu.entity import Queue
 
 from config.settings import Settings
 from imagegen.downloadlimits import finalize_time_limits
-from imagegen.steps import FINALIZE, POLL, POLL_QUEUE, SYNC_PROVIDER_QUEUES, Step
+from imagegen.steps import FINALIZE, POLL, POLL_QUEUE, SYNC_QUEUES, Step
 
 #: Every queue a plain ``celery -A worker worker`` consumes; dedicated workers pick some with ``-Q``.
-QUEUES = ("celery", "interactive", "batch", "poll", "openai")
+QUEUES = ("celery", "interactive", "batch", "poll", "openai", "openai-batch")
 
 #: (soft, hard) time limits per task, seconds. Submit covers the default connect + submit read timeouts
 #: (5 + 60 s) with headroom, so the POST times out (and is classified) before the soft limit strikes, and
@@ -70,7 +70,7 @@ def publish_options(step: Step, settings: Settings) -> dict[str, Any]:
     """Per-message options: submits get time limits sized for their provider's timeouts."""
     if step.task != "imagegen.submit":
         return {}
-    if step.queue in SYNC_PROVIDER_QUEUES.values():
+    if step.queue in SYNC_QUEUES:
         soft, hard = sync_submit_limits(settings)
         return {"soft_time_limit": soft, "time_limit": hard}
     limits = async_submit_limits(settings)

@@ -241,7 +241,15 @@ def parse_expected_durations(value: str) -> dict[str, float]:
     return table
 
 
-_LIMIT_FIELDS = {"rate_per_s", "burst", "max_in_flight", "min_rate_fraction", "decrease_factor", "recover_step"}
+_LIMIT_FIELDS = {
+    "rate_per_s",
+    "burst",
+    "max_in_flight",
+    "min_rate_fraction",
+    "decrease_factor",
+    "recover_step",
+    "batch_horizon_s",
+}
 
 
 def parse_provider_limits(value: str) -> dict[str, dict[str, float]]:

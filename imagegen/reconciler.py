@@ -5,7 +5,8 @@ Each run, in its own short transactions, it
 2. recovers expired submit leases (requeue, or ``submit_outcome_unknown`` under ``at_most_once``);
 3. hands jobs whose finalizer died back to polling;
 4. releases due work: queued and running jobs whose time has come and that have no message in flight
-   (parked long waits, lost messages, a flushed Redis, a killed worker).
+   (parked long waits, lost messages, a flushed Redis, a killed worker), and jobs parked for an
+   in-flight slot into the slots now free (``slots``).
 Every claim is a compare-and-set ``UPDATE … RETURNING``, so several beats at once never release a job twice.
 """
 
@@ -19,12 +20,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from imagegen import notifications, pauses
+from imagegen import notifications, pauses, slots
 from imagegen.errors import ErrorKind
 from imagegen.lifecycle import JobStatus as S
 from imagegen.lifecycle import claim_in, transition_many
 from imagegen.runtime import Runtime
-from imagegen.steps import POLL_QUEUE, SYNC_PROVIDER_QUEUES, Step, poll_step, submit_step
+from imagegen.steps import POLL_QUEUE, SYNC_BATCH_QUEUES, SYNC_PROVIDER_QUEUES, Step, poll_step, submit_step
 from imagegen.store.models import Job, ProviderState
 
 
@@ -71,6 +72,8 @@ def reconcile(rt: Runtime) -> ReconcileReport:
         )
     with rt.session() as s:
         report.steps = _release_due(rt, s, now, limit)
+    with rt.session() as s:
+        report.steps += slots.release_all(rt, s, now)
     with rt.session() as s:
         report.steps += pauses.send_probes(rt, s, now)
     report.steps += notifications.claim_due(rt, now, limit)
@@ -148,7 +151,7 @@ def _recover_submits(rt: Runtime, s: Session, now: datetime, limit: int) -> tupl
 
 
 #: Queues that carry each kind of message (their Redis lists are named after them).
-SUBMIT_QUEUES = ("interactive", "batch", *SYNC_PROVIDER_QUEUES.values())
+SUBMIT_QUEUES = ("interactive", "batch", *SYNC_PROVIDER_QUEUES.values(), *SYNC_BATCH_QUEUES.values())
 
 
 def backlog(rt: Runtime, queues: tuple[str, ...]) -> int:

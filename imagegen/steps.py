@@ -29,13 +29,19 @@ class Step:
     force: bool = False
 
 
-#: Synchronous providers hold a worker process for minutes per call: their submits get their own queue.
+#: Synchronous providers hold a worker process for minutes per call: their submits get their own queue
+#: (the interactive one), and batch-priority submits a second one, so a batch never delays interactive work.
 SYNC_PROVIDER_QUEUES = {"openai": "openai"}
+SYNC_BATCH_QUEUES = {"openai": "openai-batch"}
+#: Every queue that carries a synchronous provider's submits (they need long time limits).
+SYNC_QUEUES = frozenset({*SYNC_PROVIDER_QUEUES.values(), *SYNC_BATCH_QUEUES.values()})
 
 
 def submit_step(job_id: str, priority: str, provider: str = "apidot", countdown: float = 0.0) -> Step:
-    """A submit message on the job's priority queue (``interactive``/``batch``), or its provider's own."""
-    return Step(SUBMIT, job_id, SYNC_PROVIDER_QUEUES.get(provider, priority), countdown)
+    """A submit message on the job's priority queue (``interactive``/``batch``), or its provider's own
+    queue for that priority."""
+    lanes = SYNC_BATCH_QUEUES if priority == "batch" else SYNC_PROVIDER_QUEUES
+    return Step(SUBMIT, job_id, lanes.get(provider, priority), countdown)
 
 
 def poll_step(job_id: str, countdown: float = 0.0, *, force: bool = False) -> Step:

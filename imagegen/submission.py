@@ -11,12 +11,11 @@ import time
 import uuid
 from datetime import timedelta
 
-import sqlalchemy as sa
 from sqlalchemy import or_
 from sqlalchemy.orm import Session
 
 from config.celery import TIME_LIMITS, async_submit_limits, sync_submit_limits
-from imagegen import notifications, pauses
+from imagegen import notifications, pauses, slots
 from imagegen.backoff import compute_backoff
 from imagegen.calls import log_call
 from imagegen.errors import ErrorKind, ImagegenError, ProviderError, RequestInvalid, UnsafeURL
@@ -49,11 +48,13 @@ def submit_job(rt: Runtime, job_id: str) -> list[Step]:
 
 def follow_up(rt: Runtime, served: Job | None) -> list[Step]:
     """The job just served (as read at the start), if it has a caller callback, gets its notification
-    claimed right away in case it just ended (the claim is a no-op otherwise)."""
+    claimed right away in case it just ended (the claim is a no-op otherwise). If it left the in-flight
+    set, parked jobs of its provider get the freed slots."""
+    released = slots.release_after(rt, served)
     if served is None or not served.callback_url:
-        return []  # no callback_url: skip the claim (a hot path; the reconciler would find it anyway)
+        return released  # no callback_url: skip the claim (a hot path; the reconciler would find it anyway)
     step = notifications.claim(rt, served.id)
-    return [step] if step else []
+    return released + ([step] if step else [])
 
 
 def lease_seconds(rt: Runtime, provider: str) -> float:
@@ -87,11 +88,15 @@ def _submit(rt: Runtime, job_id: str) -> tuple[Job | None, Step | None]:
             return job, step
         if job.next_attempt_at is not None and job.next_attempt_at > now + EARLY_SLACK:
             return job, None  # an early, stale copy: the message for the real due time is on its way
-        wait = _limit_wait(rt, s, job)
+        if not slots.admit(rt, s, job):
+            # The in-flight cap is full: park in the database; a slot freeing releases it (no polling).
+            slots.park(s, job_id)
+            return job, None
+        wait, reserved = _rate_wait(rt, job)
         if wait > 0:
             # Not an error and no budget spent: try again when the shared limits allow.
             timer = schedule(now, wait, rt.settings)
-            update_in(s, job_id, status=S.QUEUED, rate_reserved=True, **timer.values)
+            update_in(s, job_id, status=S.QUEUED, rate_reserved=reserved, wait_reason=None, **timer.values)
             if timer.countdown is None:
                 return job, None  # a long wait: the reconciler releases it when due
             return job, submit_step(job_id, job.priority, job.provider, timer.countdown)
@@ -110,6 +115,7 @@ def _submit(rt: Runtime, job_id: str) -> tuple[Job | None, Step | None]:
             lease_until=lease_until,
             dispatch_until=None,
             rate_reserved=False,
+            wait_reason=None,
             submit_inflight_at=now,
             submit_attempts=JOBS.c.submit_attempts + 1,
         ):
@@ -117,23 +123,17 @@ def _submit(rt: Runtime, job_id: str) -> tuple[Job | None, Step | None]:
     return job, _call_upstream(rt, job, token)
 
 
-def _limit_wait(rt: Runtime, s: Session, job: Job) -> float:
-    """Seconds to wait for the provider key's limits: the in-flight cap (counted in the database, the
-    source of truth), then the global rate (Redis GCRA shared by every worker). 0 means go."""
-    cap = rt.settings.provider_limits.get(job.provider, {}).get("max_in_flight")
-    if cap is not None:
-        busy = s.execute(
-            sa.select(sa.func.count()).where(JOBS.c.provider == job.provider, JOBS.c.status.in_(IN_FLIGHT))
-        ).scalar_one()
-        if busy >= cap:
-            return rt.rng.uniform(1.0, 5.0)  # a slot frees when some job ends; spread the retries
+def _rate_wait(rt: Runtime, job: Job) -> tuple[float, bool]:
+    """Seconds to wait for the provider key's global rate (Redis, shared by every worker; 0 means go), and
+    whether the limiter reserved a slot for this job at the end of that wait."""
     if rt.limiter is None:
-        return 0.0
-    return rt.limiter.acquire(job.provider, reserved=job.rate_reserved)
+        return 0.0, False
+    grant = rt.limiter.request(job.provider, reserved=job.rate_reserved, priority=job.priority)
+    return grant.wait_s, grant.reserved
 
 
 #: Statuses in which a job holds an upstream task (or is about to).
-IN_FLIGHT = [S.SUBMITTING.value, S.RUNNING.value, S.FINALIZING.value]
+IN_FLIGHT = slots.IN_FLIGHT
 
 
 def _call_upstream(rt: Runtime, job: Job, token: str) -> Step | None:

@@ -68,7 +68,9 @@ async def submit(state: SimState, hooks: WebhookDispatcher, request: Request) ->
         # The global fault does not consume the prompt's directive counts.
         return call.send(render_fault(Fault(str(global_fault)), detail=detail, now=state.now()))
     if not state.submit_allowed():
-        return call.send(render_fault(Fault("429"), detail=detail, now=state.now()))
+        with state.lock:
+            limited = Fault("429") if state.config.submit_rate_retry_after else Fault("429", retry_after="none")
+        return call.send(render_fault(limited, detail=detail, now=state.now()))
     index = state.next_submit_call(prompt) if prompt else 0
     fault = pick_fault(directives.submit_faults, index)
     if fault is not None:

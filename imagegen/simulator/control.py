@@ -22,7 +22,7 @@ def _bad(message: str) -> JSONResponse:
 
 def apply_config(config: SimConfig, body: dict[str, object]) -> str | None:
     """Apply the keys present in ``body`` to ``config``; return an error message or None."""
-    unknown = set(body) - {"submit_fault", "duration_s", "shape", "submit_rate"}
+    unknown = set(body) - {"submit_fault", "duration_s", "shape", "submit_rate", "submit_rate_retry_after"}
     if unknown:
         return f"unknown config keys: {sorted(unknown)}"
     if "submit_fault" in body:
@@ -45,6 +45,10 @@ def apply_config(config: SimConfig, body: dict[str, object]) -> str | None:
         if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0):
             return "submit_rate must be null or a number > 0"
         config.submit_rate = None if rate is None else float(rate)
+    if "submit_rate_retry_after" in body:
+        if not isinstance(body["submit_rate_retry_after"], bool):
+            return "submit_rate_retry_after must be true or false"
+        config.submit_rate_retry_after = body["submit_rate_retry_after"]
     if "shape" in body:
         shape = str(body["shape"]).upper()
         if shape not in ("A", "B"):

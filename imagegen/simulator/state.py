@@ -33,6 +33,8 @@ class SimConfig:
     shape: Shape = "A"
     #: Accepted submits per second per account, like a real key's tier (None: unlimited); excess gets 429.
     submit_rate: float | None = None
+    #: Whether a 429 from ``submit_rate`` carries ``Retry-After: 1`` (APIDot promises none).
+    submit_rate_retry_after: bool = True
 
     def as_dict(self) -> dict[str, object]:
         """JSON form (the fault as a string, as it is posted)."""
@@ -42,6 +44,7 @@ class SimConfig:
             "duration_s": self.duration_s,
             "shape": self.shape,
             "submit_rate": self.submit_rate,
+            "submit_rate_retry_after": self.submit_rate_retry_after,
         }
 
 

@@ -6,6 +6,7 @@ exact and instant; the thread and process tests use Redis' own clock.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 import threading
@@ -98,23 +99,25 @@ def test_no_window_ever_exceeds_burst_plus_rate(
             assert j - i + 1 <= burst + rate * (slots[j] - start) + 1e-6
 
 
-def test_unlimited_touches_no_redis(caplog: pytest.LogCaptureFixture) -> None:
+def test_unconfigured_key_fails_open_on_a_dead_redis() -> None:
     dead = fast_client(f"redis://127.0.0.1:{free_port()}/0")
     rl = RateLimiter(dead, rates={"p": LimitConfig(rate_per_s=None, burst=1)})
-    with caplog.at_level(logging.WARNING):
-        assert rl.acquire("p") == 0.0 and rl.acquire("not-configured") == 0.0
-        rl.penalize("p", 5.0)
-        rl.record_success("p")
-    assert caplog.records == []
+    assert rl.acquire("p") == 0.0 and rl.acquire("not-configured") == 0.0
+    assert rl.penalize("p", 5.0) == 5.0
+    rl.record_success("p")
 
 
 def test_keys_share_a_hash_slot_and_expire(client: redis.Redis, provider: str) -> None:
     rl = limiter(client, provider, rate_per_s=10.0, burst=1)
     rl.acquire(provider)
     rl.acquire(provider)  # refused: sets the waiters' queue key
-    rl.penalize(provider, 2.0)
-    for key in keys(provider).values():
-        assert f"{{{provider}}}" in key
+    rl.penalize(provider, 3.0)
+    rl.request(provider, priority="batch")  # past the horizon: a ticket (the batch lane key)
+    learned = RateLimiter(client, rates={})
+    learned.record_success(provider + "-x")  # an unconfigured key remembers accepted submits
+    assert all(f"{{{provider}}}" in key for key in keys(provider).values())
+    ours = [key for name, key in keys(provider).items() if name != "acc"]
+    for key in [*ours, keys(provider + "-x")["acc"]]:
         assert 0 < client.pttl(key) <= (AIMD_TTL_S + 1) * 1000, key
 
 
@@ -266,3 +269,69 @@ def test_config_validation(bad: dict[str, float]) -> None:
 def _server_time(client: redis.Redis) -> float:
     seconds, micros = client.time()
     return float(seconds) + float(micros) / 1_000_000
+
+
+# --- interactive before batch ------------------------------------------------------------------------
+
+
+def test_batch_reserves_only_within_its_horizon(client: redis.Redis, provider: str) -> None:
+    rl = limiter(client, provider, rate_per_s=5.0, burst=1, batch_horizon_s=2.0)
+    grants = [rl.request(provider, T0, priority="batch") for _ in range(150)]
+    reserved = [g for g in grants if g.reserved or g.wait_s == 0]
+    assert [g.wait_s for g in reserved] == pytest.approx([k * 0.2 for k in range(11)])  # up to 2 s ahead
+    tickets = [g.wait_s for g in grants[11:]]
+    assert not any(g.reserved for g in grants[11:])
+    assert tickets == pytest.approx([2.2 + k * 0.2 for k in range(139)])  # spaced: no herd on return
+    # An interactive job goes right after the horizon, not after the whole batch (30 s).
+    urgent = rl.request(provider, T0, priority="interactive")
+    assert urgent.reserved and urgent.wait_s == pytest.approx(2.2)
+    # ... and pushes the batch lane back one interval.
+    assert rl.request(provider, T0, priority="batch").wait_s == pytest.approx(2.2 + 139 * 0.2 + 0.2)
+
+
+def test_batch_tickets_come_back_to_free_slots(client: redis.Redis, provider: str) -> None:
+    rl = limiter(client, provider, rate_per_s=5.0, burst=1, batch_horizon_s=1.0)
+    first = [rl.request(provider, T0, priority="batch") for _ in range(20)]
+    sent = [T0 for g in first if g.wait_s == 0]
+    pending = [(T0 + g.wait_s, g.reserved) for g in first if g.wait_s > 0]
+    while pending:  # every caller returns when told; record when each actually goes
+        pending.sort()
+        at, holder = pending.pop(0)
+        g = rl.request(provider, at, reserved=holder, priority="batch")
+        if g.wait_s == 0:
+            sent.append(at)
+        else:
+            pending.append((at + g.wait_s, g.reserved))
+    assert len(sent) == 20
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    assert min(gaps) >= 0.2 - 1e-6  # the rate holds
+    assert sent[-1] - T0 == pytest.approx(19 * 0.2)  # and nothing is wasted
+
+
+# --- learning a limit nobody configured --------------------------------------------------------------
+
+
+def test_first_429_learns_the_accepted_rate(client: redis.Redis, provider: str) -> None:
+    rl = RateLimiter(client, rates={})
+    assert rl.acquire(provider, T0) == 0.0  # unlimited until a 429
+    for i in range(4):
+        rl.record_success(provider, T0 + 0.1 * i)  # 4 accepted in the last second
+    assert rl.effective_rate(provider) is None
+    wait = rl.penalize(provider, None, T0 + 0.5)
+    assert rl.effective_rate(provider) == pytest.approx(4.0)
+    assert wait == pytest.approx(0.25)  # no Retry-After: one interval of shared not-before
+    assert [rl.acquire(provider, T0 + 0.5) for _ in range(3)] == pytest.approx([0.25, 0.5, 0.75])
+    rl.penalize(provider, None, T0 + 0.6)  # the same overload: no second decrease
+    assert rl.effective_rate(provider) == pytest.approx(4.0)
+    rl.penalize(provider, None, T0 + 2)
+    assert rl.effective_rate(provider) == pytest.approx(2.0)  # multiplicative decrease
+    rl.record_success(provider, T0 + 4)
+    assert rl.effective_rate(provider) == pytest.approx(2.0 + 0.02 * 4.0)  # slow additive increase
+
+
+def test_learned_rate_has_a_floor(client: redis.Redis, provider: str) -> None:
+    rl = RateLimiter(client, rates={}, default=LimitConfig(None, min_rate_fraction=0.25))
+    rl.penalize(provider, None, T0)  # nothing accepted yet: learns 1/s
+    for i in range(10):
+        rl.penalize(provider, None, T0 + 2 * (i + 1))
+    assert rl.effective_rate(provider) == pytest.approx(0.25)

@@ -254,6 +254,7 @@ def test_global_shape_and_duration_config() -> None:
         "duration_s": 0.0,
         "shape": "B",
         "submit_rate": None,
+        "submit_rate_retry_after": True,
     }
     data = status(c, submit_ok(c, "x")).json()["data"]
     assert data["status"] == "finished" and "output" in data
@@ -483,7 +484,13 @@ def test_request_record_and_filters() -> None:
 
 def test_global_submit_fault_config() -> None:
     c = make_client()
-    assert c.get("/_sim/config").json() == {"submit_fault": None, "duration_s": None, "shape": "A", "submit_rate": None}
+    assert c.get("/_sim/config").json() == {
+        "submit_fault": None,
+        "duration_s": None,
+        "shape": "A",
+        "submit_rate": None,
+        "submit_rate_retry_after": True,
+    }
     assert c.post("/_sim/config", json={"submit_fault": "402"}).json()["submit_fault"] == "402"
     assert submit(c, "x [[500x1]]").status_code == 402
     assert submit(c, "y").json() == EXPECTED_ERRORS[402]
@@ -692,3 +699,13 @@ def test_submit_rate_limit_answers_429_beyond_the_rate() -> None:
     assert [submit(c, f"r{i}").status_code for i in range(3)] == [200, 200, 429]
     clock.t += 0.5
     assert [submit(c, f"s{i}").status_code for i in range(2)] == [200, 429]
+
+
+def test_submit_rate_limit_can_omit_retry_after() -> None:
+    clock = FakeClock()
+    c = make_client(clock=clock)
+    c.post("/_sim/config", json={"submit_rate": 1, "submit_rate_retry_after": False})
+    assert submit(c, "a").status_code == 200
+    refused = submit(c, "b")
+    assert refused.status_code == 429 and "retry-after" not in refused.headers
+    assert c.post("/_sim/config", json={"submit_rate_retry_after": "no"}).status_code == 400
