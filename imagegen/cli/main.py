@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from config.celery import QUEUES
-from config.settings import get_settings
+from config.settings import ConfigError, get_settings
 from imagegen import admin, pauses
 from imagegen.cli.ops import duration_callback, error_kind_callback, provider_callback, run_requeue
 from imagegen.cli.ops import register as register_operator_commands
@@ -48,7 +48,17 @@ def _publisher() -> Publisher:
     return default_publisher()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Imagegen(click.Group):
+    """The ``imagegen`` group: a bad setting, wherever a command first reads them, is one line, exit 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            fail(str(exc))
+
+
+@click.group(cls=_Imagegen, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """imagegen-queue: a Celery + Redis worker for asynchronous image-generation APIs."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
