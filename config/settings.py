@@ -176,10 +176,11 @@ class Settings(BaseSettings):
         submit_soft, submit_hard = TIME_LIMITS["imagegen.submit"]
         poll_hard = TIME_LIMITS["imagegen.poll"][1]
         connect, read = self.imagegen_http_connect_timeout_s, self.imagegen_http_read_timeout_s
+        lease = self.imagegen_submit_lease_s
         rules: list[tuple[str, float, str, float]] = [
             # A lease shorter than the task it guards expires under a live call: a second submit pays twice.
-            ("the imagegen.submit hard time limit", submit_hard, "IMAGEGEN_SUBMIT_LEASE_S", self.imagegen_submit_lease_s),
-            ("the imagegen.poll hard time limit", poll_hard, "IMAGEGEN_SUBMIT_LEASE_S", self.imagegen_submit_lease_s),
+            ("the imagegen.submit hard time limit", submit_hard, "IMAGEGEN_SUBMIT_LEASE_S", lease),
+            ("the imagegen.poll hard time limit", poll_hard, "IMAGEGEN_SUBMIT_LEASE_S", lease),
             # A submit killed by its soft limit mid-read never learns whether the upstream took it.
             (
                 "IMAGEGEN_HTTP_CONNECT_TIMEOUT_S + IMAGEGEN_HTTP_READ_TIMEOUT_S",
