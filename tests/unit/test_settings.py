@@ -262,7 +262,7 @@ def test_repr_hides_the_api_key() -> None:
 
 def _one_line(**kwargs: object) -> str:
     with pytest.raises(ValidationError) as info:
-        Settings(**kwargs)  # type: ignore[arg-type]
+        Settings(**kwargs)
     line = describe_errors(info.value)
     assert "\n" not in line
     return line
