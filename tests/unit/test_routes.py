@@ -139,3 +139,14 @@ def test_the_switch_maps_the_stored_request_and_skips_a_hop_that_cannot_carry_it
         "image2",
         {"prompt": "x", "provider": "image2", "model": "gpt-image-2", "size": "1536x1024"},
     )
+
+
+def test_same_request_for_idempotency_ignores_priority_and_knows_the_hop_it_moved_to() -> None:
+    from imagegen.producer import same_request
+
+    asked = ImageRequest(prompt="x", size="1:1", fallback=["openai"], idempotency_key="k")
+    assert same_request(asked.to_dict(), asked)
+    assert same_request({**asked.to_dict(), "priority": "batch"}, asked)
+    assert same_request(hop_request(asked.to_dict(), "openai"), asked)  # the job fell back already
+    assert not same_request({**asked.to_dict(), "prompt": "y"}, asked)
+    assert not same_request({**asked.to_dict(), "size": "3:2"}, asked)
