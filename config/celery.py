@@ -23,46 +23,16 @@ from typing import Any
 
 from kombu.entity import Queue
 
+from config.limits import TIME_LIMITS, async_submit_limits, finalize_time_limits, sync_submit_limits
 from config.settings import Settings
-from imagegen.downloadlimits import finalize_time_limits
 from imagegen.steps import FINALIZE, POLL, POLL_QUEUE, SYNC_QUEUES, Step
 
 #: Every queue a plain ``celery -A worker worker`` consumes; dedicated workers pick some with ``-Q``.
 QUEUES = ("celery", "interactive", "batch", "poll", "openai", "openai-batch")
 
-#: (soft, hard) time limits per task, seconds. Submit covers the default connect + submit read timeouts
-#: (5 + 60 s) with headroom, so the POST times out (and is classified) before the soft limit strikes, and
-#: stays below the default submit lease (120 s), so a lease never expires under a live task.
-#: ``imagegen.finalize`` is not here: its limits follow the download budget (``finalize_limits``).
-TIME_LIMITS: dict[str, tuple[float, float]] = {
-    "imagegen.enqueue": (30, 45),
-    "imagegen.submit": (80, 90),
-    "imagegen.poll": (30, 45),
-    "imagegen.reconcile": (50, 60),
-    "imagegen.notify": (45, 60),
-}
-
-
-def sync_submit_limits(settings: Settings) -> tuple[float, float]:
-    """(soft, hard) time limits of a submit to a synchronous provider: the whole render is one call."""
-    read = settings.imagegen_openai_read_timeout_s
-    return read + 30.0, read + 60.0
-
-
-def async_submit_limits(settings: Settings) -> tuple[float, float]:
-    """(soft, hard) time limits of a submit to an async provider: the defaults, stretched when the connect
-    and submit read timeouts need more (a soft limit inside the POST would leave its outcome unknown)."""
-    soft, hard = TIME_LIMITS["imagegen.submit"]
-    needed = settings.imagegen_http_connect_timeout_s + settings.imagegen_submit_read_timeout_s + 15.0
-    if needed <= soft:
-        return soft, hard
-    return needed, needed + (hard - soft)
-
 
 def finalize_limits(settings: Settings) -> tuple[float, float]:
-    """(soft, hard) time limits of ``imagegen.finalize``: derived from ``IMAGEGEN_DOWNLOAD_MAX_S`` and the
-    HTTP timeouts, so a download the fetch policy allows always fits (and the finalizing lease outlives
-    the hard limit)."""
+    """(soft, hard) time limits of ``imagegen.finalize`` (they follow ``IMAGEGEN_DOWNLOAD_MAX_S``)."""
     return finalize_time_limits(settings)
 
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from config.limits import order_problems
+from imagegen.requests import PROVIDERS
 
 #: Tier means from the provider docs (SPEC §3 Polling), 1K resolution.
 DEFAULT_EXPECTED_DURATIONS: dict[str, float] = {
@@ -142,6 +147,15 @@ class Settings(BaseSettings):
             parse_provider_limits(value)
         return value
 
+    @field_validator("imagegen_webhook_secret")
+    @classmethod
+    def _check_webhook_secret(cls, value: SecretStr) -> SecretStr:
+        # A secret that cannot be decoded would fail every notification forever: refuse it at start.
+        problem = webhook_secret_problem(value.get_secret_value())
+        if problem:
+            raise ValueError(f"IMAGEGEN_WEBHOOK_SECRET {problem}")
+        return value
+
     @field_validator("imagegen_expected_duration_s")
     @classmethod
     def _check_expected(cls, value: str | None) -> str | None:
@@ -166,6 +180,14 @@ class Settings(BaseSettings):
                 "IMAGEGEN_ETA_MAX_S must be at most a tenth of IMAGEGEN_VISIBILITY_TIMEOUT_S "
                 f"({self.imagegen_eta_max_s} vs {self.imagegen_visibility_timeout_s})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _limits_cover_what_they_guard(self) -> Settings:
+        """Settings whose order matters (see ``config.limits``)."""
+        problems = order_problems(self)
+        if problems:
+            raise ValueError(problems[0])
         return self
 
     # --- derived values ---------------------------------------------------------------------------
@@ -235,6 +257,12 @@ def parse_expected_durations(value: str) -> dict[str, float]:
     for key, seconds in parsed.items():
         if len(str(key).split("/")) != 4:
             raise ValueError(f"IMAGEGEN_EXPECTED_DURATION_S key {key!r} is not provider/model/quality/resolution")
+        provider = str(key).split("/")[0]
+        if provider != "*" and provider not in PROVIDERS:
+            raise ValueError(
+                f"IMAGEGEN_EXPECTED_DURATION_S key {key!r}: unknown provider {provider!r} "
+                f"(one of {', '.join(PROVIDERS)} or *)"
+            )
         if not isinstance(seconds, int | float) or isinstance(seconds, bool):
             raise ValueError(f"IMAGEGEN_EXPECTED_DURATION_S[{key!r}] must be a number")
         table[str(key)] = _duration(seconds, f"IMAGEGEN_EXPECTED_DURATION_S[{key!r}]")
@@ -262,6 +290,11 @@ def parse_provider_limits(value: str) -> dict[str, dict[str, float]]:
         raise ValueError("IMAGEGEN_PROVIDER_LIMITS must be a JSON object of provider -> limits")
     out: dict[str, dict[str, float]] = {}
     for provider, limits in parsed.items():
+        if provider not in PROVIDERS:
+            # A typo would mean no limit at all for the real key.
+            raise ValueError(
+                f"IMAGEGEN_PROVIDER_LIMITS key {provider!r}: unknown provider (one of {', '.join(PROVIDERS)})"
+            )
         if not isinstance(limits, dict) or not set(limits) <= _LIMIT_FIELDS:
             raise ValueError(
                 f"IMAGEGEN_PROVIDER_LIMITS[{provider!r}] must be an object with keys {sorted(_LIMIT_FIELDS)}"
@@ -289,7 +322,45 @@ def _duration(value: float, name: str) -> float:
     return seconds
 
 
+def webhook_secret_problem(secret: str) -> str | None:
+    """Why ``secret`` is not a Standard Webhooks secret (``whsec_`` + base64 of the key), or None."""
+    if not secret:
+        return None  # unset: notifications go out unsigned
+    if not secret.startswith("whsec_"):
+        return "must start with whsec_ (whsec_ + the base64 of the key)"
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        return "is not whsec_ + base64 (the part after whsec_ does not decode)"
+    return None if key else "has an empty key after whsec_"
+
+
+class ConfigError(ValueError):
+    """The environment holds an invalid setting; ``str()`` is one line naming the variable(s)."""
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line for a settings ``ValidationError``: each problem names its variable, values never shown
+    (they may be secrets)."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        loc = error.get("loc") or ()
+        name = str(loc[0]).upper() if loc else ""
+        parts.append(message if not name or message.startswith(name) else f"{name}: {message}")
+    text = "; ".join(parts) or "invalid settings"
+    return "configuration error: " + " ".join(text.split())
+
+
+def load_settings() -> Settings:
+    """``Settings()`` from the environment, or ``ConfigError`` with one line naming the bad variables."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc)) from None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once."""
-    return Settings()
+    """The process-wide settings, read once (``ConfigError`` if the environment holds a bad value)."""
+    return load_settings()

@@ -30,9 +30,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from config.limits import finalize_lease_s
 from imagegen.backoff import compute_backoff
 from imagegen.calls import log_call
-from imagegen.downloadlimits import finalize_lease_s
 from imagegen.errors import ErrorKind
 from imagegen.lifecycle import JobStatus as S
 from imagegen.lifecycle import transition, update_in

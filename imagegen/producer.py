@@ -5,18 +5,47 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from imagegen.errors import ImagegenError
 from imagegen.ids import new_job_id
 from imagegen.lifecycle import JobStatus
 from imagegen.requests import ImageRequest
+from imagegen.routes import NoMapping, hop_request
 from imagegen.runtime import Runtime, get_runtime
 from imagegen.steps import Publisher, submit_step
 from imagegen.store import repo
 from imagegen.store.models import Job
 
 log = logging.getLogger(__name__)
+
+
+class IdempotencyConflict(ImagegenError):
+    """An idempotency key already names a job created for a different request (HTTP 409, CLI exit 2)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"idempotency_key: {key!r} was already used for a different request")
+
+
+def same_request(stored: dict[str, Any], request: ImageRequest) -> bool:
+    """Whether a job's stored request is ``request`` (validated dicts equal, or its fallback hop's).
+
+    ``priority`` is left out: it says which queue serves the job, not what is asked, and the batch entry
+    points default it differently from the single-job ones.
+    """
+    asked = request.to_dict()
+    candidates = [asked]
+    for target in request.fallback or ():  # a job that moved down its route stores that hop's request
+        try:
+            candidates.append(hop_request(candidates[-1], target))
+        except NoMapping:
+            break
+    strip = {"priority"}
+    have = {k: v for k, v in stored.items() if k not in strip}
+    return any({k: v for k, v in c.items() if k not in strip} == have for c in candidates)
 
 
 def build_job(
@@ -51,7 +80,10 @@ def build_job(
 def create_job(
     rt: Runtime, request: ImageRequest, *, job_id: str | None = None, batch_id: str | None = None
 ) -> tuple[Job, bool]:
-    """Insert the job; returns ``(job, created)``. A repeated idempotency key or job id returns the existing job."""
+    """Insert the job; returns ``(job, created)``. A repeated idempotency key or job id returns the existing job.
+
+    Raises ``IdempotencyConflict`` when the key's job was created for a different request.
+    """
     job = build_job(rt, request, now=rt.now(), job_id=job_id, batch_id=batch_id)
     try:
         with rt.session() as s:
@@ -64,6 +96,9 @@ def create_job(
             existing = existing or (repo.get_job(s, job_id) if job_id else None)
         if existing is None:
             raise
+        key = request.idempotency_key
+        if key is not None and existing.idempotency_key == key and not same_request(existing.request, request):
+            raise IdempotencyConflict(key) from None
         return existing, False
 
 
@@ -78,8 +113,20 @@ def create_batch(rt: Runtime, requests: Sequence[ImageRequest]) -> tuple[str, li
         return batch_id, jobs
     except IntegrityError:
         pass  # some idempotency key exists already: insert one by one, keeping the existing jobs
+    check_idempotency(rt, requests)  # a conflict anywhere refuses the whole batch before any insert
     out = [create_job(rt, r, batch_id=batch_id)[0] for r in requests]
     return batch_id, out
+
+
+def check_idempotency(rt: Runtime, requests: Sequence[ImageRequest]) -> None:
+    """Raise ``IdempotencyConflict`` if a request's key names a job created for a different request."""
+    with rt.session() as s:
+        for request in requests:
+            if request.idempotency_key is None:
+                continue
+            existing = repo.get_job_by_idempotency_key(s, request.idempotency_key)
+            if existing is not None and not same_request(existing.request, request):
+                raise IdempotencyConflict(request.idempotency_key)
 
 
 def publish_submits(publisher: Publisher, jobs: Iterable[Job]) -> None:

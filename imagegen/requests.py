@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from imagegen.errors import FieldError, RequestInvalid
+from imagegen.routes import NoMapping, hop_request
 
 PROVIDERS = ("apidot", "openai", "image2")
 PRIORITIES = ("interactive", "batch")
@@ -167,11 +168,12 @@ def _validate(req: ImageRequest) -> list[FieldError]:
         if problem:
             err(FieldError("callback_url", problem))
     errors += _validate_metadata(req.metadata)
-    errors += _validate_fallback(req)
+    errors += _validate_fallback(req, hops=not errors)
     return errors
 
 
-def _validate_fallback(req: ImageRequest) -> list[FieldError]:
+def _validate_fallback(req: ImageRequest, *, hops: bool = True) -> list[FieldError]:
+    """The route's names, then (``hops``: the request itself is valid) each hop as it would be sent."""
     if req.fallback is None:
         return []
     if isinstance(req.fallback, str):
@@ -182,6 +184,24 @@ def _validate_fallback(req: ImageRequest) -> list[FieldError]:
             errors.append(FieldError(f"fallback.{i}", f"must be one of {', '.join(PROVIDERS)}"))
         elif name == req.provider or list(req.fallback).index(name) != i:
             errors.append(FieldError(f"fallback.{i}", "repeats a provider already in the route"))
+    if errors or not hops:
+        return errors
+    # Each hop is mapped from the one before, exactly as the switch does it (imagegen.routes).
+    current = req.to_dict()
+    for i, name in enumerate(req.fallback):
+        try:
+            mapped = hop_request(current, name)
+            ImageRequest(
+                allow_private_urls=req.allow_private_urls, **{k: v for k, v in mapped.items() if k != "fallback"}
+            )
+        except NoMapping as exc:
+            errors.append(FieldError(f"fallback.{i}", f"{name} cannot carry this request: {exc}"))
+            continue
+        except RequestInvalid as exc:
+            why = "; ".join(str(e) for e in exc.errors)
+            errors.append(FieldError(f"fallback.{i}", f"{name} cannot carry this request: {why}"))
+            continue
+        current = mapped
     return errors
 
 

@@ -14,7 +14,7 @@ from datetime import timedelta
 from sqlalchemy import or_
 from sqlalchemy.orm import Session
 
-from config.celery import TIME_LIMITS, async_submit_limits, sync_submit_limits
+from config.limits import submit_lease_s
 from imagegen import notifications, pauses, slots
 from imagegen.backoff import compute_backoff
 from imagegen.calls import log_call
@@ -58,14 +58,8 @@ def follow_up(rt: Runtime, served: Job | None) -> list[Step]:
 
 
 def lease_seconds(rt: Runtime, provider: str) -> float:
-    """A submit lease outlives the task's hard time limit, so a live call is never overtaken (the default
-    lease fits the default limits; longer timeouts stretch both)."""
-    if rt.provider(provider).synchronous:
-        return max(rt.settings.imagegen_submit_lease_s, sync_submit_limits(rt.settings)[1] + 30.0)
-    hard = async_submit_limits(rt.settings)[1]
-    if hard > TIME_LIMITS["imagegen.submit"][1]:
-        return max(rt.settings.imagegen_submit_lease_s, hard + 30.0)
-    return rt.settings.imagegen_submit_lease_s
+    """A submit lease outlives the task's hard time limit, so a live call is never overtaken."""
+    return submit_lease_s(rt.settings, synchronous=rt.provider(provider).synchronous)
 
 
 def _submit(rt: Runtime, job_id: str) -> tuple[Job | None, Step | None]:

@@ -7,14 +7,15 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from config.celery import TIME_LIMITS, finalize_limits
+from config.celery import finalize_limits
+from config.limits import TIME_LIMITS
 from config.settings import get_settings
 from imagegen.errors import RequestInvalid
 from imagegen.finalize import finalize_interrupted, finalize_job
 from imagegen.ids import is_job_id
 from imagegen.notifications import deliver
 from imagegen.polling import poll_job
-from imagegen.producer import create_job, publish_submits
+from imagegen.producer import IdempotencyConflict, create_job, publish_submits
 from imagegen.reconciler import reconcile as reconcile_jobs
 from imagegen.requests import ImageRequest
 from imagegen.runtime import get_runtime
@@ -49,7 +50,11 @@ def enqueue(request: dict[str, Any], job_id: str | None = None) -> dict[str, Any
     except RequestInvalid as exc:
         log.error("imagegen.enqueue rejected: %s", exc)  # field names only, never the prompt
         return {"error": {"kind": exc.kind.value, "message": str(exc)}}
-    job, _created = create_job(rt, req, job_id=job_id)
+    try:
+        job, _created = create_job(rt, req, job_id=job_id)
+    except IdempotencyConflict as exc:
+        log.error("imagegen.enqueue rejected: %s", exc)  # the key, never the prompt
+        return {"error": {"kind": "invalid_request", "message": str(exc)}}
     publish_submits(publisher, [job])
     return {"job_id": job.id}
 

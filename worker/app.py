@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 from celery import Celery
 
 from config.celery import celery_config
-from config.settings import Settings, get_settings
+from config.settings import ConfigError, Settings, get_settings
 
 
 def create_app(settings: Settings, *, name: str = "imagegen") -> Celery:
@@ -17,7 +18,18 @@ def create_app(settings: Settings, *, name: str = "imagegen") -> Celery:
     return celery
 
 
-app = create_app(get_settings())
+def _settings_or_exit() -> Settings:
+    """The settings, or one line on stderr and exit 2: Celery would print the whole import traceback
+    (its app loader catches Exception, not SystemExit, so ``celery -A worker …`` exits right here)."""
+    try:
+        return get_settings()
+    except ConfigError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.flush()
+        raise SystemExit(2) from None
+
+
+app = create_app(_settings_or_exit())
 
 # Signal handlers (per-process runtime, argument redaction) register on import.
 from worker import liveness, metrics, signals  # noqa: E402,F401

@@ -22,7 +22,7 @@ from imagegen.api.validation import field_problems, invalid, json_body, problem
 from imagegen.errors import RequestInvalid
 from imagegen.ids import is_job_id
 from imagegen.jobview import job_to_dict
-from imagegen.producer import create_batch, create_job, publish_submits
+from imagegen.producer import IdempotencyConflict, create_batch, create_job, publish_submits
 from imagegen.requests import ImageRequest
 from imagegen.store import repo
 
@@ -31,6 +31,11 @@ router = APIRouter(prefix="/v1")
 Body = Annotated[Any, Depends(json_body)]
 _NOT_FOUND = {"model": Message, "description": "No such job or batch"}
 _INVALID = {"model": ValidationProblem, "description": "Invalid request; the fields are named in `loc`"}
+_CONFLICT = {"model": Message, "description": "The idempotency key names a job created for a different request"}
+
+
+def _conflict(exc: IdempotencyConflict) -> HTTPException:
+    return HTTPException(status.HTTP_409_CONFLICT, detail=str(exc))
 
 
 def _body_schema(model: type[JobRequest | BatchRequest]) -> dict[str, Any]:
@@ -48,7 +53,11 @@ def _not_found(what: str) -> HTTPException:
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobOut,
     summary="Queue one image request",
-    responses={200: {"model": JobOut, "description": "The existing job of a repeated idempotency key"}, 422: _INVALID},
+    responses={
+        200: {"model": JobOut, "description": "The existing job of a repeated idempotency key"},
+        409: _CONFLICT,
+        422: _INVALID,
+    },
     openapi_extra=_body_schema(JobRequest),
 )
 def post_job(body: Body, rt: RuntimeDep, publisher: PublisherDep, settings: SettingsDep) -> JSONResponse:
@@ -57,7 +66,10 @@ def post_job(body: Body, rt: RuntimeDep, publisher: PublisherDep, settings: Sett
         request = ImageRequest.from_dict(body, allow_private_urls=settings.imagegen_allow_private_urls)
     except RequestInvalid as exc:
         raise invalid(field_problems(("body",), exc.errors)) from None
-    job, created = create_job(rt, request)
+    try:
+        job, created = create_job(rt, request)
+    except IdempotencyConflict as exc:
+        raise _conflict(exc) from None
     if created:
         publish_submits(publisher, [job])
     return JSONResponse(job_to_dict(job), status_code=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
@@ -101,13 +113,16 @@ def _batch_requests(body: Any, allow_private_urls: bool) -> list[ImageRequest]:
     status_code=status.HTTP_202_ACCEPTED,
     response_model=BatchCreated,
     summary="Queue many requests under one batch id",
-    responses={422: _INVALID},
+    responses={409: _CONFLICT, 422: _INVALID},
     openapi_extra=_body_schema(BatchRequest),
 )
 def post_batch(body: Body, rt: RuntimeDep, publisher: PublisherDep, settings: SettingsDep) -> JSONResponse:
     """All-or-nothing: one invalid item → 422 listing every bad item, nothing written or published."""
     requests = _batch_requests(body, settings.imagegen_allow_private_urls)
-    batch_id, jobs = create_batch(rt, requests)
+    try:
+        batch_id, jobs = create_batch(rt, requests)
+    except IdempotencyConflict as exc:
+        raise _conflict(exc) from None
     # Jobs of a repeated idempotency key belong to their first batch; their submit went out then.
     publish_submits(publisher, [j for j in jobs if j.batch_id == batch_id])
     content = {"batch_id": batch_id, "jobs": [j.id for j in jobs]}

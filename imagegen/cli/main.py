@@ -10,9 +10,11 @@ from typing import Any
 import click
 
 from config.celery import QUEUES
-from config.settings import get_settings
+from config.settings import ConfigError, get_settings
 from imagegen import admin, pauses
-from imagegen.cli.ops import duration_callback, error_kind_callback, provider_callback, run_requeue
+from imagegen.cli.args import existing_job as _existing_job
+from imagegen.cli.args import status_callback, timeout_callback, timeout_needs_wait
+from imagegen.cli.ops import duration_callback, error_kind_callback, provider_callback, publish, run_requeue
 from imagegen.cli.ops import register as register_operator_commands
 from imagegen.cli.output import (
     BAD_INPUT,
@@ -27,9 +29,8 @@ from imagegen.cli.output import (
     wait_for,
 )
 from imagegen.errors import FieldError, ImagegenError, RequestInvalid, UnknownProvider
-from imagegen.ids import is_job_id
 from imagegen.jobview import job_to_dict
-from imagegen.producer import create_batch, create_job, default_publisher, publish_submits
+from imagegen.producer import IdempotencyConflict, create_batch, create_job, default_publisher, publish_submits
 from imagegen.requests import ImageRequest
 from imagegen.runtime import Runtime
 from imagegen.steps import Publisher
@@ -48,7 +49,17 @@ def _publisher() -> Publisher:
     return default_publisher()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Imagegen(click.Group):
+    """The ``imagegen`` group: a bad setting, wherever a command first reads them, is one line, exit 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            fail(str(exc))
+
+
+@click.group(cls=_Imagegen, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """imagegen-queue: a Celery + Redis worker for asynchronous image-generation APIs."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -69,7 +80,9 @@ def main() -> None:
 @click.option("--metadata", default=None, help="A JSON object stored with the job.")
 @click.option("--deadline", type=float, default=None, help="Seconds until the job expires.")
 @click.option("--wait", is_flag=True, help="Wait until the job ends (or is held).")
-@click.option("--timeout", type=float, default=None, help="With --wait: give up after this many seconds.")
+@click.option(
+    "--timeout", type=float, default=None, callback=timeout_callback, help="With --wait: give up after N seconds."
+)
 @click.option("--json", "as_json", is_flag=True)
 def submit(
     prompt: str,
@@ -83,6 +96,7 @@ def submit(
     **flags: Any,
 ) -> None:
     """Queue one image request."""
+    timeout_needs_wait(timeout, wait)
     data: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
     data["prompt"] = prompt
     if image_urls:
@@ -105,7 +119,10 @@ def submit(
     rt = _runtime()
     for key, content, content_type in uploads:  # stored only once the request is valid
         rt.store.put(key, content, content_type)
-    job, created = create_job(rt, request)
+    try:
+        job, created = create_job(rt, request)
+    except IdempotencyConflict as exc:
+        fail(str(exc))
     if created:
         publish_submits(_publisher(), [job])
     if not wait:
@@ -124,7 +141,7 @@ def submit(
 @click.option("--json", "as_json", is_flag=True)
 def status(job_id: str, as_json: bool) -> None:
     """Show one job (exit 0 whatever its status; 2 if there is no such job)."""
-    job = _existing_job(_runtime(), job_id)
+    job = _existing_job(_runtime(), job_id)  # a full id, or a unique short id
     click.echo(json.dumps(job_to_dict(job), indent=2) if as_json else describe(job))
 
 
@@ -139,16 +156,6 @@ def _read_files(paths: tuple[str, ...]) -> list[tuple[str, bytes, str]]:
             fail(f"image_files.{i}: {path}: {exc}")
         uploads.append((key, content, content_type))
     return uploads
-
-
-def _existing_job(rt: Runtime, job_id: str) -> Any:
-    if not is_job_id(job_id):
-        fail(f"job_id: {job_id!r} is not a job id (a UUID)")
-    with rt.session() as s:
-        job = repo.get_job(s, job_id)
-    if job is None:
-        fail(f"job_id: no job {job_id}")
-    return job
 
 
 def read_batch(path: Path, allow_private: bool) -> tuple[list[ImageRequest], list[tuple[int, list[FieldError]]]]:
@@ -172,10 +179,11 @@ def read_batch(path: Path, allow_private: bool) -> tuple[list[ImageRequest], lis
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--skip-invalid", is_flag=True, help="Queue the valid lines and list the others.")
 @click.option("--wait", is_flag=True)
-@click.option("--timeout", type=float, default=None)
+@click.option("--timeout", type=float, default=None, callback=timeout_callback, help="With --wait: seconds.")
 @click.option("--json", "as_json", is_flag=True)
 def batch(file: Path, skip_invalid: bool, wait: bool, timeout: float | None, as_json: bool) -> None:
     """Queue one request per JSONL line (all-or-nothing unless --skip-invalid)."""
+    timeout_needs_wait(timeout, wait)
     valid, invalid = read_batch(file, get_settings().imagegen_allow_private_urls)
     for number, errors in invalid:
         click.echo(f"line {number}: " + "; ".join(str(e) for e in errors), err=True)
@@ -184,7 +192,10 @@ def batch(file: Path, skip_invalid: bool, wait: bool, timeout: float | None, as_
     if not valid:
         fail("no valid requests in the file")
     rt = _runtime()
-    batch_id, jobs = create_batch(rt, valid)
+    try:
+        batch_id, jobs = create_batch(rt, valid)
+    except IdempotencyConflict as exc:
+        fail(f"{exc}; nothing was queued")
     publish_submits(_publisher(), [j for j in jobs if j.batch_id == batch_id])
     ids = [j.id for j in jobs]
     skipped = [{"line": n, "errors": [str(e) for e in errs]} for n, errs in invalid]
@@ -213,10 +224,10 @@ def batch(file: Path, skip_invalid: bool, wait: bool, timeout: float | None, as_
 
 
 @main.command()
-@click.option("--status", "status_", default=None)
+@click.option("--status", "status_", default=None, callback=status_callback, help="Only jobs in this status.")
 @click.option("--batch", "batch_id", default=None)
-@click.option("--provider", default=None)
-@click.option("--error-kind", default=None)
+@click.option("--provider", default=None, callback=provider_callback)
+@click.option("--error-kind", default=None, callback=error_kind_callback)
 @click.option("--older-than", default=None, callback=duration_callback, help="Created before this long ago (2h, 30d).")
 @click.option("--newer-than", default=None, callback=duration_callback, help="Created within this long (30m, 2h).")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=100)
@@ -256,7 +267,7 @@ def jobs(
 def cancel(job_id: str) -> None:
     """Cancel a job that has not ended (exit 1 if it already ended)."""
     rt = _runtime()
-    _existing_job(rt, job_id)
+    job_id = _existing_job(rt, job_id).id
     result = admin.cancel(rt, job_id)
     if not result.ok:
         fail(result.reason, SOME_FAILED)
@@ -280,12 +291,11 @@ def retry(
         run_requeue(status="failed", error_kind=error_kind, provider=provider, since=since, limit=limit)
         return
     rt = _runtime()
-    _existing_job(rt, job_id)
+    job_id = _existing_job(rt, job_id).id
     result = admin.retry(rt, job_id)
     if not result.ok:
         fail(result.reason, SOME_FAILED)
-    for step in result.steps:
-        _publisher().publish(step)
+    publish(result.steps)  # a broker outage is one warning: the reconciler releases the queued row
     click.echo(f"{job_id} queued again")
 
 

@@ -23,6 +23,14 @@ def get_job_by_idempotency_key(session: Session, key: str) -> Job | None:
     return session.scalars(sa.select(Job).where(col(Job.idempotency_key) == key)).first()
 
 
+def job_ids_with_prefix(session: Session, prefix: str, *, limit: int = 10) -> list[str]:
+    """Ids of the jobs whose id starts with ``prefix`` (hex digits and dashes only), at most ``limit``."""
+    if not prefix or any(c not in "0123456789abcdef-" for c in prefix):
+        return []
+    stmt = sa.select(col(Job.id)).where(col(Job.id).startswith(prefix, autoescape=True)).order_by(col(Job.id))
+    return list(session.scalars(stmt.limit(limit)))
+
+
 def list_jobs(
     session: Session,
     *,

@@ -89,3 +89,14 @@ def test_unknown_batch_is_404(client: TestClient) -> None:
         response = client.get(f"/v1/batches/{batch_id}")
         assert response.status_code == 404
         assert response.json() == {"detail": "batch not found"}
+
+
+def test_a_batch_item_reusing_a_key_for_a_different_request_is_409_and_writes_nothing(
+    client: TestClient, publisher: RecordingPublisher, runtime: Runtime
+) -> None:
+    client.post("/v1/jobs", json={"prompt": "a", "idempotency_key": "same"})
+    items = [{"prompt": "b"}, {"prompt": "not a", "idempotency_key": "same"}]
+    response = client.post("/v1/batches", json={"requests": items})
+    assert response.status_code == 409, response.text
+    assert "same" in response.json()["detail"]
+    assert count_jobs(runtime) == 1 and len(publisher.steps) == 1

@@ -127,3 +127,15 @@ def test_database_down_is_503_without_a_traceback(make_client: ClientFactory, ru
     ):
         assert response.status_code == 503
         assert response.json() == {"detail": "database unavailable"}
+
+
+def test_the_same_idempotency_key_with_a_different_request_is_409_naming_the_key(
+    client: TestClient, publisher: RecordingPublisher, runtime: Runtime
+) -> None:
+    first = client.post("/v1/jobs", json={"prompt": "a red fox", "idempotency_key": "order-77"})
+    other = client.post("/v1/jobs", json={"prompt": "a blue whale", "idempotency_key": "order-77"})
+    assert other.status_code == 409, other.text
+    assert "order-77" in other.json()["detail"] and "different request" in other.json()["detail"]
+    again = client.post("/v1/jobs", json={"prompt": "a red fox", "idempotency_key": "order-77"})
+    assert (first.status_code, again.status_code, again.json()["id"]) == (202, 200, first.json()["id"])
+    assert count_jobs(runtime) == 1 and len(publisher.steps) == 1

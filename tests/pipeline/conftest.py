@@ -40,7 +40,7 @@ PIPELINE_ENV = {
     "IMAGEGEN_RECONCILE_INTERVAL_S": "1",
     "IMAGEGEN_HTTP_READ_TIMEOUT_S": "2",
     "IMAGEGEN_SUBMIT_READ_TIMEOUT_S": "2",
-    "IMAGEGEN_SUBMIT_LEASE_S": "20",
+    "IMAGEGEN_SUBMIT_LEASE_S": "65",  # above the task time limits it guards (Settings enforce it)
     "IMAGEGEN_DISPATCH_GRACE_S": "15",
     "SIM_DURATION_S": "0.5",
     "IMAGEGEN_SOFT_SHUTDOWN_S": "1",

@@ -151,3 +151,30 @@ def test_invalid_request_by_task_name_is_rejected_and_worker_lives(stack: Stack)
         assert repo.get_job(s, job_id) is None
     # The worker still serves work.
     assert stack.wait(stack.submit(stack.prompt("still alive [[instant]]"))).status == "succeeded"
+
+
+def test_a_reused_key_for_another_request_by_task_name_is_a_logged_rejection(stack: Stack) -> None:
+    key = f"by-name-{uuid.uuid4().hex[:8]}"
+    first = stack.prompt("first by name [[instant]]")
+    stack.publisher._app.send_task("imagegen.enqueue", kwargs={"request": {"prompt": first, "idempotency_key": key}})
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with stack.rt.session() as s:
+            if (job := repo.get_job_by_idempotency_key(s, key)) is not None:
+                break
+        time.sleep(0.1)
+    assert job is not None and stack.wait(job.id).status == "succeeded"
+    other_id = str(uuid.uuid4())
+    request = {"prompt": stack.prompt("another picture"), "idempotency_key": key}
+    stack.publisher._app.send_task("imagegen.enqueue", kwargs={"request": request, "job_id": other_id})
+    after = stack.submit(stack.prompt("after the conflict [[instant]]"))
+    assert stack.wait(after).status == "succeeded"  # the worker lives on
+    log = (stack.log_dir / "worker.log").read_text()
+    deadline = time.monotonic() + 10
+    while f"imagegen.enqueue rejected: idempotency_key: '{key}'" not in log and time.monotonic() < deadline:
+        time.sleep(0.2)
+        log = (stack.log_dir / "worker.log").read_text()
+    assert f"imagegen.enqueue rejected: idempotency_key: '{key}'" in log
+    with stack.rt.session() as s:
+        assert repo.get_job(s, other_id) is None
+    assert stack.submits(first) == 1

@@ -158,3 +158,13 @@ def test_image_file_for_a_url_only_provider_is_refused(stack: Stack, tmp_path: P
     argv = [sys.executable, "-m", "imagegen.cli.main", "submit", "--prompt", "x", "--image-file", str(reference)]
     done = subprocess.run(argv, env=stack.env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "image_files" in done.stderr and "takes image URLs only" in done.stderr
+
+
+def test_a_mapped_fallback_succeeds_on_the_next_hop(stack: Stack, resume_after: None) -> None:
+    """An apidot ``1:1`` request whose key is out of credits is sent to openai as ``1024x1024``."""
+    prompt = stack.prompt("square route [[apidot:402]] [[instant]]")
+    job = stack.wait(stack.submit(prompt, size="1:1", quality="low", fallback=["openai"]))
+    assert (job.status, job.provider, job.error_message) == ("succeeded", "openai", None)
+    assert job.request["provider"] == "openai" and job.request["size"] == "1024x1024"
+    assert "fallback" not in job.request
+    assert [r["provider"] for r in stack.records(prompt, "submit")] == ["apidot", "openai"]

@@ -18,10 +18,11 @@ from tests.system.conftest import StackFactory
 
 pytestmark = pytest.mark.chaos
 
-#: Recovery timings for chaos: a lost message is presumed lost after 3 s, a dead submit after 8 s.
+#: Recovery timings for chaos: a lost message is presumed lost after 3 s, a dead submit after 65 s (a
+#: lease must outlive the submit task's 60 s hard time limit, which Settings enforce).
 CHAOS_ENV = {
     "IMAGEGEN_DISPATCH_GRACE_S": "3",
-    "IMAGEGEN_SUBMIT_LEASE_S": "8",
+    "IMAGEGEN_SUBMIT_LEASE_S": "65",
     "IMAGEGEN_EXPECTED_DURATION_S": "4",
     "IMAGEGEN_POLL_MIN_S": "0.5",
     "IMAGEGEN_POLL_CAP_S": "2",
@@ -149,7 +150,7 @@ def test_kill_inside_the_submit_window(private_stack: StackFactory, policy: str)
     time.sleep(0.7)
     _restart_worker(stack)
     killed = time.monotonic()
-    _wait_all(stack, list(prompts.values()), timeout=90)
+    _wait_all(stack, list(prompts.values()), timeout=180)
     jobs = [stack.job(i) for i in prompts.values()]
     statuses = Counter(j.status for j in jobs)
     kinds = Counter(j.error_kind for j in jobs if j.error_kind)

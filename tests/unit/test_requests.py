@@ -71,8 +71,8 @@ def test_a_full_valid_apidot_request() -> None:
         prompt="a cat",
         model="gpt-image-2-edit",
         quality="high",
-        size="16:9",
-        resolution="4K",
+        size="3:2",
+        resolution="1K",
         image_urls=[IMG, IMG2],
         deadline_s=600,
         idempotency_key="k-1",
@@ -595,7 +595,15 @@ valid_requests = (
         priority=st.sampled_from(["interactive", "batch"]),
         callback_url=st.none() | st.just("https://hooks.example.com/cb"),
         metadata=st.none() | st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3),
-        fallback=st.none() | st.permutations(["openai", "image2"]).map(list),
+    )
+    | st.builds(
+        ImageRequest,
+        # A route is accepted only when every hop can carry the request (see test_routes.py).
+        prompt=st.just("routed"),
+        quality=st.none() | st.sampled_from(["low", "medium", "high"]),
+        size=st.none() | st.sampled_from(["auto", "1:1", "3:2", "2:3"]),
+        resolution=st.none() | st.just("1K"),
+        fallback=st.permutations(["openai", "image2"]).map(list),
     )
     | st.builds(
         ImageRequest,

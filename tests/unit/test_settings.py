@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from config.limits import TIME_LIMITS, async_submit_limits
 from config.settings import (
     DEFAULT_EXPECTED_DURATIONS,
+    ConfigError,
     Settings,
+    describe_errors,
+    load_settings,
     normalize_database_url,
     parse_expected_durations,
+    webhook_secret_problem,
 )
 
 _PREFIXES = ("IMAGEGEN_", "APIDOT_", "OPENAI_", "IMAGE2_", "REDIS_URL", "DATABASE_URL")
@@ -139,10 +145,10 @@ def test_parse_expected_durations(text: str, table: dict[str, float]) -> None:
         ("null", "must be a number or a JSON object"),
         ('{"apidot/low": 70}', "is not provider/model/quality/resolution"),
         ('{"a/b/c/d/e": 70}', "is not provider/model/quality/resolution"),
-        ('{"a/b/c/d": "70"}', "must be"),
-        ('{"a/b/c/d": -5}', "must be"),
-        ('{"a/b/c/d": true}', "must be"),
-        ('{"a/b/c/d": null}', "must be"),
+        ('{"apidot/b/c/d": "70"}', "must be"),
+        ('{"apidot/b/c/d": -5}', "must be"),
+        ('{"apidot/b/c/d": true}', "must be"),
+        ('{"apidot/b/c/d": null}', "must be"),
     ],
 )
 def test_parse_expected_durations_errors(text: str, message: str) -> None:
@@ -150,7 +156,7 @@ def test_parse_expected_durations_errors(text: str, message: str) -> None:
         parse_expected_durations(text)
 
 
-@pytest.mark.parametrize("text", ["Infinity", "NaN", "1e999", '{"a/b/c/d": Infinity}', '{"a/b/c/d": NaN}'])
+@pytest.mark.parametrize("text", ["Infinity", "NaN", "1e999", '{"apidot/b/c/d": Infinity}', '{"apidot/b/c/d": NaN}'])
 def test_parse_expected_durations_rejects_non_finite(text: str) -> None:
     with pytest.raises(ValueError):
         parse_expected_durations(text)
@@ -233,6 +239,8 @@ SECRET_FIELDS = [
 @pytest.mark.parametrize("name", SECRET_FIELDS)
 def test_secrets_are_secretstr_and_hidden(name: str) -> None:
     marker = f"sk-marker-{name}"
+    if name == "imagegen_webhook_secret":  # must be a Standard Webhooks secret
+        marker = "whsec_" + base64.b64encode(marker.encode()).decode()
     s = Settings(**{name: marker})
     value = getattr(s, name)
     assert isinstance(value, SecretStr)
@@ -247,3 +255,78 @@ def test_repr_hides_the_api_key() -> None:
     s = Settings(apidot_api_key="sk-marker")
     assert "sk-marker" not in repr(s)
     assert "apidot_api_key=SecretStr('**********')" in repr(s)
+
+
+# --- provider-keyed settings, webhook secret, ordered pairs (one line each) ----------------------------
+
+
+def _one_line(**kwargs: object) -> str:
+    with pytest.raises(ValidationError) as info:
+        Settings(**kwargs)
+    line = describe_errors(info.value)
+    assert "\n" not in line
+    return line
+
+
+def test_a_typo_in_a_provider_limits_key_is_an_error() -> None:
+    line = _one_line(imagegen_provider_limits='{"apidott": {"rate_per_s": 5}}')
+    assert "IMAGEGEN_PROVIDER_LIMITS" in line and "unknown provider 'apidott'" not in line
+    assert "'apidott': unknown provider" in line
+    assert Settings(imagegen_provider_limits='{"image2": {"rate_per_s": 5}}').provider_limits == {
+        "image2": {"rate_per_s": 5.0}
+    }
+
+
+def test_a_typo_in_an_expected_duration_provider_is_an_error() -> None:
+    line = _one_line(imagegen_expected_duration_s='{"opneai/*/low/*": 70}')
+    assert "IMAGEGEN_EXPECTED_DURATION_S" in line and "unknown provider 'opneai'" in line
+    assert parse_expected_durations('{"*/*/low/*": 1, "openai/*/*/*": 2}') == {"*/*/low/*": 1.0, "openai/*/*/*": 2.0}
+
+
+@pytest.mark.parametrize(
+    ("secret", "why"),
+    [("plainsecret", "must start with whsec_"), ("whsec_not base64!", "does not decode"), ("whsec_", "empty key")],
+)
+def test_a_webhook_secret_that_is_not_whsec_base64_is_an_error(secret: str, why: str) -> None:
+    line = _one_line(imagegen_webhook_secret=secret)
+    assert line.startswith("configuration error: IMAGEGEN_WEBHOOK_SECRET") and why in line
+    assert secret.removeprefix("whsec_") not in line or not secret.removeprefix("whsec_")
+
+
+def test_a_standard_webhooks_secret_is_accepted() -> None:
+    good = "whsec_" + base64.b64encode(b"k" * 24).decode()
+    assert Settings(imagegen_webhook_secret=good).imagegen_webhook_secret.get_secret_value() == good
+    assert webhook_secret_problem("") is None
+
+
+def test_a_submit_lease_below_the_submit_hard_limit_is_an_error() -> None:
+    hard = TIME_LIMITS["imagegen.submit"][1]
+    line = _one_line(imagegen_submit_lease_s=hard)
+    assert "IMAGEGEN_SUBMIT_LEASE_S" in line and "imagegen.submit hard time limit" in line
+    assert Settings(imagegen_submit_lease_s=hard + 1).imagegen_submit_lease_s == hard + 1
+
+
+def test_timeouts_past_the_poll_soft_limit_are_an_error() -> None:
+    soft = TIME_LIMITS["imagegen.poll"][0]
+    line = _one_line(imagegen_http_read_timeout_s=soft - 1, imagegen_http_connect_timeout_s=1)
+    assert "IMAGEGEN_HTTP_CONNECT_TIMEOUT_S + IMAGEGEN_HTTP_READ_TIMEOUT_S" in line
+    assert Settings(imagegen_http_read_timeout_s=soft - 2, imagegen_http_connect_timeout_s=1)
+
+
+def test_the_submit_time_limit_follows_the_submit_timeouts() -> None:
+    """A longer submit read timeout stretches the submit task's limits; the lease must then follow."""
+    assert async_submit_limits(Settings()) == TIME_LIMITS["imagegen.submit"]
+    line = _one_line(imagegen_submit_read_timeout_s=200)
+    assert "IMAGEGEN_SUBMIT_LEASE_S" in line and "imagegen.submit hard time limit" in line
+    soft, hard = async_submit_limits(Settings(imagegen_submit_read_timeout_s=200, imagegen_submit_lease_s=300))
+    assert soft > 205 and hard > soft
+
+
+def test_get_settings_turns_a_validation_error_into_one_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMAGEGEN_POLL_MIN_S", "abc")
+    monkeypatch.setenv("IMAGEGEN_WEBHOOK_SECRET", "hunter2-secret")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    text = str(info.value)
+    assert "IMAGEGEN_POLL_MIN_S" in text and "IMAGEGEN_WEBHOOK_SECRET" in text and "\n" not in text
+    assert "hunter2" not in text and "abc" not in text

@@ -1,0 +1,57 @@
+"""Argument checks for the CLI: enumerated filters, ``--timeout``, and job ids (full or short).
+
+Each bad value is one line on stderr and exit 2 (``output.fail``), before anything is read or written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from imagegen.cli.output import fail
+from imagegen.ids import is_job_id
+from imagegen.lifecycle import JobStatus
+from imagegen.runtime import Runtime
+from imagegen.store import repo
+
+#: The shortest id prefix looked up (``imagegen jobs`` prints 8 characters).
+MIN_SHORT_ID = 4
+
+
+def timeout_callback(_ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """Click callback: ``--timeout`` is a positive number of seconds."""
+    if value is not None and not value > 0:
+        fail(f"{param.opts[0]}: must be a positive number of seconds (got {value:g})")
+    return value
+
+
+def timeout_needs_wait(timeout: float | None, wait: bool) -> None:
+    if timeout is not None and not wait:
+        fail("--timeout: needs --wait (without it the command returns at once)")
+
+
+def existing_job(rt: Runtime, job_id: str) -> Any:
+    """The job named by a full id, or by a unique prefix of one (the short ids ``imagegen jobs`` prints)."""
+    prefix = job_id.strip().lower()
+    with rt.session() as s:
+        if is_job_id(prefix):
+            job = repo.get_job(s, prefix)
+        elif len(prefix) >= MIN_SHORT_ID and all(c in "0123456789abcdef-" for c in prefix):
+            ids = repo.job_ids_with_prefix(s, prefix, limit=6)
+            if len(ids) > 1:
+                more = ", ..." if len(ids) > 5 else ""
+                fail(f"job_id: {job_id!r} is ambiguous: {', '.join(ids[:5])}{more}")
+            job = repo.get_job(s, ids[0]) if ids else None
+        else:
+            fail(f"job_id: {job_id!r} is not a job id (a UUID, or at least {MIN_SHORT_ID} of its first characters)")
+    if job is None:
+        fail(f"job_id: no job {job_id}")
+    return job
+
+
+def status_callback(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    statuses = [s.value for s in JobStatus]
+    if value is not None and value not in statuses:
+        fail(f"{param.opts[0]}: unknown status {value!r} (one of {', '.join(statuses)})")
+    return value
