@@ -12,7 +12,8 @@ from config.settings import Settings, get_settings
 
 def create_app(settings: Settings, *, name: str = "imagegen") -> Celery:
     """A Celery app for ``settings`` (tests build producer-only apps against their private Redis)."""
-    celery = Celery(name, include=["tasks.jobs"])
+    # Every task gets the guard that keeps hostile messages from crashing the main process.
+    celery = Celery(name, include=["tasks.jobs"], task_cls="worker.guard:GuardedTask")
     celery.conf.update(celery_config(settings))
     return celery
 
