@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from imagegen.api.schemas import Accepted, Message
-from imagegen.api.state import PublisherDep, ReceiverDep, RuntimeDep
+from imagegen.api.state import PublisherDep, ReceiverDep, RuntimeDep, TokenCheckDep
 from imagegen.errors import ImagegenError, UnknownProvider
 from imagegen.webhooks import WebhookRejected
 
@@ -27,8 +27,18 @@ REJECT_STATUSES = frozenset({400, 401, 404})
 _EXAMPLE_JOB = "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
 
 
-async def raw_body(request: Request) -> bytes:
-    """The body exactly as sent (the signature may cover it; never parsed here)."""
+async def raw_body(
+    request: Request, provider: str, rt: RuntimeDep, check: TokenCheckDep, token: str | None = None
+) -> bytes:
+    """The body exactly as sent (never parsed here), read only once the provider and token are valid:
+    a caller without a token cannot make us read anything (bodies are capped at 64 KiB besides)."""
+    try:
+        check(rt, provider, token)
+    except WebhookRejected as exc:
+        code = exc.status_code if exc.status_code in REJECT_STATUSES else status.HTTP_400_BAD_REQUEST
+        raise HTTPException(code, exc.message, headers={"Connection": "close"}) from None
+    except UnknownProvider as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc) or "unknown provider") from None
     return await request.body()
 
 
