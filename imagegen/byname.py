@@ -112,11 +112,30 @@ def read_enqueue(rt: Runtime, args: Any, kwargs: Any) -> Intake:
     try:
         request = ImageRequest.from_dict(raw, allow_private_urls=rt.settings.imagegen_allow_private_urls)
     except RequestInvalid as exc:
-        return Intake(job_id, None, errors + exc.errors, raw)
+        return Intake(job_id, None, errors + _every_problem(rt, raw, exc.errors), raw)
     except Exception as exc:  # a validation bug must reject this message, not retry or crash on it
         log.error("imagegen.enqueue: validation raised %s", exc.__class__.__name__)
         return Intake(job_id, None, [*errors, FieldError("request", "could not be validated")], raw)
     return Intake(job_id, None if errors else request, errors, raw)
+
+
+def _every_problem(rt: Runtime, raw: Any, first: list[FieldError]) -> list[FieldError]:
+    """``first`` plus what the field rules say about the rest of the request.
+
+    ``from_dict`` stops at unknown fields and wrong types; a sender that cannot see our logs should
+    learn every problem from one rejection, so the well-typed fields are validated on their own too.
+    """
+    named = {e.field.split(".", 1)[0] for e in first}
+    if not isinstance(raw, Mapping) or "request" in named:
+        return first
+    rest = {k: v for k, v in raw.items() if k not in named}
+    try:
+        ImageRequest.from_dict(rest, allow_private_urls=rt.settings.imagegen_allow_private_urls)
+    except RequestInvalid as exc:
+        return first + [e for e in exc.errors if e.field.split(".", 1)[0] not in named]
+    except Exception:  # the first problems are enough to reject
+        return first
+    return first
 
 
 def enqueue_message(rt: Runtime, args: Any, kwargs: Any) -> tuple[Job | None, dict[str, Any]]:

@@ -20,8 +20,8 @@ def create_app(settings: Settings, *, name: str = "imagegen") -> Celery:
 
 app = create_app(get_settings())
 
-# Signal handlers (per-process runtime, argument redaction) register on import.
-from worker import liveness, metrics, signals  # noqa: E402,F401
+# Signal handlers (database check, per-process runtime, argument redaction) register on import.
+from worker import liveness, metrics, readiness, signals  # noqa: E402,F401
 
 # httpx logs every request URL at INFO; URLs may be private (SPEC §6), so only warnings get through.
 logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from imagegen import devstack
@@ -27,7 +28,11 @@ pytestmark = pytest.mark.pipeline
 @pytest.fixture(scope="module")
 def own_stack(database_factory: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     redis_proc, redis_url = devstack.start_redis()
-    stack = start_stack(redis_url, database_factory(), tmp_path_factory)
+    metrics = {
+        "IMAGEGEN_WORKER_METRICS_PORT": str(devstack.free_port()),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("prometheus")),
+    }
+    stack = start_stack(redis_url, database_factory(), tmp_path_factory, **metrics)
     try:
         yield stack
     finally:
@@ -53,7 +58,9 @@ def _nested(depth: int) -> dict[str, Any]:
     return value
 
 
-def _send_foreign(stack: Stack, task: str, *, args: list[Any] | None = None, kwargs: dict[str, Any] | None = None) -> None:
+def _send_foreign(
+    stack: Stack, task: str, *, args: list[Any] | None = None, kwargs: dict[str, Any] | None = None
+) -> None:
     """Send ``task`` by name from a plain Celery app in another process (no hooks of ours at publish)."""
     code = (
         "import json, sys; from celery import Celery; "
@@ -154,7 +161,7 @@ def test_malformed_raw_messages_do_not_crash_the_worker(own_stack: Stack, case: 
     elif case == "body-short-list":
         payload = _body(envelope, "[1]")
     elif case == "body-deep":
-        payload = _body(envelope, f'[[{DEEP}], {{}}, {{}}]')
+        payload = _body(envelope, f"[[{DEEP}], {{}}, {{}}]")
     elif case == "args-dict":
         payload = _body(envelope, '[{"job_id": 1}, [], {}]')
     else:
@@ -241,3 +248,51 @@ def test_misspelled_arguments_are_rejections_not_type_errors(own_stack: Stack) -
     # The positional form carries the job id: that rejection is recorded (the misspelled one cannot be).
     job = _wait_row(stack, job_id)
     assert job is not None and "args: at most 2 positional arguments (3 given)" in (job.error_message or "")
+
+
+def test_cli_refuses_deep_json_in_one_line(own_stack: Stack, tmp_path: Any) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "imagegen.cli.main", *args]
+        return subprocess.run(argv, env=own_stack.env, capture_output=True, text=True, timeout=60)
+
+    for levels in (40, 500, 15_000):  # an argument holds at most 128 KiB
+        deep = '{"a":' * (levels - 1) + "{}" + "}" * (levels - 1)
+        done = cli("submit", "--prompt", "x", "--metadata", deep)
+        assert done.returncode == 2, done.stderr[-300:]
+        assert done.stderr == "error: metadata: nested too deeply\n"
+        lines = tmp_path / f"batch-{levels}.jsonl"
+        lines.write_text('{"prompt": "ok"}\n{"prompt": "x", "metadata": ' + deep + "}\n", encoding="utf-8")
+        done = cli("batch", str(lines))
+        assert done.returncode == 2
+        assert done.stderr.splitlines()[0] == "line 2: metadata: nested too deeply", done.stderr[-300:]
+        assert "Traceback" not in done.stderr
+
+
+def _worker_metric(stack: Stack, name: str, **labels: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    port = stack.env["IMAGEGEN_WORKER_METRICS_PORT"]
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+def test_messages_for_jobs_this_database_lacks_are_logged_and_counted(own_stack: Stack) -> None:
+    stack = own_stack
+    name = "imagegen_unknown_job_messages_total"
+    before = {t: _worker_metric(stack, name, task=t) for t in ("imagegen.submit", "imagegen.poll")}
+    foreign = [str(uuid.uuid4()), str(uuid.uuid4())]
+    # As another deployment on the same Redis would send them.
+    stack.publisher._app.send_task("imagegen.submit", args=[foreign[0]], queue="interactive")
+    stack.publisher._app.send_task("imagegen.poll", args=[foreign[1]], kwargs={"force": True}, queue="poll")
+    devstack.wait_until(
+        lambda: all(f"no job {i} in this database" in _worker_log(stack) for i in foreign), timeout=30, what="warnings"
+    )
+    lines = [line for line in _worker_log(stack).splitlines() if "in this database" in line]
+    assert any("WARNING" in line and foreign[0] in line and "imagegen.submit" in line for line in lines)
+    assert any("WARNING" in line and foreign[1] in line and "imagegen.poll" in line for line in lines)
+    for task in ("imagegen.submit", "imagegen.poll"):
+        assert _worker_metric(stack, name, task=task) == before[task] + 1
