@@ -40,11 +40,12 @@ class GuardedRequest(Request):  # type: ignore[misc]
 
     def __init__(self, message: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(message, *args, **kwargs)
-        request_args, request_kwargs = self._request_dict.get("args"), self._request_dict.get("kwargs")
+        request_dict: dict[str, Any] = self.request_dict
+        request_args, request_kwargs = request_dict.get("args"), request_dict.get("kwargs")
         if not isinstance(request_args, list | tuple) or not isinstance(request_kwargs, dict):
             raise InvalidTaskError("task arguments must be a list and keyword arguments an object")
         embed = self._embed()
-        deep = too_deep(self._request_dict, MESSAGE_MAX_DEPTH) or too_deep(embed, MESSAGE_MAX_DEPTH)
+        deep = too_deep(request_dict, MESSAGE_MAX_DEPTH) or too_deep(embed, MESSAGE_MAX_DEPTH)
         if deep is not None:
             log.warning(
                 "task %s[%s]: message nested deeper than %d levels, clipped before the pool",
@@ -52,15 +53,16 @@ class GuardedRequest(Request):  # type: ignore[misc]
                 self.id,
                 MESSAGE_MAX_DEPTH,
             )
-            self._request_dict = clip(self._request_dict, MESSAGE_MAX_DEPTH)
-            self._args, self._kwargs = self._request_dict["args"], self._request_dict["kwargs"]
+            request_dict = clip(request_dict, MESSAGE_MAX_DEPTH)
+            self._request_dict = request_dict
+            self._args, self._kwargs = request_dict["args"], request_dict["kwargs"]
             # Hand the child the clipped arguments themselves instead of the raw body it would re-decode.
             self._body = (self._args, self._kwargs, clip(embed, MESSAGE_MAX_DEPTH))
             self._decoded = True
             self._content_type = self._content_encoding = None
         # Monitors (Flower, `celery events`) get job ids only, whatever the sender put in these headers.
         self._argsrepr, self._kwargsrepr = redact_task_args(self._type, self._args, self._kwargs)
-        self._request_dict["argsrepr"], self._request_dict["kwargsrepr"] = self._argsrepr, self._kwargsrepr
+        request_dict["argsrepr"], request_dict["kwargsrepr"] = self._argsrepr, self._kwargsrepr
 
     def _embed(self) -> Any:
         body = self._body if self._decoded else self._message.payload
