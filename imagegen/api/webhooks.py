@@ -1,7 +1,7 @@
 """``POST /webhooks/{provider}``: upstream callbacks, handed to the core in ``imagegen.webhooks``.
 
-The route only moves bytes: the core verifies the token and signature, finds the job, and returns the
-message to publish (a forced poll that re-fetches the status in a worker). So the answer is fast, and a
+The route only moves bytes: the provider and token (query string) are checked before the body is read,
+then the core verifies the signature, finds the job, and returns the message to publish (a forced poll that re-fetches the status in a worker). So the answer is fast, and a
 provider's retry of a slow answer cannot pile up upstream calls here.
 """
 
@@ -27,8 +27,14 @@ REJECT_STATUSES = frozenset({400, 401, 404})
 _EXAMPLE_JOB = "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
 
 
+ProviderPath = Annotated[str, Path(description="The provider the callback URL names", examples=["apidot"])]
+TokenQuery = Annotated[
+    str | None, Query(description="The per-job token of the callback URL", examples=[f"{_EXAMPLE_JOB}.q1w2e3r4t5"])
+]
+
+
 async def raw_body(
-    request: Request, provider: str, rt: RuntimeDep, check: TokenCheckDep, token: str | None = None
+    request: Request, provider: ProviderPath, rt: RuntimeDep, check: TokenCheckDep, token: TokenQuery = None
 ) -> bytes:
     """The body exactly as sent (never parsed here), read only once the provider and token are valid:
     a caller without a token cannot make us read anything (bodies are capped at 64 KiB besides)."""
@@ -59,16 +65,13 @@ def _rejected(status_code: int, message: str) -> JSONResponse:
     openapi_extra={"requestBody": {"content": {"application/json": {"schema": {}}}}},
 )
 def post_webhook(
-    provider: Annotated[str, Path(description="The provider the callback URL names", examples=["apidot"])],
+    provider: ProviderPath,
     body: Annotated[bytes, Depends(raw_body)],
     request: Request,
     rt: RuntimeDep,
     publisher: PublisherDep,
     receive: ReceiverDep,
-    token: Annotated[
-        str | None,
-        Query(description="The per-job token of the callback URL", examples=[f"{_EXAMPLE_JOB}.q1w2e3r4t5"]),
-    ] = None,
+    token: TokenQuery = None,
 ) -> JSONResponse:
     """Verify and acknowledge one delivery: 202 ``{"ok": true}``, or 400/401/404 ``{"detail": reason}``."""
     try:
