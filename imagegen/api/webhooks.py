@@ -1,8 +1,9 @@
 """``POST /webhooks/{provider}``: upstream callbacks, handed to the core in ``imagegen.webhooks``.
 
 The route only moves bytes: the provider and token (query string) are checked before the body is read,
-then the core verifies the signature, finds the job, and returns the message to publish (a forced poll that re-fetches the status in a worker). So the answer is fast, and a
-provider's retry of a slow answer cannot pile up upstream calls here.
+then the core verifies the signature, finds the job, and returns the message to publish (a forced poll
+that re-fetches the status in a worker). So the answer is fast, and a provider's retry of a slow answer
+cannot pile up upstream calls here.
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ def test_a_bad_token_is_refused_before_the_body_is_read(client: TestClient, webh
             consumed += 1
             yield b"x" * 65536
 
-    response = client.post("/webhooks/apidot?token=forged", content=body())  # type: ignore[arg-type]
+    response = client.post("/webhooks/apidot?token=forged", content=body())
     assert response.status_code == 401
     assert webhook_core.token_checks == 1 and webhook_core.calls == []  # the core never saw a body
     assert consumed <= 2, f"{consumed} chunks were read"
