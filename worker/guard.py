@@ -44,6 +44,8 @@ class GuardedRequest(Request):  # type: ignore[misc]
         request_args, request_kwargs = request_dict.get("args"), request_dict.get("kwargs")
         if not isinstance(request_args, list | tuple) or not isinstance(request_kwargs, dict):
             raise InvalidTaskError("task arguments must be a list and keyword arguments an object")
+        if not _valid_time_limits(request_dict.get("timelimit")):
+            raise InvalidTaskError("timelimit must be two numbers of seconds (or nulls)")
         embed = self._embed()
         deep = too_deep(request_dict, MESSAGE_MAX_DEPTH) or too_deep(embed, MESSAGE_MAX_DEPTH)
         if deep is not None:
@@ -70,6 +72,15 @@ class GuardedRequest(Request):  # type: ignore[misc]
         if embed is not None and not isinstance(embed, dict):
             raise InvalidTaskError("task message options must be an object")
         return embed
+
+
+def _valid_time_limits(value: Any) -> bool:
+    # They reach the pool's timers in the main process, where a string would fail much later.
+    if value is None:
+        return True
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        return False
+    return all(v is None or (isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < 1e9) for v in value)
 
 
 def strategy(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Any:

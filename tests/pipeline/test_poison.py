@@ -145,7 +145,16 @@ DEEP = '{"a":' * 5000 + "{}" + "}" * 5000
 
 @pytest.mark.parametrize(
     "case",
-    ["not-json", "envelope-list", "body-number", "body-short-list", "body-deep", "headers-deep", "args-dict"],
+    [
+        "not-json",
+        "envelope-list",
+        "body-number",
+        "body-short-list",
+        "body-deep",
+        "headers-deep",
+        "args-dict",
+        "bad-timelimit",
+    ],
 )
 def test_malformed_raw_messages_do_not_crash_the_worker(own_stack: Stack, case: str) -> None:
     stack = own_stack
@@ -162,6 +171,8 @@ def test_malformed_raw_messages_do_not_crash_the_worker(own_stack: Stack, case: 
         payload = _body(envelope, "[1]")
     elif case == "body-deep":
         payload = _body(envelope, f"[[{DEEP}], {{}}, {{}}]")
+    elif case == "bad-timelimit":
+        payload = json.dumps({**envelope, "headers": {**envelope["headers"], "timelimit": ["soon", {}]}})
     elif case == "args-dict":
         payload = _body(envelope, '[{"job_id": 1}, [], {}]')
     else:

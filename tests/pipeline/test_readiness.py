@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,9 +46,8 @@ def test_worker_without_a_usable_database_exits_2(
     }
     url = urls[case]()
     env = {**os.environ, **PIPELINE_ENV, "REDIS_URL": redis_url, "DATABASE_URL": url, "IMAGEGEN_HOME": str(tmp_path)}
-    queue = "interactive"
+    queue = f"readiness-{uuid.uuid4().hex[:8]}"  # the session's pipeline worker shares this Redis
     client = redis.Redis.from_url(redis_url)
-    client.delete(queue)
     client.lpush(queue, b"a message the worker must not take")
     worker = devstack.start_worker(env, concurrency=1, queues=queue, log_dir=tmp_path, name=f"worker-{case}")
     try:
