@@ -8,8 +8,8 @@ message (``5``, ``[1]``) fails there in the same way.
 
 So every task of ours uses ``GuardedRequest``, which clips arguments nested deeper than
 ``MESSAGE_MAX_DEPTH`` before they reach the pool (a clipped request still reads as too deep, so
-``imagegen.enqueue`` rejects it naming the field) and replaces ``argsrepr``/``kwargsrepr`` with the
-redacted form, and ``strategy``, which turns any other failure to build a request into Celery's own
+``imagegen.enqueue`` rejects it naming the field; its ``argsrepr``/``kwargsrepr`` become the redacted
+form), and ``strategy``, which turns any other failure to build a request into Celery's own
 invalid-message path: logged, rejected, never requeued.
 """
 
@@ -36,7 +36,7 @@ MESSAGE_MAX_DEPTH = MAX_JSON_DEPTH + 16
 
 
 class GuardedRequest(Request):  # type: ignore[misc]
-    """A task request whose arguments are safe to pickle and whose monitor view is redacted."""
+    """A task request whose arguments are safe to pickle (a clipped one is shown redacted)."""
 
     def __init__(self, message: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(message, *args, **kwargs)
@@ -62,9 +62,10 @@ class GuardedRequest(Request):  # type: ignore[misc]
             self._body = (self._args, self._kwargs, clip(embed, MESSAGE_MAX_DEPTH))
             self._decoded = True
             self._content_type = self._content_encoding = None
-        # Monitors (Flower, `celery events`) get job ids only, whatever the sender put in these headers.
-        self._argsrepr, self._kwargsrepr = redact_task_args(self._type, self._args, self._kwargs)
-        request_dict["argsrepr"], request_dict["kwargsrepr"] = self._argsrepr, self._kwargsrepr
+        if deep is not None or not isinstance(self._argsrepr, str) or not isinstance(self._kwargsrepr, str):
+            # Task events carry these to monitors: strings only, and never the shape of a hostile value.
+            self._argsrepr, self._kwargsrepr = redact_task_args(self._type, self._args, self._kwargs)
+            request_dict["argsrepr"], request_dict["kwargsrepr"] = self._argsrepr, self._kwargsrepr
 
     def _embed(self) -> Any:
         body = self._body if self._decoded else self._message.payload
