@@ -62,7 +62,7 @@ class GuardedRequest(Request):  # type: ignore[misc]
             self._body = (self._args, self._kwargs, clip(embed, MESSAGE_MAX_DEPTH))
             self._decoded = True
             self._content_type = self._content_encoding = None
-        if deep is not None or not isinstance(self._argsrepr, str) or not isinstance(self._kwargsrepr, str):
+        if deep is not None or not isinstance(self.argsrepr, str) or not isinstance(self.kwargsrepr, str):
             # Task events carry these to monitors: strings only, and never the shape of a hostile value.
             self._argsrepr, self._kwargsrepr = redact_task_args(self._type, self._args, self._kwargs)
             request_dict["argsrepr"], request_dict["kwargsrepr"] = self._argsrepr, self._kwargsrepr
