@@ -137,6 +137,8 @@ class Settings(BaseSettings):
     imagegen_allow_private_urls: bool = False
     imagegen_log_prompts: bool = False
     imagegen_api_tokens: str = ""
+    #: Largest HTTP request body the API reads (bytes); upstream webhooks get 64 KiB whatever this is.
+    imagegen_api_max_body_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
     #: Port on which each worker host serves its Prometheus metrics (needs PROMETHEUS_MULTIPROC_DIR).
     imagegen_worker_metrics_port: int | None = None
 

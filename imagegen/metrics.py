@@ -8,7 +8,11 @@ status come from the database instead (imagegen/api/metrics.py): only the databa
 
 from __future__ import annotations
 
+import logging
+
 from prometheus_client import Counter, Histogram
+
+log = logging.getLogger(__name__)
 
 #: Upstream calls take milliseconds (status) to minutes (a synchronous render).
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -25,6 +29,11 @@ UPSTREAM_ERRORS = Counter(
 UPSTREAM_429 = Counter("imagegen_upstream_429_total", "Upstream answers with HTTP 429.", ["provider", "endpoint"])
 JOBS_ENDED = Counter(
     "imagegen_jobs_ended_total", "Jobs reaching a terminal status, by status and error kind.", ["status", "error_kind"]
+)
+UNKNOWN_JOB_MESSAGES = Counter(
+    "imagegen_unknown_job_messages_total",
+    "Task messages naming a job id this database does not have (acked and dropped).",
+    ["task"],
 )
 POLLS_PER_JOB = Histogram(
     "imagegen_polls_per_job",
@@ -46,3 +55,17 @@ def observe_call(provider: str, endpoint: str, seconds: float, http_status: int 
 def observe_end(status: str, error_kind: str | None) -> None:
     """A job reached a terminal status (counted by the process whose transition won)."""
     JOBS_ENDED.labels(status, error_kind or "").inc()
+
+
+def observe_unknown_job(task: str, job_id: str) -> None:
+    """A message named a job this database does not have: say so, and count it.
+
+    Usually two deployments share one Redis, or a producer and a worker use different databases; the
+    message is dropped either way (the database is the source of truth), but never silently.
+    """
+    log.warning(
+        "%s: no job %s in this database (another deployment on the same broker, or a different DATABASE_URL?)",
+        task,
+        job_id,
+    )
+    UNKNOWN_JOB_MESSAGES.labels(task).inc()

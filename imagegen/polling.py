@@ -21,7 +21,7 @@ from imagegen.errors import ErrorKind, ProviderError, is_safety_message
 from imagegen.learning import expected_for, learn_from
 from imagegen.lifecycle import JobStatus as S
 from imagegen.lifecycle import transition, update_in
-from imagegen.metrics import POLLS_PER_JOB
+from imagegen.metrics import POLLS_PER_JOB, observe_unknown_job
 from imagegen.outcomes import expire_if_due, fail_or_hold
 from imagegen.providers import Phase, UpstreamState
 from imagegen.results import has_pending
@@ -51,6 +51,8 @@ def _poll(rt: Runtime, job_id: str, *, force: bool) -> tuple[Job | None, Step | 
     now = rt.now()
     with rt.session() as s:
         job = repo.get_job(s, job_id)
+        if job is None:
+            observe_unknown_job("imagegen.poll", job_id)
         if job is None or job.status != S.RUNNING or not job.upstream_task_id:
             return None, None
         if expire_if_due(s, job, now):

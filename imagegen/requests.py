@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from imagegen.errors import FieldError, RequestInvalid
+from imagegen.jsondepth import MAX_JSON_DEPTH, too_deep
 from imagegen.routes import NoMapping, hop_request
 
 PROVIDERS = ("apidot", "openai", "image2")
@@ -316,6 +317,9 @@ def _validate_metadata(metadata: Any) -> list[FieldError]:
         return []
     if not isinstance(metadata, Mapping):
         return [FieldError("metadata", "must be a JSON object")]
+    # Checked first and without recursion: json.dumps, copies and pickling all recurse per level.
+    if too_deep(metadata, MAX_JSON_DEPTH) is not None:
+        return [FieldError("metadata", "nested too deeply")]
     try:
         size = len(json.dumps(metadata, allow_nan=False).encode())
     except (TypeError, ValueError, RecursionError):

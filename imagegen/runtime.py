@@ -24,7 +24,7 @@ from imagegen.fetch import FetchPolicy, make_client
 from imagegen.providers import Provider, build_providers
 from imagegen.ratelimit import LimitConfig, RateLimiter, fast_client
 from imagegen.storage import ResultStore, build_store
-from imagegen.store.db import ensure_schema, make_engine, make_sessionmaker, session_scope
+from imagegen.store.db import ensure_schema, make_engine, make_sessionmaker, prepare_sqlite_directory, session_scope
 from imagegen.store.models import utcnow
 
 
@@ -48,6 +48,7 @@ class Runtime:
     def create(cls, settings: Settings | None = None, *, check_schema: bool = True) -> Runtime:
         """Build the resources (and bring an SQLite schema up to date)."""
         settings = settings or get_settings()
+        prepare_sqlite_directory(settings.effective_database_url, create=settings.database_url is None)
         engine = make_engine(settings.effective_database_url)
         if check_schema:
             ensure_schema(engine)

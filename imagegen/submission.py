@@ -22,6 +22,7 @@ from imagegen.errors import ErrorKind, ImagegenError, ProviderError, RequestInva
 from imagegen.learning import expected_for
 from imagegen.lifecycle import JobStatus as S
 from imagegen.lifecycle import transition, update_in
+from imagegen.metrics import observe_unknown_job
 from imagegen.outcomes import expire_if_due, fail_or_hold, switch_provider
 from imagegen.providers import SubmitResult
 from imagegen.requests import ImageRequest
@@ -67,6 +68,8 @@ def _submit(rt: Runtime, job_id: str) -> tuple[Job | None, Step | None]:
     now = rt.now()
     with rt.session() as s:
         job = repo.get_job(s, job_id)
+        if job is None:
+            observe_unknown_job("imagegen.submit", job_id)
         if job is None or job.status != S.QUEUED:
             return None, None  # stale or duplicate message: the row says what is true
         if expire_if_due(s, job, now):

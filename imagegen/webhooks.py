@@ -103,13 +103,21 @@ def task_id_from_body(body: bytes) -> str:
     return task_id
 
 
+def check_token(rt: Runtime, provider: str, token: str | None) -> str:
+    """The job id of a callback to a known provider with a valid token; ``WebhookRejected`` otherwise.
+
+    Needs no body, so the HTTP route runs it before reading one.
+    """
+    if provider not in rt.providers:
+        raise WebhookRejected(404, f"unknown provider {provider!r}")
+    return job_id_from_token(rt.settings.callback_token_key, token)
+
+
 def receive_upstream_webhook(
     rt: Runtime, provider: str, *, token: str | None, headers: Mapping[str, str], body: bytes
 ) -> WebhookAccepted:
     """Authenticate a provider callback and turn it into a forced poll of the job it names."""
-    if provider not in rt.providers:
-        raise WebhookRejected(404, f"unknown provider {provider!r}")
-    job_id = job_id_from_token(rt.settings.callback_token_key, token)
+    job_id = check_token(rt, provider, token)
     task_id = task_id_from_body(body)
     secret = rt.settings.apidot_webhook_secret.get_secret_value()
     if provider == "apidot" and secret:

@@ -10,14 +10,13 @@ from celery.exceptions import SoftTimeLimitExceeded
 from config.celery import finalize_limits
 from config.limits import TIME_LIMITS
 from config.settings import get_settings
-from imagegen.errors import RequestInvalid
+from imagegen.byname import by_name, enqueue_message
 from imagegen.finalize import finalize_interrupted, finalize_job
 from imagegen.ids import is_job_id
 from imagegen.notifications import deliver
 from imagegen.polling import poll_job
-from imagegen.producer import IdempotencyConflict, create_job, publish_submits
+from imagegen.producer import publish_submits
 from imagegen.reconciler import reconcile as reconcile_jobs
-from imagegen.requests import ImageRequest
 from imagegen.runtime import get_runtime
 from imagegen.steps import Step
 from imagegen.submission import submit_job
@@ -39,27 +38,17 @@ def _publish(steps: list[Step] | Step | None) -> None:
 
 
 @app.task(**_limits("imagegen.enqueue"))
-def enqueue(request: dict[str, Any], job_id: str | None = None) -> dict[str, Any]:
-    """Validate ``request``, insert the job (with the caller's ``job_id`` if given) and submit it."""
-    rt = get_runtime()
-    if job_id is not None and not (isinstance(job_id, str) and is_job_id(job_id)):
-        log.error("imagegen.enqueue rejected: job_id must be a UUID string")
-        return {"error": {"kind": "invalid_request", "message": "job_id: must be a UUID string"}}
-    try:
-        req = ImageRequest.from_dict(request, allow_private_urls=rt.settings.imagegen_allow_private_urls)
-    except RequestInvalid as exc:
-        log.error("imagegen.enqueue rejected: %s", exc)  # field names only, never the prompt
-        return {"error": {"kind": exc.kind.value, "message": str(exc)}}
-    try:
-        job, _created = create_job(rt, req, job_id=job_id)
-    except IdempotencyConflict as exc:
-        log.error("imagegen.enqueue rejected: %s", exc)  # the key, never the prompt
-        return {"error": {"kind": "invalid_request", "message": str(exc)}}
-    publish_submits(publisher, [job])
-    return {"job_id": job.id}
+def enqueue(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """``imagegen.enqueue(request, job_id=None)``: validate, insert the job (with the caller's ``job_id``
+    if given) and submit it. Any other message is a rejection, recorded under its ``job_id`` if it has one."""
+    job, answer = enqueue_message(get_runtime(), args, kwargs)
+    if job is not None:
+        publish_submits(publisher, [job])
+    return answer
 
 
 @app.task(**_limits("imagegen.submit"))
+@by_name
 def submit(job_id: str) -> None:
     """Submit the job upstream (at most one POST per claim)."""
     if is_job_id(job_id):
@@ -67,6 +56,7 @@ def submit(job_id: str) -> None:
 
 
 @app.task(**_limits("imagegen.poll"))
+@by_name
 def poll(job_id: str, force: bool = False) -> None:
     """Read the upstream task's status once (``force``: a webhook arrived, do not wait for the due time)."""
     if is_job_id(job_id):
@@ -77,6 +67,7 @@ _FINALIZE_SOFT, _FINALIZE_HARD = finalize_limits(get_settings())
 
 
 @app.task(name="imagegen.finalize", soft_time_limit=_FINALIZE_SOFT, time_limit=_FINALIZE_HARD, ignore_result=True)
+@by_name
 def finalize(job_id: str) -> None:
     """Download a finished task's result files into our storage (time limits sized for the download)."""
     if not is_job_id(job_id):
@@ -90,6 +81,7 @@ def finalize(job_id: str) -> None:
 
 
 @app.task(**_limits("imagegen.notify"))
+@by_name
 def notify(job_id: str) -> None:
     """Tell the caller's ``callback_url`` that its job ended (one signed POST; retried with backoff)."""
     if is_job_id(job_id):
@@ -97,6 +89,7 @@ def notify(job_id: str) -> None:
 
 
 @app.task(**_limits("imagegen.reconcile"))
+@by_name
 def reconcile() -> dict[str, int]:
     """Expire, recover and release due work (on beat)."""
     report = reconcile_jobs(get_runtime())

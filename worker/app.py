@@ -13,7 +13,8 @@ from config.settings import ConfigError, Settings, get_settings
 
 def create_app(settings: Settings, *, name: str = "imagegen") -> Celery:
     """A Celery app for ``settings`` (tests build producer-only apps against their private Redis)."""
-    celery = Celery(name, include=["tasks.jobs"])
+    # Every task gets the guard that keeps hostile messages from crashing the main process.
+    celery = Celery(name, include=["tasks.jobs"], task_cls="worker.guard:GuardedTask")
     celery.conf.update(celery_config(settings))
     return celery
 
@@ -31,8 +32,8 @@ def _settings_or_exit() -> Settings:
 
 app = create_app(_settings_or_exit())
 
-# Signal handlers (per-process runtime, argument redaction) register on import.
-from worker import liveness, metrics, signals  # noqa: E402,F401
+# Signal handlers (database check, per-process runtime, argument redaction) register on import.
+from worker import liveness, metrics, readiness, signals  # noqa: E402,F401
 
 # httpx logs every request URL at INFO; URLs may be private (SPEC §6), so only warnings get through.
 logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -1,4 +1,5 @@
-"""kombu's Redis transport with one fix: a worker survives Redis going away while it holds messages.
+"""kombu's Redis transport with two fixes: a worker survives Redis going away while it holds messages,
+and survives a message on its queues that is not a kombu message at all.
 
 On a broker connection loss Celery closes the connection (``on_connection_error_after_connected``);
 kombu then closes the default channel, whose QoS tries to restore the unacknowledged messages through
@@ -9,11 +10,16 @@ the worker process exits (seen in our Redis-restart chaos test; same family as k
 Skipping that restore loses nothing: the messages stay in Redis's unacked index (restored after the
 visibility timeout) if Redis survived, and the reconciler re-releases their jobs from the database
 within seconds either way.
+
+A list entry that is not a kombu envelope (not JSON, JSON nested past the decoder's recursion limit, a
+JSON array) makes ``_brpop_read`` raise in the worker's main process, which Celery also treats as
+unrecoverable. Anyone who can write to Redis can push one, so such an entry is logged and dropped.
 """
 
 from __future__ import annotations
 
 import logging
+from queue import Empty
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
@@ -34,9 +40,18 @@ class QoS(kombu_redis.QoS):
 
 
 class Channel(kombu_redis.Channel):
-    """Redis channel using the tolerant QoS."""
+    """Redis channel using the tolerant QoS, dropping queue entries that are not messages."""
 
     QoS = QoS
+
+    def _brpop_read(self, **options: Any) -> Any:
+        try:
+            return super()._brpop_read(**options)
+        except (Empty, *self.connection_errors, *self.connection.channel_errors):
+            raise
+        except Exception as exc:  # the entry has left the list already; nothing can ever deliver it
+            log.error("dropped a queue entry that is not a valid message: %s: %.200s", exc.__class__.__name__, exc)
+            raise Empty() from None
 
 
 class Transport(kombu_redis.Transport):

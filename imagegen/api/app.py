@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from config.settings import Settings, get_settings
 from imagegen.api import jobs, ops, webhooks
 from imagegen.api.auth import require_token
+from imagegen.api.bodylimit import WEBHOOK_MAX_BODY_BYTES, BodyLimit
 from imagegen.api.metrics import build_registry
 from imagegen.api.schemas import BatchRequest, JobRequest, Message
 from imagegen.api.state import ApiState, WebhookReceiver
@@ -30,7 +31,10 @@ from imagegen.steps import Publisher
 
 log = logging.getLogger(__name__)
 
-_UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"model": Message, "description": "Database unavailable"}}
+_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    413: {"model": Message, "description": "Request body over its cap (IMAGEGEN_API_MAX_BODY_BYTES; webhooks 64 KiB)"},
+    503: {"model": Message, "description": "Database unavailable"},
+}
 
 
 def create_app(
@@ -72,6 +76,8 @@ def create_app(
     app.include_router(webhooks.router, responses=_UNAVAILABLE)
     app.include_router(ops.router)
     app.add_exception_handler(SQLAlchemyError, _database_unavailable)
+    cap = settings.imagegen_api_max_body_bytes
+    app.add_middleware(BodyLimit, max_bytes=cap, overrides=[("/webhooks/", min(cap, WEBHOOK_MAX_BODY_BYTES))])
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

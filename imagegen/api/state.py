@@ -12,7 +12,7 @@ from fastapi import Depends, Request
 from config.settings import Settings
 from imagegen.runtime import Runtime
 from imagegen.steps import Publisher
-from imagegen.webhooks import WebhookAccepted, receive_upstream_webhook
+from imagegen.webhooks import WebhookAccepted, check_token, receive_upstream_webhook
 
 
 class WebhookReceiver(Protocol):
@@ -21,6 +21,16 @@ class WebhookReceiver(Protocol):
     def __call__(
         self, rt: Runtime, provider: str, *, token: str | None, headers: Mapping[str, str], body: bytes
     ) -> WebhookAccepted: ...
+
+
+class TokenCheck(Protocol):
+    """The signature of ``imagegen.webhooks.check_token``: run before the body is read."""
+
+    def __call__(self, rt: Runtime, provider: str, token: str | None) -> str: ...
+
+
+def _no_token_check(rt: Runtime, provider: str, token: str | None) -> str:
+    return ""
 
 
 @dataclass
@@ -59,6 +69,13 @@ class ApiState:
         """The webhook core (``imagegen.webhooks``) unless a fake was injected."""
         return self.given_receiver or receive_upstream_webhook
 
+    def token_check(self) -> TokenCheck:
+        """The pre-body token check of the webhook core (an injected fake's ``check_token``, if it has one)."""
+        if self.given_receiver is None:
+            return check_token
+        check: TokenCheck = getattr(self.given_receiver, "check_token", _no_token_check)
+        return check
+
     def close(self) -> None:
         """Release what this state built (never what was injected)."""
         if self._runtime is not None:
@@ -79,6 +96,10 @@ def _receiver(request: Request) -> WebhookReceiver:
     return _state(request).receiver()
 
 
+def _token_check(request: Request) -> TokenCheck:
+    return _state(request).token_check()
+
+
 def _publisher(request: Request) -> Publisher:
     return _state(request).publisher()
 
@@ -91,3 +112,4 @@ RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 PublisherDep = Annotated[Publisher, Depends(_publisher)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 ReceiverDep = Annotated[WebhookReceiver, Depends(_receiver)]
+TokenCheckDep = Annotated[TokenCheck, Depends(_token_check)]

@@ -10,6 +10,8 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 
 from imagegen.errors import FieldError
+from imagegen.jsondepth import MAX_JSON_DEPTH, JsonTooDeep, too_deep
+from imagegen.jsondepth import loads as bounded_loads
 
 Loc = tuple[str | int, ...]
 
@@ -48,14 +50,33 @@ async def json_body(request: Request) -> Any:
     """
     raw = await request.body()
     try:
-        data = json.loads(raw, parse_constant=_reject_constant)
+        data = bounded_loads(raw, parse_constant=_reject_constant)
+        # Past this depth no field can be valid; stop before anything recursive walks it.
+        path = too_deep(data, _BODY_MAX_DEPTH)
+        if path is not None:
+            raise JsonTooDeep(path)
         json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except JsonTooDeep as exc:
+        raise invalid([_too_deep(exc.path)]) from None
     except UnicodeError:
         msg = "body: must be UTF-8 JSON without lone surrogates"
         raise invalid([problem(("body",), msg, "json_invalid")]) from None
     except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError; so are huge ints
         raise invalid([problem(("body",), f"body: not valid JSON ({_reason(exc)})", "json_invalid")]) from None
     return data
+
+
+#: A batch item's fields sit three levels into the body (body → requests → item).
+_BODY_MAX_DEPTH = MAX_JSON_DEPTH + 4
+
+
+def _too_deep(path: tuple[str | int, ...]) -> dict[str, Any]:
+    """The 422 entry naming the field that holds JSON nested too deeply (``metadata: nested too deeply``)."""
+    in_batch = len(path) >= 3 and path[0] == "requests" and isinstance(path[1], int)
+    named = bool(path) and isinstance(path[0], str)
+    loc: Loc = ("body", *path[:3]) if in_batch else ("body", *path[:1]) if named else ("body",)
+    name = str(loc[-1]) if len(loc) > 1 else "body"
+    return problem(loc, f"{name}: nested too deeply")
 
 
 def _reason(exc: Exception) -> str:

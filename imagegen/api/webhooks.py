@@ -1,8 +1,9 @@
 """``POST /webhooks/{provider}``: upstream callbacks, handed to the core in ``imagegen.webhooks``.
 
-The route only moves bytes: the core verifies the token and signature, finds the job, and returns the
-message to publish (a forced poll that re-fetches the status in a worker). So the answer is fast, and a
-provider's retry of a slow answer cannot pile up upstream calls here.
+The route only moves bytes: the provider and token (query string) are checked before the body is read,
+then the core verifies the signature, finds the job, and returns the message to publish (a forced poll
+that re-fetches the status in a worker). So the answer is fast, and a provider's retry of a slow answer
+cannot pile up upstream calls here.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from imagegen.api.schemas import Accepted, Message
-from imagegen.api.state import PublisherDep, ReceiverDep, RuntimeDep
+from imagegen.api.state import PublisherDep, ReceiverDep, RuntimeDep, TokenCheckDep
 from imagegen.errors import ImagegenError, UnknownProvider
 from imagegen.webhooks import WebhookRejected
 
@@ -27,8 +28,24 @@ REJECT_STATUSES = frozenset({400, 401, 404})
 _EXAMPLE_JOB = "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
 
 
-async def raw_body(request: Request) -> bytes:
-    """The body exactly as sent (the signature may cover it; never parsed here)."""
+ProviderPath = Annotated[str, Path(description="The provider the callback URL names", examples=["apidot"])]
+TokenQuery = Annotated[
+    str | None, Query(description="The per-job token of the callback URL", examples=[f"{_EXAMPLE_JOB}.q1w2e3r4t5"])
+]
+
+
+async def raw_body(
+    request: Request, provider: ProviderPath, rt: RuntimeDep, check: TokenCheckDep, token: TokenQuery = None
+) -> bytes:
+    """The body exactly as sent (never parsed here), read only once the provider and token are valid:
+    a caller without a token cannot make us read anything (bodies are capped at 64 KiB besides)."""
+    try:
+        check(rt, provider, token)
+    except WebhookRejected as exc:
+        code = exc.status_code if exc.status_code in REJECT_STATUSES else status.HTTP_400_BAD_REQUEST
+        raise HTTPException(code, exc.message, headers={"Connection": "close"}) from None
+    except UnknownProvider as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc) or "unknown provider") from None
     return await request.body()
 
 
@@ -49,16 +66,13 @@ def _rejected(status_code: int, message: str) -> JSONResponse:
     openapi_extra={"requestBody": {"content": {"application/json": {"schema": {}}}}},
 )
 def post_webhook(
-    provider: Annotated[str, Path(description="The provider the callback URL names", examples=["apidot"])],
+    provider: ProviderPath,
     body: Annotated[bytes, Depends(raw_body)],
     request: Request,
     rt: RuntimeDep,
     publisher: PublisherDep,
     receive: ReceiverDep,
-    token: Annotated[
-        str | None,
-        Query(description="The per-job token of the callback URL", examples=[f"{_EXAMPLE_JOB}.q1w2e3r4t5"]),
-    ] = None,
+    token: TokenQuery = None,
 ) -> JSONResponse:
     """Verify and acknowledge one delivery: 202 ``{"ok": true}``, or 400/401/404 ``{"detail": reason}``."""
     try:

@@ -30,6 +30,8 @@ from imagegen.cli.output import (
 )
 from imagegen.errors import FieldError, ImagegenError, RequestInvalid, UnknownProvider
 from imagegen.jobview import job_to_dict
+from imagegen.jsondepth import JsonTooDeep
+from imagegen.jsondepth import loads as bounded_loads
 from imagegen.producer import IdempotencyConflict, create_batch, create_job, default_publisher, publish_submits
 from imagegen.requests import ImageRequest
 from imagegen.runtime import Runtime
@@ -105,7 +107,9 @@ def submit(
         data["deadline_s"] = deadline
     if metadata is not None:
         try:
-            data["metadata"] = json.loads(metadata)
+            data["metadata"] = bounded_loads(metadata)
+        except JsonTooDeep:
+            fail("metadata: nested too deeply")
         except json.JSONDecodeError:
             fail("metadata: must be a JSON object")
     uploads = _read_files(image_files)
@@ -166,8 +170,11 @@ def read_batch(path: Path, allow_private: bool) -> tuple[list[ImageRequest], lis
         if not line.strip():
             continue
         try:
-            data = json.loads(line)
+            data = bounded_loads(line)
             valid.append(ImageRequest.from_dict(data, allow_private_urls=allow_private, priority="batch"))
+        except JsonTooDeep as exc:
+            field = exc.path[0] if exc.path and isinstance(exc.path[0], str) else "request"
+            invalid.append((number, [FieldError(str(field), "nested too deeply")]))
         except json.JSONDecodeError as exc:
             invalid.append((number, [FieldError("request", f"not valid JSON ({exc.msg})")]))
         except RequestInvalid as exc:
@@ -337,9 +344,14 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Apply migrations up to the newest schema."""
-    from imagegen.store.db import upgrade
+    from imagegen.store.db import prepare_sqlite_directory, upgrade
 
-    upgrade(get_settings().effective_database_url)
+    settings = get_settings()
+    try:
+        prepare_sqlite_directory(settings.effective_database_url, create=settings.database_url is None)
+        upgrade(settings.effective_database_url)
+    except ImagegenError as exc:
+        fail(str(exc))
     click.echo("database is up to date")
 
 

@@ -24,12 +24,65 @@ class SchemaBehind(ImagegenError):
     """The database schema is older than this code (run ``imagegen db upgrade``)."""
 
 
+class DatabaseUnusable(ImagegenError):
+    """The database at ``DATABASE_URL`` cannot be used (missing directory, unreachable, wrong schema)."""
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of an SQLite URL (None for other databases and in-memory SQLite)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[-1]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def prepare_sqlite_directory(url: str, *, create: bool) -> None:
+    """Create the SQLite file's directory (``create``: the default under ``IMAGEGEN_HOME``), or require it.
+
+    A ``DATABASE_URL`` naming a directory that does not exist is a typo or a missing volume: creating it
+    would give this process a new, empty database that no other process uses.
+    """
+    path = sqlite_file(url)
+    if path is None:
+        return
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    elif not path.parent.is_dir():
+        raise DatabaseUnusable(f"DATABASE_URL: the directory {path.parent} of the SQLite file does not exist")
+
+
+def check_database(url: str) -> None:
+    """Connect, and bring the schema up to date (SQLite) or require it to be (PostgreSQL); then let go.
+
+    For a process's start: ``DatabaseUnusable`` says, in one line naming ``DATABASE_URL``, why not.
+    """
+    try:
+        engine = make_engine(url, pool_size=1)
+    except DatabaseUnusable:
+        raise
+    except (ValueError, ImportError, sa.exc.ArgumentError) as exc:
+        raise DatabaseUnusable(f"DATABASE_URL: not a usable database URL ({exc.__class__.__name__})") from None
+    shown = engine.url.render_as_string(hide_password=True)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        ensure_schema(engine)
+    except SchemaBehind as exc:
+        raise DatabaseUnusable(f"DATABASE_URL ({shown}): {exc}") from None
+    except Exception as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
+        raise DatabaseUnusable(f"DATABASE_URL ({shown}): {reason}") from None
+    finally:
+        engine.dispose()
+
+
 def make_engine(url: str, *, pool_size: int = 5) -> sa.Engine:
-    """Create an engine; on SQLite: WAL, a busy timeout, and ``BEGIN IMMEDIATE`` for every transaction."""
+    """Create an engine; on SQLite: WAL, a busy timeout, and ``BEGIN IMMEDIATE`` for every transaction.
+
+    An SQLite file's directory must exist (``prepare_sqlite_directory`` creates the default one).
+    """
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        prepare_sqlite_directory(url, create=False)
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         sa.event.listen(engine, "connect", _sqlite_on_connect)
         sa.event.listen(engine, "begin", _sqlite_on_begin)
@@ -114,8 +167,8 @@ def _migration_lock(url: str) -> Iterator[None]:
     if not url.startswith("sqlite"):
         yield
         return
+    prepare_sqlite_directory(url, create=False)
     path = Path(url.split("///", 1)[-1] + ".migrate.lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:

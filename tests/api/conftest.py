@@ -42,6 +42,16 @@ class FakeWebhookCore:
 
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
+        self.token_checks = 0
+
+    def check_token(self, rt: Runtime, provider: str, token: str | None) -> str:
+        """The pre-body check: the same provider and token rules, before any byte of the body is read."""
+        self.token_checks += 1
+        if provider != "apidot":
+            raise WebhookRejected(404, f"unknown provider {provider!r}")
+        if token != GOOD_TOKEN:
+            raise WebhookRejected(401, "invalid callback token")
+        return FAKE_JOB_ID
 
     def __call__(
         self, rt: Runtime, provider: str, *, token: str | None, headers: Mapping[str, str], body: bytes

@@ -65,3 +65,20 @@ def test_the_real_core_rejects_a_forged_token(runtime, publisher: RecordingPubli
     assert response.status_code == 401
     assert client.post("/webhooks/nosuch?token=x", content=b"{}").status_code == 404
     assert publisher.steps == []
+
+
+def test_a_bad_token_is_refused_before_the_body_is_read(client: TestClient, webhook_core: FakeWebhookCore) -> None:
+    consumed = 0
+
+    def body() -> object:
+        nonlocal consumed
+        for _ in range(1000):  # 64 MiB if anyone read it all
+            consumed += 1
+            yield b"x" * 65536
+
+    response = client.post("/webhooks/apidot?token=forged", content=body())
+    assert response.status_code == 401
+    assert webhook_core.token_checks == 1 and webhook_core.calls == []  # the core never saw a body
+    assert consumed <= 2, f"{consumed} chunks were read"
+    unknown = client.post(f"/webhooks/acme?token={GOOD_TOKEN}", content=b"{}")
+    assert unknown.status_code == 404 and webhook_core.calls == []

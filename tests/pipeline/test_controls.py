@@ -148,7 +148,10 @@ def test_invalid_request_by_task_name_is_rejected_and_worker_lives(stack: Stack)
     stack.publisher._app.send_task("imagegen.poll", args=[str(uuid.uuid4())])
     time.sleep(1.5)
     with stack.rt.session() as s:
-        assert repo.get_job(s, job_id) is None
+        rejected = repo.get_job(s, job_id)
+    # Recorded under the sender's id, so it can read why (every problem listed).
+    assert rejected is not None and (rejected.status, rejected.error_kind) == ("failed", "invalid_request")
+    assert "n: unknown field" in (rejected.error_message or "")
     # The worker still serves work.
     assert stack.wait(stack.submit(stack.prompt("still alive [[instant]]"))).status == "succeeded"
 
