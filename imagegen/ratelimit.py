@@ -118,7 +118,8 @@ return {fmt(wait), fmt(frac), 'r'}
 # the submits accepted in the last `window` seconds, per second; later 429s decrease it down to
 # `min_fraction` of that. A 429 while nothing was accepted in the window is no evidence of a rate (one job
 # retrying on a quiet key): it neither learns nor decreases. With no Retry-After, the not-before is one
-# interval at the new rate, so the upstream's bucket can refill before anyone sends again. Returns {seconds until not_before, fraction}.
+# interval at the new rate, so the upstream's bucket can refill before anyone sends again.
+# Returns {seconds until not_before, fraction}.
 _PENALIZE = """
 local now = clock(ARGV[6])
 local retry_after = tonumber(ARGV[1])
