@@ -115,9 +115,11 @@ return {fmt(wait), fmt(frac), 'r'}
 # configured ('1'/'0'), learn window.
 # not_before = max(existing, now + retry_after); the rate is multiplied by `factor` (floored) unless a
 # decrease already happened in this overload window. With no configured rate, the first 429 *learns* one:
-# the submits accepted in the last `window` seconds (at least one) per second; later 429s decrease it
-# down to `min_fraction` of that. With no Retry-After, the not-before is one interval at the new rate, so
-# the upstream's bucket can refill before anyone sends again. Returns {seconds until not_before, fraction}.
+# the submits accepted in the last `window` seconds, per second; later 429s decrease it down to
+# `min_fraction` of that. A 429 while nothing was accepted in the window is no evidence of a rate (one job
+# retrying on a quiet key): it neither learns nor decreases. With no Retry-After, the not-before is one
+# interval at the new rate, so the upstream's bucket can refill before anyone sends again.
+# Returns {seconds until not_before, fraction}.
 _PENALIZE = """
 local now = clock(ARGV[6])
 local retry_after = tonumber(ARGV[1])
@@ -127,18 +129,24 @@ local frac, eff = -1, nil
 if ARGV[7] == '1' then
   frac = tonumber(redis.call('HGET', KEYS[2], 'f') or '1')
   if now >= quiet then frac = math.max(floor, frac * factor) end
-elseif not redis.call('HGET', KEYS[2], 'r') then
+else
   local window = tonumber(ARGV[8])
   local seen = 0
   for _, t in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
     if tonumber(t) > now - window then seen = seen + 1 end
   end
-  eff = math.max(1, seen) / window
-  redis.call('HSET', KEYS[2], 'r0', fmt(eff))
-  quiet = 0
-else
-  eff = tonumber(redis.call('HGET', KEYS[2], 'r'))
-  if now >= quiet then eff = math.max(floor * tonumber(redis.call('HGET', KEYS[2], 'r0')), eff * factor) end
+  local learned = redis.call('HGET', KEYS[2], 'r')
+  if seen == 0 then
+    -- Nothing accepted lately: no evidence of a rate (a lone job's 429s); its own backoff applies.
+    quiet = math.huge
+  elseif not learned then
+    eff = seen / window
+    redis.call('HSET', KEYS[2], 'r0', fmt(eff))
+    quiet = 0
+  else
+    eff = tonumber(learned)
+    if now >= quiet then eff = math.max(floor * tonumber(redis.call('HGET', KEYS[2], 'r0')), eff * factor) end
+  end
 end
 if now >= quiet then
   local quiet_until = now + math.max(retry_after, tonumber(ARGV[4]))
@@ -146,7 +154,8 @@ if now >= quiet then
   redis.call('HSET', KEYS[2], 'd', fmt(quiet_until))
   redis.call('PEXPIRE', KEYS[2], ttl_ms(math.max(tonumber(ARGV[5]), quiet_until - now)))
 end
-if retry_after <= 0 and frac < 0 then retry_after = 1 / tonumber(redis.call('HGET', KEYS[2], 'r')) end
+local rate_now = redis.call('HGET', KEYS[2], 'r')
+if retry_after <= 0 and frac < 0 and rate_now then retry_after = 1 / tonumber(rate_now) end
 local nb = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now + retry_after)
 if nb > now then redis.call('SET', KEYS[1], fmt(nb), 'PX', ttl_ms(nb - now)) end
 return {fmt(math.max(0, nb - now)), fmt(frac)}

@@ -323,7 +323,8 @@ def test_first_429_learns_the_accepted_rate(client: redis.Redis, provider: str) 
     assert [rl.acquire(provider, T0 + 0.5) for _ in range(3)] == pytest.approx([0.25, 0.5, 0.75])
     rl.penalize(provider, None, T0 + 0.6)  # the same overload: no second decrease
     assert rl.effective_rate(provider) == pytest.approx(4.0)
-    rl.penalize(provider, None, T0 + 2)
+    rl.record_success(provider, T0 + 0.9)  # sent before the 429: no increase, but proof of traffic
+    rl.penalize(provider, None, T0 + 1.5)
     assert rl.effective_rate(provider) == pytest.approx(2.0)  # multiplicative decrease
     rl.record_success(provider, T0 + 4)
     assert rl.effective_rate(provider) == pytest.approx(2.0 + 0.02 * 4.0)  # slow additive increase
@@ -331,7 +332,23 @@ def test_first_429_learns_the_accepted_rate(client: redis.Redis, provider: str) 
 
 def test_learned_rate_has_a_floor(client: redis.Redis, provider: str) -> None:
     rl = RateLimiter(client, rates={}, default=LimitConfig(None, min_rate_fraction=0.25))
-    rl.penalize(provider, None, T0)  # nothing accepted yet: learns 1/s
+    rl.record_success(provider, T0)
+    rl.penalize(provider, None, T0)  # learns 1/s
     for i in range(10):
+        rl.record_success(provider, T0 + 2 * (i + 1) - 0.1)
         rl.penalize(provider, None, T0 + 2 * (i + 1))
     assert rl.effective_rate(provider) == pytest.approx(0.25)
+
+
+def test_a_lone_429_on_a_quiet_key_learns_nothing(client: redis.Redis, provider: str) -> None:
+    rl = RateLimiter(client, rates={})
+    for i in range(10):  # one job retrying on a key that accepted nothing lately
+        assert rl.penalize(provider, None, T0 + 4 * i) == 0.0
+        assert rl.penalize(provider, 3.0, T0 + 4 * i) == pytest.approx(3.0)  # a Retry-After still holds
+    assert rl.effective_rate(provider) is None
+    assert rl.acquire(provider, T0 + 50) == 0.0
+    rl.record_success(provider, T0 + 50)
+    rl.penalize(provider, None, T0 + 50.5)
+    rl.record_success(provider, T0 + 60)
+    rl.penalize(provider, None, T0 + 65)  # learned, but nothing accepted in the last second: no decrease
+    assert rl.effective_rate(provider) == pytest.approx(1.0 + 0.02)
