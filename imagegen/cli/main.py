@@ -144,7 +144,7 @@ def _read_files(paths: tuple[str, ...]) -> list[tuple[str, bytes, str]]:
 def _existing_job(rt: Runtime, job_id: str) -> Any:
     if not is_job_id(job_id):
         fail(f"job_id: {job_id!r} is not a job id (a UUID)")
-    with rt.session() as s:
+    with rt.read_session() as s:
         job = repo.get_job(s, job_id)
     if job is None:
         fail(f"job_id: no job {job_id}")
@@ -234,7 +234,7 @@ def jobs(
     """List jobs, newest first."""
     rt = _runtime()
     now = rt.now()
-    with rt.session() as s:
+    with rt.read_session() as s:
         found = repo.list_jobs(
             s,
             status=status_,

@@ -15,9 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
+from standardwebhooks import Webhook
 
 from config.settings import Settings
-from imagegen import notifications
+from imagegen import admin, notifications
 from imagegen.webhooks import callback_token
 from tests.pipeline.conftest import Stack
 
@@ -73,10 +74,8 @@ def webhook_stack(database_factory: Any, tmp_path_factory: pytest.TempPathFactor
 
 
 def _verify_standard_webhook(headers: dict[str, str], body: bytes) -> None:
-    key = base64.b64decode(CALLER_SECRET.removeprefix("whsec_"))
-    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
-    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-    assert headers["webhook-signature"] == f"v1,{expected}"
+    # The receiver's side, with the reference implementation (raises WebhookVerificationError).
+    Webhook(CALLER_SECRET).verify(body, headers)
     assert abs(time.time() - int(headers["webhook-timestamp"])) < 60
 
 
@@ -128,6 +127,27 @@ def test_caller_notification_is_retried(webhook_stack: Stack) -> None:
     assert [d.http_status for d in notifications.deliveries(webhook_stack.rt, job.id)] == [500, 500, 204]
     assert len({h["webhook-id"] for h, _ in receiver.calls}) == 1, "one message id across retries"
     assert json.loads(receiver.calls[-1][1])["error"]["kind"] == "generation_failed"
+
+
+def test_a_retried_job_notifies_its_new_outcome_under_a_new_id(webhook_stack: Stack) -> None:
+    receiver = Receiver()
+    job = webhook_stack.wait(webhook_stack.submit(webhook_stack.prompt("[[statusfail]]"), callback_url=receiver.url))
+    deadline = time.monotonic() + 30
+    while webhook_stack.job(job.id).notify_status != "delivered" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    result = admin.retry(webhook_stack.rt, job.id)
+    assert result.ok
+    for step in result.steps:
+        webhook_stack.publisher.publish(step)
+    assert webhook_stack.wait(job.id, timeout=30).status == "failed"
+    deadline = time.monotonic() + 30
+    while len(receiver.calls) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(receiver.calls) == 2, "the retried job's new outcome was never sent to the caller"
+    ids = [h["webhook-id"] for h, _ in receiver.calls]
+    assert ids[0] != ids[1], "the new outcome reuses the old webhook-id (a receiver drops it as a duplicate)"
+    for headers, body in receiver.calls:
+        _verify_standard_webhook(headers, body)
 
 
 def _post(stack: Stack, token: str, body: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
