@@ -157,7 +157,9 @@ def _call_upstream(rt: Runtime, job: Job, token: str) -> Step | None:
 def _accepted(rt: Runtime, job: Job, token: str, result: SubmitResult, started: float) -> Step | None:
     """An async provider took the job: record its task id and schedule the first (informed) poll."""
     now = rt.now()
-    timer = schedule(now, first_poll_delay(expected_for(rt, job)) * webhook_factor(rt.settings), rt.settings)
+    timer = schedule(
+        now, first_poll_delay(expected_for(rt, job)) * webhook_factor(rt.settings, job.provider), rt.settings
+    )
     with rt.session() as s:
         log_call(s, job, "submit", started, http_status=result.http_status, upstream_task_id=result.task_id)
         won = transition(

@@ -185,3 +185,23 @@ def test_forged_stale_and_unknown_webhooks_are_rejected(webhook_stack: Stack) ->
     assert _post(webhook_stack, token, body, _signed(task_id)).status_code == 202
     time.sleep(1.5)
     assert webhook_stack.job(job.id).status == "running" and webhook_stack.polls(prompt) >= before + 1
+
+
+def test_a_provider_without_callbacks_is_polled_on_the_plain_schedule(webhook_stack: Stack) -> None:
+    """image2 is given no callback URL, so its polls must not be stretched by the webhook factor."""
+    prompt = webhook_stack.prompt("image2 no webhook [[slow:30]]")
+    job_id = webhook_stack.submit(prompt, provider="image2", model="gpt-image-2", size="1024x1024")
+    job = webhook_stack.wait(job_id, timeout=30, statuses={"running"})
+    assert job.submitted_at is not None and job.next_attempt_at is not None
+    first_poll = (job.next_attempt_at - job.submitted_at).total_seconds()
+    admin.cancel(webhook_stack.rt, job_id)
+    print(f"\n[image2 in webhook mode] first poll {first_poll:.2f}s after the submit (expected 3 s x 0.8)")
+    assert first_poll == pytest.approx(2.4, abs=0.3), "image2's first poll was stretched as if it had a webhook"
+    # And the callback-taking provider keeps its stretch (factor 2): 3 s x 0.8 x 2.
+    prompt = webhook_stack.prompt("apidot webhook [[slow:30]] [[nowebhook]]")
+    job_id = webhook_stack.submit(prompt)
+    job = webhook_stack.wait(job_id, timeout=30, statuses={"running"})
+    assert job.submitted_at is not None and job.next_attempt_at is not None
+    stretched = (job.next_attempt_at - job.submitted_at).total_seconds()
+    admin.cancel(webhook_stack.rt, job_id)
+    assert stretched == pytest.approx(4.8, abs=0.3)
