@@ -24,10 +24,10 @@ from typing import Any
 from kombu.entity import Queue
 
 from config.settings import Settings
-from imagegen.steps import SYNC_PROVIDER_QUEUES, Step
+from imagegen.steps import NOTIFY_QUEUE, RECONCILE_QUEUE, SYNC_PROVIDER_QUEUES, Step
 
 #: Every queue a plain ``celery -A worker worker`` consumes; dedicated workers pick some with ``-Q``.
-QUEUES = ("celery", "interactive", "batch", "poll", "openai")
+QUEUES = ("celery", "interactive", "batch", "poll", "openai", RECONCILE_QUEUE, NOTIFY_QUEUE)
 
 #: (soft, hard) time limits per task, seconds. Submit covers connect + read timeouts with headroom and
 #: stays below the submit lease, so a lease never expires under a live task.
@@ -84,7 +84,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_max_tasks_per_child": 10_000,
         "task_default_queue": "celery",
         "task_queues": [Queue(name) for name in QUEUES],
-        "task_routes": {"imagegen.poll": {"queue": "poll"}},
+        "task_routes": {
+            "imagegen.poll": {"queue": "poll"},
+            "imagegen.reconcile": {"queue": RECONCILE_QUEUE},
+            "imagegen.notify": {"queue": NOTIFY_QUEUE},
+        },
         "task_serializer": "json",
         "accept_content": ["json"],
         "task_send_sent_event": True,
@@ -96,7 +100,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": "imagegen.reconcile",
                 "schedule": interval,
                 # A beat running while no worker consumes must not pile up reconcile messages.
-                "options": {"expires": max(interval * 2, 5.0), "queue": "celery"},
+                # Its own queue: slow notifications or sends by name never delay (and so expire) it.
+                "options": {"expires": max(interval * 2, 5.0), "queue": RECONCILE_QUEUE},
             }
         },
     }

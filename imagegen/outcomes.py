@@ -104,6 +104,7 @@ def switch_provider(
             s,
             job.id,
             status=S.QUEUED,
+            where=where,
             provider=target,
             last_error_kind=kind,
             last_error_message=f"{job.provider}: {message}"[:500],

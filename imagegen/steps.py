@@ -11,8 +11,11 @@ SUBMIT: TaskName = "imagegen.submit"
 POLL: TaskName = "imagegen.poll"
 NOTIFY: TaskName = "imagegen.notify"
 POLL_QUEUE = "poll"
-#: Caller notifications share the default queue: they are rare and short.
-NOTIFY_QUEUE = "celery"
+#: Caller notifications get a queue of their own: a slow receiver holds a worker process for up to its
+#: read timeout, and must never hold up the reconciler (``RECONCILE_QUEUE``) or sends by name.
+NOTIFY_QUEUE = "notify"
+#: ``imagegen.reconcile`` alone: a small dedicated worker keeps every timer running whatever else is slow.
+RECONCILE_QUEUE = "reconcile"
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,8 @@ WORKERS = {
     "worker-batch": ["batch"],
     "worker-poll": ["poll"],
     "worker-openai": ["openai"],
+    "worker-reconcile": ["reconcile"],
+    "worker-notify": ["notify"],
 }
 REQUIRED_SECRETS = {"POSTGRES_PASSWORD", "FLOWER_BASIC_AUTH", "IMAGEGEN_API_TOKENS"}
 #: What `docker compose` would see with a filled-in .env (values for the required variables only).
