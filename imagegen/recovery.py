@@ -105,6 +105,7 @@ def move_paused_fallbacks(rt: Runtime, s: Session, now: datetime, limit: int) ->
             .where(col(Job.status) == S.QUEUED.value, col(Job.provider) == provider, _has_next_hop(provider))
             .order_by(col(Job.created_at))
             .limit(limit - len(steps))
+            .execution_options(populate_existing=True)  # a job moved by the previous key's pass is re-read
         ).all()
         for job in jobs:
             if next_provider(job) is None:
