@@ -79,7 +79,8 @@ def test_parked_jobs_on_a_paused_key_move_to_their_next_hop(rrt: Runtime) -> Non
         jobs = {i: repo.get_job(s, i) for i in (moving, stays, last_hop)}
         attempts = [a.kind for a in repo.list_attempts(s, moving)]
     # apidot (paused) → image2 (paused too) → openai.
-    assert jobs[moving] is not None and (jobs[moving].provider, jobs[moving].status) == ("openai", "queued")
+    moved = jobs[moving]
+    assert moved is not None and (moved.provider, moved.status) == ("openai", "queued")
     assert attempts == ["fallback", "fallback"]
     assert 1 <= sent.count(moving) <= 2
     for other in (stays, last_hop):
