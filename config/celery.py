@@ -25,10 +25,10 @@ from kombu.entity import Queue
 
 from config.limits import TIME_LIMITS, async_submit_limits, finalize_time_limits, sync_submit_limits
 from config.settings import Settings
-from imagegen.steps import FINALIZE, POLL, POLL_QUEUE, SYNC_QUEUES, Step
+from imagegen.steps import FINALIZE, NOTIFY_QUEUE, POLL, POLL_QUEUE, RECONCILE_QUEUE, SYNC_QUEUES, Step
 
 #: Every queue a plain ``celery -A worker worker`` consumes; dedicated workers pick some with ``-Q``.
-QUEUES = ("celery", "interactive", "batch", "poll", "openai", "openai-batch")
+QUEUES = ("celery", "interactive", "batch", "poll", "openai", "openai-batch", RECONCILE_QUEUE, NOTIFY_QUEUE)
 
 
 def finalize_limits(settings: Settings) -> tuple[float, float]:
@@ -79,7 +79,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_max_tasks_per_child": 10_000,
         "task_default_queue": "celery",
         "task_queues": [Queue(name) for name in QUEUES],
-        "task_routes": {POLL: {"queue": POLL_QUEUE}, FINALIZE: {"queue": POLL_QUEUE}},
+        "task_routes": {
+            POLL: {"queue": POLL_QUEUE},
+            FINALIZE: {"queue": POLL_QUEUE},
+            "imagegen.reconcile": {"queue": RECONCILE_QUEUE},
+            "imagegen.notify": {"queue": NOTIFY_QUEUE},
+        },
         "task_serializer": "json",
         "accept_content": ["json"],
         "task_send_sent_event": True,
@@ -91,7 +96,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": "imagegen.reconcile",
                 "schedule": interval,
                 # A beat running while no worker consumes must not pile up reconcile messages.
-                "options": {"expires": max(interval * 2, 5.0), "queue": "celery"},
+                # Its own queue: slow notifications or sends by name never delay (and so expire) it.
+                "options": {"expires": max(interval * 2, 5.0), "queue": RECONCILE_QUEUE},
             }
         },
     }

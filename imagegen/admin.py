@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from imagegen import notifications
 from imagegen.errors import ErrorKind, JobNotFound
 from imagegen.lifecycle import ACTIVE, RETRYABLE_FROM, transition
 from imagegen.lifecycle import JobStatus as S
@@ -74,6 +75,7 @@ def retry(rt: Runtime, job_id: str) -> ActionResult:
             deadline_at=now + timedelta(seconds=float(deadline_s)),
             next_attempt_at=now,
             dispatch_until=now + timedelta(seconds=rt.settings.imagegen_dispatch_grace_s),
+            **notifications.RESET,
         )
     if won:
         return ActionResult(True, steps=(submit_step(job_id, job.priority, job.provider),))

@@ -4,7 +4,7 @@ Celery workers are known to stay up but stop consuming after a Redis reconnect (
 #10205). Each worker process stamps ``imagegen:progress:<hostname>`` in Redis when it finishes a task;
 the check fails when work is waiting in the queues but the worker has not finished anything for
 ``max_idle_s``. With beat sending ``imagegen.reconcile`` every few seconds, a healthy worker that
-consumes the ``celery`` queue is never idle for long.
+consumes the ``reconcile`` queue is never idle for long.
 """
 
 from __future__ import annotations

@@ -1,23 +1,26 @@
 """Caller notifications: one signed POST to a request's ``callback_url`` when its job ends.
 
-Standard Webhooks (https://www.standardwebhooks.com): ``webhook-id`` (stable across retries, so the
-receiver can deduplicate), ``webhook-timestamp``, ``webhook-signature: v1,<base64 HMAC-SHA256 of
-"{id}.{timestamp}.{body}">`` keyed with the base64 part of ``IMAGEGEN_WEBHOOK_SECRET`` (``whsec_…``).
-The body is the job JSON plus ``"type": "job.finished"``. Delivery state lives on the job row
-(``notify_status``: pending → delivered | failed) and every attempt is logged in ``deliveries``.
+Standard Webhooks (https://www.standardwebhooks.com), signed with its reference package
+``standardwebhooks``: ``webhook-id`` (one per outcome: the same across delivery retries, so the
+receiver can deduplicate, and a new one after ``imagegen retry`` ends the job again), ``webhook-timestamp``,
+``webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`` keyed with
+``IMAGEGEN_WEBHOOK_SECRET`` (``whsec_…``). The body is the job JSON plus ``"type": "job.finished"``.
+Delivery state lives on the job row (``notify_status``: pending → delivered | failed; a retry resets it)
+and every attempt is logged in ``deliveries``. Only terminal jobs are ever notified.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
+from standardwebhooks import Webhook
 
 from imagegen.backoff import compute_backoff
 from imagegen.errors import ImagegenError
@@ -26,18 +29,25 @@ from imagegen.jobview import job_to_dict
 from imagegen.lifecycle import TERMINAL
 from imagegen.runtime import Runtime
 from imagegen.steps import Step, notify_step
-from imagegen.store import repo
 from imagegen.store.models import Delivery, Job
 from imagegen.timers import schedule
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 
 
+#: What ``imagegen retry``/``requeue`` write, so the caller hears the job's next outcome too.
+RESET: dict[str, Any] = {"notify_status": None, "notify_attempts": 0, "notify_next_at": None}
+
+
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     """The ``webhook-signature`` value for ``body`` (secret in ``whsec_<base64>`` form)."""
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(mac).decode()
+    return Webhook(secret).sign(msg_id, datetime.fromtimestamp(timestamp, UTC), body.decode())
+
+
+def message_id(job: Job) -> str:
+    """The ``webhook-id`` of the job's current outcome: stable across delivery retries, new per outcome."""
+    stamp = int(job.finished_at.timestamp() * 1_000_000) if job.finished_at else 0
+    return f"msg_{job.id}_{stamp}"
 
 
 def headers_for(secret: str, msg_id: str, body: bytes, now: float | None = None) -> dict[str, str]:
@@ -67,42 +77,55 @@ def claim(rt: Runtime, job_id: str) -> Step | None:
 
 
 def claim_due(rt: Runtime, now: datetime, limit: int) -> list[Step]:
-    """Reconciler: claim every ended job still owed a notification, and re-send lost pending ones."""
+    """Reconciler: claim up to ``limit`` ended jobs owed a notification, then re-send up to what is
+    left of ``limit`` lost pending ones. Each claim is one bounded ``UPDATE … WHERE id IN (SELECT …
+    LIMIT n)``, so a run costs the same whatever the backlog of owed notifications."""
     grace = now + timedelta(seconds=rt.settings.imagegen_dispatch_grace_s)
-    ended = [t.value for t in TERMINAL]
+    ended = col(Job.status).in_([t.value for t in TERMINAL])
     with rt.session() as s:
-        fresh = (
-            s.execute(
-                sa.update(Job)
-                .where(col(Job.callback_url).is_not(None), col(Job.notify_status).is_(None), col(Job.status).in_(ended))
-                .values(notify_status=PENDING, notify_next_at=grace)
-                .returning(col(Job.id))
-            )
-            .scalars()
-            .all()
+        fresh = _claim_some(
+            s, [col(Job.callback_url).is_not(None), col(Job.notify_status).is_(None), ended], limit, PENDING, grace
         )
-        lost = (
-            s.execute(
-                sa.update(Job)
-                .where(col(Job.notify_status) == PENDING, col(Job.notify_next_at) < now)
-                .values(notify_next_at=grace)
-                .returning(col(Job.id))
-            )
-            .scalars()
-            .all()
+        lost = _claim_some(
+            s,
+            [col(Job.notify_status) == PENDING, col(Job.notify_next_at) < now, ended],
+            limit - len(fresh),
+            None,
+            grace,
         )
-    return [notify_step(job_id) for job_id in [*fresh, *lost][:limit]]
+    return [notify_step(job_id) for job_id in [*fresh, *lost]]
+
+
+def _claim_some(
+    s: Session, where: list[ColumnElement[bool]], limit: int, status: str | None, next_at: datetime
+) -> list[str]:
+    if limit <= 0:
+        return []
+    candidates = sa.select(col(Job.id)).where(*where).order_by(col(Job.finished_at)).limit(limit)
+    values: dict[str, object] = {"notify_next_at": next_at}
+    if status is not None:
+        values["notify_status"] = status
+    stmt = (
+        sa.update(Job)
+        .where(col(Job.id).in_(candidates.scalar_subquery()), *where)  # re-checked: a racing claim loses
+        .values(**values)
+        .returning(col(Job.id))
+        .execution_options(synchronize_session=False)
+    )
+    return list(s.execute(stmt).scalars())
 
 
 def deliver(rt: Runtime, job_id: str) -> Step | None:
     """One delivery attempt; returns the retry message when it failed and attempts remain."""
     settings = rt.settings
-    with rt.session() as s:
-        job = repo.get_job(s, job_id)
-    if job is None or job.notify_status != PENDING or not job.callback_url:
-        return None
+    with rt.read_session() as s:
+        job = s.scalars(sa.select(Job).where(col(Job.id) == job_id, *_owed())).first()
+    if job is None or not job.callback_url:
+        return None  # delivered, reset by a retry, or the job is not terminal (queued again): never sent
     body = json.dumps({**job_to_dict(job), "type": "job.finished"}, default=str).encode()
-    headers = headers_for(settings.imagegen_webhook_secret.get_secret_value(), f"msg_{job.id}", body)
+    headers = headers_for(settings.imagegen_webhook_secret.get_secret_value(), message_id(job), body)
+    # The outcome this delivery is about: a retry that ended the job again meanwhile is not touched.
+    same = [col(Job.id) == job_id, *_owed(), col(Job.finished_at) == job.finished_at]
     policy = FetchPolicy(allow_private=settings.imagegen_allow_private_urls, max_bytes=64 * 1024, content_types=())
     attempt = job.notify_attempts + 1
     started = time.monotonic()
@@ -127,15 +150,13 @@ def deliver(rt: Runtime, job_id: str) -> Step | None:
         if error is None:
             s.execute(
                 sa.update(Job)
-                .where(col(Job.id) == job_id)
+                .where(*same)
                 .values(notify_status=DELIVERED, notify_attempts=attempt, notify_next_at=None)
             )
             return None
         if attempt >= settings.imagegen_notify_max_attempts:
             s.execute(
-                sa.update(Job)
-                .where(col(Job.id) == job_id)
-                .values(notify_status=FAILED, notify_attempts=attempt, notify_next_at=None)
+                sa.update(Job).where(*same).values(notify_status=FAILED, notify_attempts=attempt, notify_next_at=None)
             )
             return None
         delay = compute_backoff(
@@ -146,12 +167,15 @@ def deliver(rt: Runtime, job_id: str) -> Step | None:
             jitter=False,
         )
         timer = schedule(rt.now(), delay, settings)
-        s.execute(
-            sa.update(Job)
-            .where(col(Job.id) == job_id)
-            .values(notify_attempts=attempt, notify_next_at=timer.values["dispatch_until"])
+        moved = s.execute(
+            sa.update(Job).where(*same).values(notify_attempts=attempt, notify_next_at=timer.values["dispatch_until"])
         )
-    return notify_step(job_id, delay)
+    return notify_step(job_id, delay) if int(getattr(moved, "rowcount", 0)) == 1 else None
+
+
+def _owed() -> list[ColumnElement[bool]]:
+    """A notification is owed: pending, and the job is terminal (checked in SQL at every step)."""
+    return [col(Job.notify_status) == PENDING, col(Job.status).in_([t.value for t in TERMINAL])]
 
 
 def deliveries(rt: Runtime, job_id: str) -> list[Delivery]:

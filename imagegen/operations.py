@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
-from imagegen import pricing
+from imagegen import notifications, pricing
 from imagegen.jobview import iso
 from imagegen.lifecycle import ACTIVE, RETRYABLE_FROM, TERMINAL, JobStatus, transition_many
 from imagegen.runtime import Runtime
@@ -300,6 +300,7 @@ def requeue_values(now: datetime, deadline_s: float, dispatch_grace_s: float) ->
         "deadline_at": now + timedelta(seconds=deadline_s),
         "next_attempt_at": now,
         "dispatch_until": now + timedelta(seconds=dispatch_grace_s),
+        **notifications.RESET,  # the caller hears the new outcome (a new webhook-id)
     }
 
 

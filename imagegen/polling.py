@@ -26,7 +26,7 @@ from imagegen.outcomes import expire_if_due, fail_or_hold
 from imagegen.providers import Phase, UpstreamState
 from imagegen.results import has_pending
 from imagegen.runtime import Runtime
-from imagegen.schedule import next_poll_delay, poll_cap, webhook_factor
+from imagegen.schedule import next_poll_delay, poll_cap, uses_progress, webhook_factor
 from imagegen.steps import Step, finalize_step, poll_step
 from imagegen.store import repo
 from imagegen.store.models import JOBS, Job
@@ -126,11 +126,11 @@ def _still_running(rt: Runtime, s: Session, job: Job, state: UpstreamState) -> S
     elapsed = (now - job.submitted_at).total_seconds() if job.submitted_at else 0.0
     delay = next_poll_delay(
         polls_while_running=max(1, job.polls + 1 - job.poll_errors),
-        expected_s=expected * webhook_factor(settings),
+        expected_s=expected * webhook_factor(settings, job.provider),
         elapsed_s=elapsed,
-        progress=None if settings.imagegen_public_url else state.progress,
+        progress=state.progress if uses_progress(settings, job.provider) else None,
         min_s=settings.imagegen_poll_min_s,
-        cap_s=poll_cap(settings),
+        cap_s=poll_cap(settings, job.provider),
         rng=rt.rng,
     )
     timer = schedule(now, delay, settings)

@@ -5,8 +5,9 @@ Each run, in its own short transactions, it
 2. recovers expired submit leases (requeue, or ``submit_outcome_unknown`` under ``at_most_once``);
 3. hands jobs whose finalizer died back to polling;
 4. releases due work: queued and running jobs whose time has come and that have no message in flight
-   (parked long waits, lost messages, a flushed Redis, a killed worker), and jobs parked for an
-   in-flight slot into the slots now free (``slots``).
+   (parked long waits, lost messages, a flushed Redis, a killed worker), judged per queue (recovery.py),
+   and jobs parked for an in-flight slot into the slots now free (``slots``);
+5. moves queued jobs parked on a paused key down their fallback route, when it has a next hop.
 Every claim is a compare-and-set ``UPDATE … RETURNING``, so several beats at once never release a job twice.
 """
 
@@ -15,17 +16,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import redis
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from imagegen import notifications, pauses, slots
+from imagegen import notifications, pauses, recovery, slots
 from imagegen.errors import ErrorKind
 from imagegen.lifecycle import JobStatus as S
 from imagegen.lifecycle import claim_in, transition_many
 from imagegen.runtime import Runtime
-from imagegen.steps import POLL_QUEUE, SYNC_BATCH_QUEUES, SYNC_PROVIDER_QUEUES, Step, poll_step, submit_step
+from imagegen.steps import SYNC_BATCH_QUEUES, SYNC_PROVIDER_QUEUES, Step, poll_step, submit_step
 from imagegen.store.models import Job, ProviderState
 
 
@@ -74,6 +74,7 @@ def reconcile(rt: Runtime) -> ReconcileReport:
         report.steps = _release_due(rt, s, now, limit)
     with rt.session() as s:
         report.steps += slots.release_all(rt, s, now)
+        report.steps += recovery.move_paused_fallbacks(rt, s, now, limit)
     with rt.session() as s:
         report.steps += pauses.send_probes(rt, s, now)
     report.steps += notifications.claim_due(rt, now, limit)
@@ -155,27 +156,19 @@ SUBMIT_QUEUES = ("interactive", "batch", *SYNC_PROVIDER_QUEUES.values(), *SYNC_B
 
 
 def backlog(rt: Runtime, queues: tuple[str, ...]) -> int:
-    """Messages waiting in ``queues`` (0 when Redis cannot say: then lost messages are plausible)."""
-    try:
-        with rt.redis.pipeline(transaction=False) as pipe:
-            for queue in queues:
-                pipe.llen(queue)
-            return sum(int(n) for n in pipe.execute())
-    except redis.RedisError:
-        return 0
+    """Messages waiting in ``queues`` together (0 when Redis cannot say)."""
+    return sum(recovery.depths(rt, list(queues)).values())
 
 
 def _release_due(rt: Runtime, s: Session, now: datetime, limit: int) -> list[Step]:
-    """Publish due work: parked waits always; a message presumed lost (its grace passed) only while its
-    queue is short. A long queue means the message is most likely still waiting in it, and re-sending
-    every job of a deep backlog each grace period would flood the broker with duplicates."""
+    """Publish due work: parked waits always; a message presumed lost (its grace passed) while its own
+    queue is short, or whatever the backlog once it is long lost (see recovery.py)."""
     grace = now + timedelta(seconds=rt.settings.imagegen_dispatch_grace_s)
-    parked, lost = col(Job.dispatch_until).is_(None), col(Job.dispatch_until) < now
+    parked = col(Job.dispatch_until).is_(None)
     due = col(Job.next_attempt_at) <= now
     paused = sa.select(col(ProviderState.provider)).where(col(ProviderState.paused).is_(True))
     steps: list[Step] = []
-    short = rt.settings.imagegen_release_batch
-    submit_cond = sa.or_(parked, lost) if backlog(rt, SUBMIT_QUEUES) < short else parked
+    submit_cond = sa.or_(parked, recovery.lost_submits(rt, now))
     ids = claim_in(
         s,
         status={S.QUEUED},
@@ -186,7 +179,7 @@ def _release_due(rt: Runtime, s: Session, now: datetime, limit: int) -> list[Ste
     if ids:
         rows = s.execute(sa.select(col(Job.id), col(Job.priority), col(Job.provider)).where(col(Job.id).in_(ids)))
         steps += [submit_step(job_id, priority, provider) for job_id, priority, provider in rows.tuples()]
-    poll_cond = sa.or_(parked, lost) if backlog(rt, (POLL_QUEUE,)) < short else parked
+    poll_cond = sa.or_(parked, recovery.lost_polls(rt, now))
     ids = claim_in(s, status={S.RUNNING}, where=[due, poll_cond], limit=limit, dispatch_until=grace)
     steps += [poll_step(job_id) for job_id in ids]
     return steps

@@ -24,7 +24,14 @@ from imagegen.fetch import FetchPolicy, make_client
 from imagegen.providers import Provider, build_providers
 from imagegen.ratelimit import LimitConfig, RateLimiter, fast_client
 from imagegen.storage import ResultStore, build_store
-from imagegen.store.db import ensure_schema, make_engine, make_sessionmaker, prepare_sqlite_directory, session_scope
+from imagegen.store.db import (
+    ensure_schema,
+    make_engine,
+    make_read_sessionmaker,
+    make_sessionmaker,
+    prepare_sqlite_directory,
+    session_scope,
+)
 from imagegen.store.models import utcnow
 
 
@@ -39,6 +46,7 @@ class Runtime:
     providers: dict[str, Provider]
     store: ResultStore
     rng: random.Random = field(default_factory=random.Random)
+    _read_sessions: sessionmaker[Session] | None = None
     _fetch_client: httpx.Client | None = None
     _redis: redis.Redis | None = None
     _limiter: RateLimiter | None = None
@@ -67,6 +75,14 @@ class Runtime:
     def session(self) -> Iterator[Session]:
         """One database transaction."""
         with session_scope(self.sessions) as session:
+            yield session
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """One read-only transaction: on SQLite it never waits for (nor takes) the write lock."""
+        if self._read_sessions is None:
+            self._read_sessions = make_read_sessionmaker(self.engine)
+        with session_scope(self._read_sessions) as session:
             yield session
 
     def provider(self, name: str) -> Provider:

@@ -72,11 +72,26 @@ def next_poll_delay(
     return min(cap_s, max(min_s, delay * factor))
 
 
-def webhook_factor(settings: Settings) -> float:
-    """How much longer polls wait when providers call back (the poll is then only a safety net)."""
-    return settings.imagegen_webhook_poll_factor if settings.imagegen_public_url else 1.0
+#: Providers that take a ``callback_url`` and call it when a task ends (image2 documents no webhook;
+#: openai is synchronous). Only their jobs have a webhook to rely on.
+CALLBACK_PROVIDERS = frozenset({"apidot"})
 
 
-def poll_cap(settings: Settings) -> float:
-    """The longest wait between polls: much longer in webhook mode, where polls are a safety net."""
-    return settings.imagegen_webhook_poll_cap_s if settings.imagegen_public_url else settings.imagegen_poll_cap_s
+def calls_back(settings: Settings, provider: str) -> bool:
+    """Whether jobs on ``provider`` are given a callback URL (a public URL is set and it takes one)."""
+    return bool(settings.imagegen_public_url) and provider in CALLBACK_PROVIDERS
+
+
+def webhook_factor(settings: Settings, provider: str) -> float:
+    """How much longer polls wait when the provider calls back (the poll is then only a safety net)."""
+    return settings.imagegen_webhook_poll_factor if calls_back(settings, provider) else 1.0
+
+
+def poll_cap(settings: Settings, provider: str) -> float:
+    """The longest wait between polls: much longer when the provider calls back (polls are a safety net)."""
+    return settings.imagegen_webhook_poll_cap_s if calls_back(settings, provider) else settings.imagegen_poll_cap_s
+
+
+def uses_progress(settings: Settings, provider: str) -> bool:
+    """Whether to aim polls at the finish time extrapolated from ``progress``: not when a webhook comes."""
+    return not calls_back(settings, provider)

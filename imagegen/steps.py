@@ -13,8 +13,11 @@ NOTIFY: TaskName = "imagegen.notify"
 #: Downloading a finished task's result files: its own message, with time limits sized for downloads.
 FINALIZE: TaskName = "imagegen.finalize"
 POLL_QUEUE = "poll"
-#: Caller notifications share the default queue: they are rare and short.
-NOTIFY_QUEUE = "celery"
+#: Caller notifications get a queue of their own: a slow receiver holds a worker process for up to its
+#: read timeout, and must never hold up the reconciler (``RECONCILE_QUEUE``) or sends by name.
+NOTIFY_QUEUE = "notify"
+#: ``imagegen.reconcile`` alone: a small dedicated worker keeps every timer running whatever else is slow.
+RECONCILE_QUEUE = "reconcile"
 
 
 @dataclass(frozen=True)

@@ -165,7 +165,9 @@ def _accepted(rt: Runtime, job: Job, token: str, result: SubmitResult, started: 
     # In the log before the database has it: if this process dies now, an operator can still find the task.
     log.info("job %s: %s accepted it as upstream task %s", job.id, job.provider, result.task_id)
     now = rt.now()
-    timer = schedule(now, first_poll_delay(expected_for(rt, job)) * webhook_factor(rt.settings), rt.settings)
+    timer = schedule(
+        now, first_poll_delay(expected_for(rt, job)) * webhook_factor(rt.settings, job.provider), rt.settings
+    )
     with rt.session() as s:
         log_call(s, job, "submit", started, http_status=result.http_status, upstream_task_id=result.task_id)
         won = transition(

@@ -24,6 +24,7 @@ from imagegen.errors import ImagegenError
 from imagegen.ids import is_job_id
 from imagegen.lifecycle import JobStatus
 from imagegen.runtime import Runtime
+from imagegen.schedule import calls_back
 from imagegen.steps import Step, poll_step
 from imagegen.store import repo
 
@@ -56,8 +57,9 @@ def callback_token(key: bytes, job_id: str) -> str:
 
 
 def callback_url(settings: Settings, provider: str, job_id: str) -> str | None:
-    """Where the provider should POST the job's terminal state; None when no public URL is configured."""
-    if not settings.imagegen_public_url:
+    """Where the provider should POST the job's terminal state; None without a public URL, or for a
+    provider that takes no callback (its jobs are then polled on the plain schedule)."""
+    if not settings.imagegen_public_url or not calls_back(settings, provider):
         return None
     query = urlencode({"token": callback_token(settings.callback_token_key, job_id)})
     return f"{settings.imagegen_public_url.rstrip('/')}/webhooks/{provider}?{query}"

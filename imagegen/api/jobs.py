@@ -80,7 +80,7 @@ def get_job(job_id: str, rt: RuntimeDep) -> JSONResponse:
     """The job JSON; 404 for an unknown id (or one that is not a UUID)."""
     if not is_job_id(job_id):
         raise _not_found("job")
-    with rt.session() as s:
+    with rt.read_session() as s:
         job = repo.get_job(s, job_id)
     if job is None:
         raise _not_found("job")
@@ -134,7 +134,7 @@ def get_batch(batch_id: str, rt: RuntimeDep) -> JSONResponse:
     """Counts by status and every job of the batch (newest first)."""
     if not is_job_id(batch_id):
         raise _not_found("batch")
-    with rt.session() as s:
+    with rt.read_session() as s:
         counts = repo.count_by_status(s, batch_id=batch_id)
         jobs = repo.list_jobs(s, batch_id=batch_id, limit=MAX_BATCH) if counts else []
     if not counts:

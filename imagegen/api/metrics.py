@@ -59,7 +59,8 @@ class DatabaseCollector(Collector):
         stmt = sa.select(col(Job.status), col(Job.error_kind), sa.func.count()).group_by(
             col(Job.status), col(Job.error_kind)
         )
-        with self._runtime().session() as s:
+        # A deferred read: the count never queues behind (nor blocks) a write transaction on SQLite.
+        with self._runtime().read_session() as s:
             for status, kind, n in s.execute(stmt).all():
                 counts[(status, kind or "")] = int(n)
             for provider, is_paused in s.execute(sa.select(col(ProviderState.provider), col(ProviderState.paused))):

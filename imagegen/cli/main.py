@@ -252,7 +252,7 @@ def jobs(
     """List jobs, newest first."""
     rt = _runtime()
     now = rt.now()
-    with rt.session() as s:
+    with rt.read_session() as s:
         found = repo.list_jobs(
             s,
             status=status_,

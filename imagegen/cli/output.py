@@ -65,7 +65,7 @@ def wait_for(rt: Runtime, ids: Sequence[str], *, timeout: float | None, progress
 
 def load(rt: Runtime, ids: Sequence[str]) -> list[Job]:
     """The jobs with these ids, in that order (missing ids skipped)."""
-    with rt.session() as s:
+    with rt.read_session() as s:
         found = [repo.get_job(s, i) for i in ids]
     return [j for j in found if j is not None]
 

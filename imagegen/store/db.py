@@ -76,8 +76,13 @@ def check_database(url: str) -> None:
         engine.dispose()
 
 
+#: Execution option marking a read-only transaction (``read_scope``): on SQLite it begins DEFERRED.
+READ_ONLY = "imagegen_read_only"
+
+
 def make_engine(url: str, *, pool_size: int = 5) -> sa.Engine:
-    """Create an engine; on SQLite: WAL, a busy timeout, and ``BEGIN IMMEDIATE`` for every transaction.
+    """Create an engine; on SQLite: WAL, a busy timeout, and ``BEGIN IMMEDIATE`` for write transactions
+    (read-only ones, see ``read_scope``, begin DEFERRED and never wait for the write lock).
 
     An SQLite file's directory must exist (``prepare_sqlite_directory`` creates the default one).
     """
@@ -103,12 +108,21 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_on_begin(connection: sa.Connection) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # A WAL reader sees the last committed snapshot without taking the write lock, so status, list and
+    # metrics reads never queue behind the reconciler's or a worker's write transaction.
+    read_only = connection.get_execution_options().get(READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
 
 
 def make_sessionmaker(engine: sa.Engine) -> sessionmaker[Session]:
     """Sessions that keep loaded objects usable after commit (jobs are read, then rendered)."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def make_read_sessionmaker(engine: sa.Engine) -> sessionmaker[Session]:
+    """Sessions for reads only (DEFERRED on SQLite). Writing in one is a bug: on SQLite such a write can
+    fail with SQLITE_BUSY where a ``BEGIN IMMEDIATE`` transaction would have waited for the lock."""
+    return make_sessionmaker(engine.execution_options(**{READ_ONLY: True}))
 
 
 @contextmanager

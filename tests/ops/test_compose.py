@@ -41,6 +41,8 @@ WORKERS = {
     "worker-poll": ["poll"],
     "worker-openai": ["openai"],
     "worker-openai-batch": ["openai-batch"],
+    "worker-reconcile": ["reconcile"],
+    "worker-notify": ["notify"],
 }
 REQUIRED_SECRETS = {"POSTGRES_PASSWORD", "FLOWER_BASIC_AUTH", "IMAGEGEN_API_TOKENS"}
 #: What `docker compose` would see with a filled-in .env (values for the required variables only).

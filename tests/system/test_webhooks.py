@@ -15,9 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
+from standardwebhooks import Webhook
 
 from config.settings import Settings
-from imagegen import notifications
+from imagegen import admin, notifications
 from imagegen.webhooks import callback_token
 from tests.pipeline.conftest import Stack
 
@@ -73,10 +74,8 @@ def webhook_stack(database_factory: Any, tmp_path_factory: pytest.TempPathFactor
 
 
 def _verify_standard_webhook(headers: dict[str, str], body: bytes) -> None:
-    key = base64.b64decode(CALLER_SECRET.removeprefix("whsec_"))
-    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
-    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-    assert headers["webhook-signature"] == f"v1,{expected}"
+    # The receiver's side, with the reference implementation (raises WebhookVerificationError).
+    Webhook(CALLER_SECRET).verify(body, headers)
     assert abs(time.time() - int(headers["webhook-timestamp"])) < 60
 
 
@@ -130,6 +129,27 @@ def test_caller_notification_is_retried(webhook_stack: Stack) -> None:
     assert json.loads(receiver.calls[-1][1])["error"]["kind"] == "generation_failed"
 
 
+def test_a_retried_job_notifies_its_new_outcome_under_a_new_id(webhook_stack: Stack) -> None:
+    receiver = Receiver()
+    job = webhook_stack.wait(webhook_stack.submit(webhook_stack.prompt("[[statusfail]]"), callback_url=receiver.url))
+    deadline = time.monotonic() + 30
+    while webhook_stack.job(job.id).notify_status != "delivered" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    result = admin.retry(webhook_stack.rt, job.id)
+    assert result.ok
+    for step in result.steps:
+        webhook_stack.publisher.publish(step)
+    assert webhook_stack.wait(job.id, timeout=30).status == "failed"
+    deadline = time.monotonic() + 30
+    while len(receiver.calls) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(receiver.calls) == 2, "the retried job's new outcome was never sent to the caller"
+    ids = [h["webhook-id"] for h, _ in receiver.calls]
+    assert ids[0] != ids[1], "the new outcome reuses the old webhook-id (a receiver drops it as a duplicate)"
+    for headers, body in receiver.calls:
+        _verify_standard_webhook(headers, body)
+
+
 def _post(stack: Stack, token: str, body: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
     return httpx.post(
         f"{stack.api_url}/webhooks/apidot", params={"token": token}, json=body, headers=headers, timeout=10
@@ -165,3 +185,23 @@ def test_forged_stale_and_unknown_webhooks_are_rejected(webhook_stack: Stack) ->
     assert _post(webhook_stack, token, body, _signed(task_id)).status_code == 202
     time.sleep(1.5)
     assert webhook_stack.job(job.id).status == "running" and webhook_stack.polls(prompt) >= before + 1
+
+
+def test_a_provider_without_callbacks_is_polled_on_the_plain_schedule(webhook_stack: Stack) -> None:
+    """image2 is given no callback URL, so its polls must not be stretched by the webhook factor."""
+    prompt = webhook_stack.prompt("image2 no webhook [[slow:30]]")
+    job_id = webhook_stack.submit(prompt, provider="image2", model="gpt-image-2", size="1024x1024")
+    job = webhook_stack.wait(job_id, timeout=30, statuses={"running"})
+    assert job.submitted_at is not None and job.next_attempt_at is not None
+    first_poll = (job.next_attempt_at - job.submitted_at).total_seconds()
+    admin.cancel(webhook_stack.rt, job_id)
+    print(f"\n[image2 in webhook mode] first poll {first_poll:.2f}s after the submit (expected 3 s x 0.8)")
+    assert first_poll == pytest.approx(2.4, abs=0.3), "image2's first poll was stretched as if it had a webhook"
+    # And the callback-taking provider keeps its stretch (factor 2): 3 s x 0.8 x 2.
+    prompt = webhook_stack.prompt("apidot webhook [[slow:30]] [[nowebhook]]")
+    job_id = webhook_stack.submit(prompt)
+    job = webhook_stack.wait(job_id, timeout=30, statuses={"running"})
+    assert job.submitted_at is not None and job.next_attempt_at is not None
+    stretched = (job.next_attempt_at - job.submitted_at).total_seconds()
+    admin.cancel(webhook_stack.rt, job_id)
+    assert stretched == pytest.approx(4.8, abs=0.3)

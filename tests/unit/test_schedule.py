@@ -242,3 +242,22 @@ def test_delay_is_always_within_min_and_cap(
 def test_delay_never_shrinks_as_polls_grow(polls: int, expected_s: float, min_s: float, cap_s: float) -> None:
     kwargs = {"expected_s": expected_s, "elapsed_s": 50.0, "progress": None, "min_s": min_s, "cap_s": cap_s}
     assert _delay(polls, **kwargs) <= _delay(polls + 1, **kwargs)
+
+
+# --- webhook mode applies only to providers given a callback URL -----------------------------------
+
+
+@pytest.mark.parametrize("provider", ["image2", "openai", "apidot"])
+@pytest.mark.parametrize("public_url", [None, "https://queue.example.com"])
+def test_webhook_stretch_only_for_providers_that_call_back(provider: str, public_url: str | None) -> None:
+    from config.settings import Settings
+    from imagegen.schedule import poll_cap, uses_progress, webhook_factor
+    from imagegen.webhooks import callback_url
+
+    s = Settings(imagegen_public_url=public_url, imagegen_webhook_poll_factor=4, apidot_webhook_secret="k")
+    called_back = callback_url(s, provider, "2b1f6c39-5d0e-4a51-9a43-7d3b8e0f6a11") is not None
+    # The one rule: stretched polls, a long cap and no progress extrapolation exactly when a URL is given.
+    assert called_back == (public_url is not None and provider == "apidot")
+    assert webhook_factor(s, provider) == (4 if called_back else 1)
+    assert poll_cap(s, provider) == (s.imagegen_webhook_poll_cap_s if called_back else s.imagegen_poll_cap_s)
+    assert uses_progress(s, provider) is not called_back
