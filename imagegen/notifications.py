@@ -77,23 +77,17 @@ def claim(rt: Runtime, job_id: str) -> Step | None:
 
 
 def claim_due(rt: Runtime, now: datetime, limit: int) -> list[Step]:
-    """Reconciler: claim up to ``limit`` ended jobs owed a notification, then re-send up to what is
-    left of ``limit`` lost pending ones. Each claim is one bounded ``UPDATE … WHERE id IN (SELECT …
-    LIMIT n)``, so a run costs the same whatever the backlog of owed notifications."""
+    """Reconciler: claim up to ``limit`` ended jobs owed a notification and lost pending ones (a quarter
+    of ``limit`` is kept for the lost, so a stream of new endings cannot starve them). Each claim is one
+    bounded ``UPDATE … WHERE id IN (SELECT … LIMIT n)``: a run costs the same whatever the backlog."""
     grace = now + timedelta(seconds=rt.settings.imagegen_dispatch_grace_s)
-    ended = col(Job.status).in_([t.value for t in TERMINAL])
+    new = [col(Job.callback_url).is_not(None), col(Job.notify_status).is_(None), _ended()]
+    lost = [*_owed(), col(Job.notify_next_at) < now]
     with rt.session() as s:
-        fresh = _claim_some(
-            s, [col(Job.callback_url).is_not(None), col(Job.notify_status).is_(None), ended], limit, PENDING, grace
-        )
-        lost = _claim_some(
-            s,
-            [col(Job.notify_status) == PENDING, col(Job.notify_next_at) < now, ended],
-            limit - len(fresh),
-            None,
-            grace,
-        )
-    return [notify_step(job_id) for job_id in [*fresh, *lost]]
+        ids = _claim_some(s, lost, limit // 4, None, grace)
+        ids += _claim_some(s, new, limit - len(ids), PENDING, grace)
+        ids += _claim_some(s, lost, limit - len(ids), None, grace)
+    return [notify_step(job_id) for job_id in ids]
 
 
 def _claim_some(
@@ -173,9 +167,13 @@ def deliver(rt: Runtime, job_id: str) -> Step | None:
     return notify_step(job_id, delay) if int(getattr(moved, "rowcount", 0)) == 1 else None
 
 
+def _ended() -> ColumnElement[bool]:
+    return col(Job.status).in_([t.value for t in TERMINAL])
+
+
 def _owed() -> list[ColumnElement[bool]]:
     """A notification is owed: pending, and the job is terminal (checked in SQL at every step)."""
-    return [col(Job.notify_status) == PENDING, col(Job.status).in_([t.value for t in TERMINAL])]
+    return [col(Job.notify_status) == PENDING, _ended()]
 
 
 def deliveries(rt: Runtime, job_id: str) -> list[Delivery]:
