@@ -108,8 +108,8 @@ def test_job_tasks_show_names_and_job_ids_only(ops_stack: Stack, flower: str) ->
     prompt = ops_stack.prompt(f"{PROMPT_MARKER} flower https://private.example/ref.png")
     job_id = ops_stack.submit(prompt, quality="low")
     assert ops_stack.wait(job_id).status == "succeeded"
-    mine = wait_for_tasks(flower, job_id, {"imagegen.submit", "imagegen.poll"})
-    assert {t["name"] for t in mine.values()} <= {"imagegen.submit", "imagegen.poll"}
+    mine = wait_for_tasks(flower, job_id, {"imagegen.submit", "imagegen.poll", "imagegen.finalize"})
+    assert {t["name"] for t in mine.values()} <= {"imagegen.submit", "imagegen.poll", "imagegen.finalize"}
     for task in mine.values():
         # "('<id>',)" from the redacted header, or "['<id>']" from the task-sent event, which Celery
         # builds before before_task_publish runs: either way the job id and nothing else.

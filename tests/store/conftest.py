@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -13,9 +13,13 @@ from imagegen.store.db import upgrade
 
 
 @pytest.fixture(scope="session")
-def migrated_url(database_url: str) -> str:
-    upgrade(database_url)
-    return database_url
+def migrated_url(database_factory: Callable[[], str]) -> str:
+    """A database of the store tests' own: they delete rows and recover leases, so they must never share
+    one with a running pipeline stack (whose reconciler would act on their rows; xdist may run both in
+    one process)."""
+    url = database_factory()
+    upgrade(url)
+    return url
 
 
 @pytest.fixture

@@ -126,7 +126,9 @@ def test_the_reconciler_runs_while_a_slow_receiver_holds_the_notifications(queue
     receiver = SlowReceiver(delay=25)
     ids = [stack.submit(stack.prompt(f"notify slow {i} [[instant]]"), callback_url=receiver.url) for i in range(4)]
     for job_id in ids:
-        stack.wait(job_id, timeout=30)
+        # Generous: once two jobs have ended, their notifications hold both of the worker's processes
+        # (that is the point), so the other jobs' polls wait for the receiver too.
+        stack.wait(job_id, timeout=90)
     deadline = time.monotonic() + 15
     while receiver.calls < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
