@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from imagegen import notifications
 from imagegen.errors import ErrorKind, JobNotFound
@@ -57,26 +58,39 @@ def retry(rt: Runtime, job_id: str) -> ActionResult:
             job_id,
             source=RETRYABLE_FROM,
             target=S.QUEUED,
-            upstream_task_id=None,
-            upstream_status=None,
-            progress=None,
-            result=None,
-            error_kind=None,
-            error_message=None,
-            error_http_status=None,
-            last_error_kind=None,
-            last_error_message=None,
-            last_error_http_status=None,
-            rate_limited_submits=0,
-            unavailable_submits=0,
-            poll_errors=0,
-            finished_at=None,
-            submitted_at=None,
-            deadline_at=now + timedelta(seconds=float(deadline_s)),
-            next_attempt_at=now,
-            dispatch_until=now + timedelta(seconds=rt.settings.imagegen_dispatch_grace_s),
-            **notifications.RESET,
+            **requeue_values(now, float(deadline_s), rt.settings.imagegen_dispatch_grace_s),
         )
     if won:
         return ActionResult(True, steps=(submit_step(job_id, job.priority, job.provider),))
     return ActionResult(False, f"job {job_id} is {job.status}; only failed, expired or canceled jobs can be retried")
+
+
+def requeue_values(now: datetime, deadline_s: float, dispatch_grace_s: float) -> dict[str, Any]:
+    """The fields a requeued job gets (``retry``, ``operations.retry_many``): a fresh submit, budgets, deadline.
+
+    The old upstream task id stays in the attempt log; the row forgets it for the new submit.
+    """
+    return {
+        "upstream_task_id": None,
+        "upstream_status": None,
+        "progress": None,
+        "result": None,
+        "error_kind": None,
+        "error_message": None,
+        "error_http_status": None,
+        "last_error_kind": None,
+        "last_error_message": None,
+        "last_error_http_status": None,
+        "rate_limited_submits": 0,
+        "unavailable_submits": 0,
+        "poll_errors": 0,
+        "unknown_submits": 0,
+        "download_errors": 0,
+        "wait_reason": None,
+        "finished_at": None,
+        "submitted_at": None,
+        "deadline_at": now + timedelta(seconds=deadline_s),
+        "next_attempt_at": now,
+        "dispatch_until": now + timedelta(seconds=dispatch_grace_s),
+        **notifications.RESET,  # the caller hears the new outcome (a new webhook-id)
+    }

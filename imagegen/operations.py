@@ -25,7 +25,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
-from imagegen import notifications, pricing
+from imagegen import pricing
+from imagegen.admin import requeue_values
 from imagegen.jobview import iso
 from imagegen.lifecycle import ACTIVE, RETRYABLE_FROM, TERMINAL, JobStatus, transition_many
 from imagegen.runtime import Runtime
@@ -274,34 +275,6 @@ def find_retryable(
     with rt.session() as s:
         stmt = sa.select(col(Job.id)).where(*where).order_by(col(Job.finished_at), col(Job.id)).limit(limit)
         return list(s.scalars(stmt))
-
-
-def requeue_values(now: datetime, deadline_s: float, dispatch_grace_s: float) -> dict[str, Any]:
-    """The fields a requeued job gets: a fresh submit with fresh budgets and deadline (as ``admin.retry``).
-
-    The old upstream task id stays in the attempt log; the row forgets it for the new submit.
-    """
-    return {
-        "upstream_task_id": None,
-        "upstream_status": None,
-        "progress": None,
-        "result": None,
-        "error_kind": None,
-        "error_message": None,
-        "error_http_status": None,
-        "last_error_kind": None,
-        "last_error_message": None,
-        "last_error_http_status": None,
-        "rate_limited_submits": 0,
-        "unavailable_submits": 0,
-        "poll_errors": 0,
-        "finished_at": None,
-        "submitted_at": None,
-        "deadline_at": now + timedelta(seconds=deadline_s),
-        "next_attempt_at": now,
-        "dispatch_until": now + timedelta(seconds=dispatch_grace_s),
-        **notifications.RESET,  # the caller hears the new outcome (a new webhook-id)
-    }
 
 
 def retry_many(

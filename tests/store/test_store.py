@@ -10,10 +10,11 @@ import sqlalchemy as sa
 from sqlmodel import col
 
 from config.settings import Settings
-from imagegen import pauses
+from imagegen import admin, pauses
 from imagegen.errors import InvalidTransition
 from imagegen.lifecycle import JobStatus as S
 from imagegen.lifecycle import transition, update_in
+from imagegen.operations import retry_many
 from imagegen.producer import IdempotencyConflict, create_batch, create_job
 from imagegen.reconciler import reconcile
 from imagegen.requests import ImageRequest
@@ -163,3 +164,27 @@ def test_update_in_requires_the_status(rt: Runtime) -> None:
     with rt.session() as s:
         assert not update_in(s, job.id, status=S.RUNNING, polls=5)
         assert update_in(s, job.id, status=S.QUEUED, polls=5)
+
+
+def test_a_retried_job_gets_fresh_ambiguity_and_download_budgets(rt: Runtime) -> None:
+    """A job that spent its unknown-outcome or download budget and is retried by an operator starts over:
+    with the old counts, its first ambiguous submit or failed download would end it again at once."""
+    one, two = _job(rt), _job(rt)
+    for job in (one, two):
+        _set(
+            rt,
+            job.id,
+            status="failed",
+            error_kind="submit_outcome_unknown",
+            finished_at=datetime.now(UTC),
+            unknown_submits=2,
+            download_errors=3,
+            wait_reason="slot",
+        )
+    assert admin.retry(rt, one.id).ok
+    assert [st.job_id for st in retry_many(rt, error_kind="submit_outcome_unknown")] == [two.id]
+    with rt.session() as s:
+        for job in (one, two):
+            row = repo.get_job(s, job.id)
+            assert row is not None and row.status == "queued"
+            assert (row.unknown_submits, row.download_errors, row.wait_reason) == (0, 0, None)
