@@ -260,8 +260,10 @@ class LimitConfig:
             raise ValueError(f"{'; '.join(problems)}: {self}")
 
 
-#: No configured rate: unlimited until the first 429, then a rate learned from it (see ``_PENALIZE``).
-UNLIMITED = LimitConfig(rate_per_s=None)
+#: No configured rate: unlimited until the first 429, then a rate learned from it (see ``_PENALIZE``). A
+#: learned rate is already the upstream's (what it accepted), so later 429s cut it gently: halving it, as
+#: for a configured rate, left a 100-job batch at half the upstream's rate (docs/benchmarks.md).
+UNLIMITED = LimitConfig(rate_per_s=None, decrease_factor=0.8)
 #: Accepted submits are remembered this long (seconds) on keys with no configured rate, to learn from.
 LEARN_WINDOW_S = 1.0
 

@@ -10,7 +10,7 @@ import os
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import httpx
@@ -22,7 +22,7 @@ from config.settings import Settings, get_settings
 from imagegen.durations import DurationLearner
 from imagegen.fetch import FetchPolicy, make_client
 from imagegen.providers import Provider, build_providers
-from imagegen.ratelimit import LimitConfig, RateLimiter, fast_client
+from imagegen.ratelimit import UNLIMITED, LimitConfig, RateLimiter, fast_client
 from imagegen.storage import ResultStore, build_store
 from imagegen.store.db import (
     ensure_schema,
@@ -127,13 +127,15 @@ class Runtime:
                     rate_per_s=lim.get("rate_per_s"),
                     burst=int(lim.get("burst", 1)),
                     min_rate_fraction=lim.get("min_rate_fraction", 0.1),
-                    decrease_factor=lim.get("decrease_factor", 0.5),
+                    decrease_factor=lim.get(
+                        "decrease_factor", 0.5 if lim.get("rate_per_s") is not None else UNLIMITED.decrease_factor
+                    ),
                     recover_step=lim.get("recover_step", 0.02),
                     batch_horizon_s=lim.get("batch_horizon_s", horizon),
                 )
                 for provider, lim in self.settings.provider_limits.items()
             }
-            self._limiter = RateLimiter(self.redis, rates=rates, default=LimitConfig(None, batch_horizon_s=horizon))
+            self._limiter = RateLimiter(self.redis, rates=rates, default=replace(UNLIMITED, batch_horizon_s=horizon))
         return self._limiter
 
     @property
