@@ -2,7 +2,8 @@
 
 Each run, in its own short transactions, it
 1. expires jobs past their deadline (queued, held, running, and submitting whose lease ran out);
-2. recovers expired submit leases (requeue, or ``submit_outcome_unknown`` under ``at_most_once``);
+2. recovers expired submit leases (requeue, or ``submit_outcome_unknown`` under ``at_most_once`` and past
+   the ``IMAGEGEN_MAX_SUBMITS_UNKNOWN`` budget);
 3. hands jobs whose finalizer died back to polling;
 4. releases due work: queued and running jobs whose time has come and that have no message in flight
    (parked long waits, lost messages, a flushed Redis, a killed worker), judged per queue (recovery.py),
@@ -123,19 +124,30 @@ def _recover_submits(rt: Runtime, s: Session, now: datetime, limit: int) -> tupl
         dispatch_until=None,
         **clear,
     )
-    unknown: list[str] = []
-    if rt.settings.imagegen_submit_policy == "at_most_once":
-        unknown = transition_many(
-            s,
-            source={S.SUBMITTING},
-            target=S.FAILED,
-            where=[lapsed],
-            limit=limit,
-            error_kind=ErrorKind.SUBMIT_OUTCOME_UNKNOWN.value,
-            error_message="the worker died during the upstream submit; it may or may not have been accepted",
-            **clear,
-        )
-    else:
+    # The worker died during its POST: the upstream may have a paid task for it. That is an unknown
+    # outcome like a read timeout, on the same budget, so a request that kills every worker that
+    # sends it is POSTed at most IMAGEGEN_MAX_SUBMITS_UNKNOWN more times.
+    spent = col(Job.unknown_submits) + 1
+    settings = rt.settings
+    over = [lapsed]
+    if settings.imagegen_submit_policy != "at_most_once":
+        over.append(col(Job.unknown_submits) >= settings.imagegen_max_submits_unknown)
+    unknown = transition_many(
+        s,
+        source={S.SUBMITTING},
+        target=S.FAILED,
+        where=over,
+        limit=limit,
+        error_kind=ErrorKind.SUBMIT_OUTCOME_UNKNOWN.value,
+        error_message=(
+            "the worker died during the upstream submit; it may or may not have been accepted "
+            f"(policy {settings.imagegen_submit_policy}, IMAGEGEN_MAX_SUBMITS_UNKNOWN "
+            f"{settings.imagegen_max_submits_unknown})"
+        ),
+        unknown_submits=spent,
+        **clear,
+    )
+    if settings.imagegen_submit_policy != "at_most_once":
         requeued += transition_many(
             s,
             source={S.SUBMITTING},
@@ -144,6 +156,7 @@ def _recover_submits(rt: Runtime, s: Session, now: datetime, limit: int) -> tupl
             limit=limit,
             next_attempt_at=now,
             dispatch_until=None,
+            unknown_submits=spent,
             last_error_kind=ErrorKind.SUBMIT_OUTCOME_UNKNOWN.value,
             last_error_message="a worker died during the submit; submitting again (at_least_once)",
             **clear,

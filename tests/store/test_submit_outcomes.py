@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from config.settings import Settings
 from imagegen.producer import create_job
 from imagegen.providers.apidot import APIDotProvider
+from imagegen.reconciler import reconcile
 from imagegen.requests import ImageRequest
 from imagegen.runtime import Runtime
 from imagegen.store import repo
@@ -190,3 +192,66 @@ def test_the_task_id_is_logged_before_the_database_has_it(
     with rt.session() as s:
         job = repo.get_job(s, job_id)
     assert job is not None and job.upstream_task_id == "t-logged"
+
+
+def _die_mid_post(rt: Runtime, job_id: str) -> None:
+    """What a worker killed during its POST leaves behind: submitting, in flight, the lease run out."""
+    with rt.session() as s:
+        s.execute(
+            sa.update(Job)
+            .where(Job.id == job_id)
+            .values(
+                status="submitting",
+                lease_token="dead",
+                lease_until=rt.now() - timedelta(seconds=1),
+                submit_inflight_at=rt.now() - timedelta(seconds=60),
+                next_attempt_at=None,
+                dispatch_until=None,
+            )
+        )
+
+
+@pytest.mark.parametrize("allowed", [0, 1, 2])
+def test_a_worker_dying_mid_post_spends_the_unknown_budget(make_rt: Callable[..., Runtime], allowed: int) -> None:
+    # A request that kills every worker mid-POST (OOM on the answer, a hard time limit) must not be POSTed
+    # forever under at_least_once: each recovered in-flight submit may have created a paid task.
+    rt = make_rt(imagegen_submit_policy="at_least_once", imagegen_max_submits_unknown=allowed)
+    job_id = new_job(rt)
+    deaths = 0
+    job: Job | None = None
+    for _ in range(10):
+        _die_mid_post(rt, job_id)
+        deaths += 1
+        reconcile(rt)
+        with rt.session() as s:
+            job = repo.get_job(s, job_id)
+        assert job is not None
+        if job.status != "queued":
+            break
+    assert job is not None and (job.status, job.error_kind) == ("failed", "submit_outcome_unknown")
+    assert (deaths, job.unknown_submits) == (allowed + 1, allowed + 1)
+
+
+def test_an_ambiguous_post_and_a_dead_worker_share_the_budget(make_rt: Callable[..., Runtime]) -> None:
+    rt = make_rt(imagegen_submit_policy="at_least_once", imagegen_max_submits_unknown=1)
+    upstream = serve(rt, raising(httpx.ReadTimeout("slow")))
+    job_id = new_job(rt)
+    submit_job(rt, job_id)  # one POST with an unknown outcome: requeued, unknown_submits 1
+    _die_mid_post(rt, job_id)  # the resubmit's worker dies mid-POST: a second unknown outcome
+    reconcile(rt)
+    with rt.session() as s:
+        job = repo.get_job(s, job_id)
+    assert job is not None and len(upstream.posts) == 1
+    assert (job.status, job.error_kind, job.unknown_submits) == ("failed", "submit_outcome_unknown", 2)
+
+
+def test_a_worker_dying_before_its_post_spends_nothing(make_rt: Callable[..., Runtime]) -> None:
+    rt = make_rt(imagegen_submit_policy="at_most_once", imagegen_max_submits_unknown=0)
+    job_id = new_job(rt)
+    _die_mid_post(rt, job_id)
+    with rt.session() as s:
+        s.execute(sa.update(Job).where(Job.id == job_id).values(submit_inflight_at=None))
+    reconcile(rt)
+    with rt.session() as s:
+        job = repo.get_job(s, job_id)
+    assert job is not None and (job.status, job.unknown_submits) == ("queued", 0)
