@@ -21,6 +21,7 @@ from sqlmodel import col
 
 from imagegen.lifecycle import JobStatus as S
 from imagegen.lifecycle import update_in
+from imagegen.requests import PROVIDERS
 from imagegen.runtime import Runtime
 from imagegen.steps import Step, submit_step
 from imagegen.store.models import JOBS, Job, ProviderState
@@ -74,9 +75,8 @@ def park(s: Session, job_id: str) -> bool:
 def release(rt: Runtime, s: Session, provider: str, now: datetime) -> list[Step]:
     """Release parked jobs of ``provider`` into its free slots (interactive first, then oldest first)."""
     cap = cap_of(rt, provider)
-    if cap is None:
-        return []
-    free = cap - _busy(s, provider)
+    # No cap (any more: parked under a cap the processes were restarted without): release them all.
+    free = rt.settings.imagegen_release_batch if cap is None else cap - _busy(s, provider)
     if free <= 0:
         return []
     paused = s.execute(
@@ -113,8 +113,9 @@ def release_after(rt: Runtime, served: Job | None) -> list[Step]:
 
 
 def release_all(rt: Runtime, s: Session, now: datetime) -> list[Step]:
-    """The reconciler's pass: release into every capped provider's free slots."""
+    """The reconciler's pass: release into every provider's free slots. Uncapped providers too: a job
+    parked under a cap that a restart removed has no timer and no message, and would wait for its deadline."""
     steps: list[Step] = []
-    for provider in rt.settings.provider_limits:
+    for provider in PROVIDERS:
         steps += release(rt, s, provider, now)
     return steps
