@@ -25,7 +25,7 @@ def make_rt(migrated_url: str) -> Iterator[Callable[..., Runtime]]:
     made: list[Runtime] = []
 
     def make(**settings: object) -> Runtime:
-        rt = Runtime.create(Settings(database_url=migrated_url, redis_url=url, **settings))  # type: ignore[arg-type]
+        rt = Runtime.create(Settings(database_url=migrated_url, redis_url=url, **settings))
         if not made:
             with rt.session() as s:
                 s.execute(sa.text("DELETE FROM jobs"))
