@@ -1,0 +1,120 @@
+"""Jobs parked for an in-flight slot, and jobs whose finalizer died, are never stranded or cycled forever:
+on a real database and a real (private) Redis."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import col
+
+from config.settings import Settings
+from imagegen import devstack, slots
+from imagegen.producer import create_job
+from imagegen.reconciler import reconcile
+from imagegen.requests import ImageRequest
+from imagegen.results import pending_entries
+from imagegen.runtime import Runtime
+from imagegen.store import repo
+from imagegen.store.models import Job
+
+pytestmark = pytest.mark.store
+
+
+@pytest.fixture
+def make_rt(migrated_url: str) -> Iterator[Callable[..., Runtime]]:
+    proc, url = devstack.start_redis()
+    made: list[Runtime] = []
+
+    def make(**settings: object) -> Runtime:
+        rt = Runtime.create(Settings(database_url=migrated_url, redis_url=url, **settings))
+        if not made:
+            with rt.session() as s:
+                s.execute(sa.text("DELETE FROM jobs"))
+                s.execute(sa.text("DELETE FROM attempts"))
+                s.execute(sa.text("UPDATE provider_state SET paused = false"))
+        made.append(rt)
+        return rt
+
+    yield make
+    for rt in made:
+        rt.close()
+    proc.stop()
+
+
+def _parked(rt: Runtime, n: int) -> list[str]:
+    ids = []
+    for i in range(n):
+        job, _ = create_job(rt, ImageRequest(prompt=f"p {i}"))
+        with rt.session() as s:
+            assert slots.park(s, job.id)
+        ids.append(job.id)
+    return ids
+
+
+@pytest.mark.parametrize("limits", [None, {"apidot": {"rate_per_s": 5}}, {"openai": {"max_in_flight": 1}}])
+def test_parked_jobs_are_released_once_the_cap_is_removed(
+    make_rt: Callable[..., Runtime], limits: dict[str, dict[str, float]] | None
+) -> None:
+    # Parked under a cap of 1; the processes restart without a cap for that key.
+    capped = make_rt(imagegen_provider_limits=json.dumps({"apidot": {"max_in_flight": 1}}))
+    ids = _parked(capped, 3)
+    rt = make_rt(imagegen_provider_limits=json.dumps(limits) if limits else None)
+    released = {st.job_id for st in reconcile(rt).steps}
+    assert released == set(ids), "parked for a slot under a cap that no longer exists: stranded until expiry"
+    with rt.session() as s:
+        assert all(j is not None and j.next_attempt_at is not None for j in (repo.get_job(s, i) for i in ids))
+
+
+def _die_mid_download(rt: Runtime, job_id: str) -> None:
+    """What a finalizer killed during its download leaves behind (a hard time limit, an OOM on the file)."""
+    with rt.session() as s:
+        s.execute(
+            sa.update(Job)
+            .where(col(Job.id) == job_id)
+            .values(
+                status="finalizing",
+                upstream_task_id="t-1",
+                result=pending_entries(["https://files.example/huge.png"]),
+                lease_token="dead",
+                lease_until=rt.now() - timedelta(seconds=1),
+                next_attempt_at=None,
+                dispatch_until=None,
+            )
+        )
+
+
+def test_a_finalizer_dying_on_every_download_is_bounded(make_rt: Callable[..., Runtime]) -> None:
+    # A result that kills every finalizer that fetches it must not cycle finalizing -> running until the
+    # job's deadline: each death is a failed download attempt.
+    rt = make_rt(imagegen_max_download_attempts=3)
+    job, _ = create_job(rt, ImageRequest(prompt="p"))
+    deaths = 0
+    row: Job | None = None
+    for _ in range(10):
+        _die_mid_download(rt, job.id)
+        deaths += 1
+        reconcile(rt)
+        with rt.session() as s:
+            row = repo.get_job(s, job.id)
+        assert row is not None
+        if row.status != "running":
+            break
+    assert row is not None
+    assert (row.status, row.error_kind, deaths, row.download_errors) == ("failed", "result_unavailable", 3, 3)
+    assert row.result == pending_entries(["https://files.example/huge.png"]), "the URLs stay visible"
+
+
+def test_a_lost_finalize_message_is_handed_back_without_spending_the_budget(make_rt: Callable[..., Runtime]) -> None:
+    rt = make_rt(imagegen_max_download_attempts=1)
+    job, _ = create_job(rt, ImageRequest(prompt="p"))
+    _die_mid_download(rt, job.id)
+    with rt.session() as s:
+        s.execute(sa.update(Job).where(col(Job.id) == job.id).values(lease_token=None))  # no finalizer took it
+    reconcile(rt)
+    with rt.session() as s:
+        row = repo.get_job(s, job.id)
+    assert row is not None and (row.status, row.download_errors) == ("running", 0)
