@@ -7,12 +7,13 @@ import json
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from sqlmodel import col
 
 from config.settings import Settings
-from imagegen import devstack, slots
+from imagegen import devstack, finalize, slots
 from imagegen.producer import create_job
 from imagegen.reconciler import reconcile
 from imagegen.requests import ImageRequest
@@ -118,3 +119,33 @@ def test_a_lost_finalize_message_is_handed_back_without_spending_the_budget(make
     with rt.session() as s:
         row = repo.get_job(s, job.id)
     assert row is not None and (row.status, row.download_errors) == ("running", 0)
+
+
+PNG = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
+    b"\x00\x00\x00\rIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa7V\xbd\xfa\x00\x00\x00\x00IEND\xaeB`\x82"
+)
+
+
+def test_a_finalize_message_behind_a_deep_poll_queue_still_finalizes(make_rt: Callable[..., Runtime]) -> None:
+    # The finalize message waits in the poll queue longer than the claim's dispatch grace: the reconciler
+    # hands the job back to running and sends a poll, which claims again and sends a new finalize message
+    # to the back of the same deep queue. If the late message is dropped, a paid result cycles until expiry.
+    rt = make_rt(imagegen_allow_private_urls=True)
+    rt._fetch_client = httpx.Client(
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, content=PNG, headers={"content-type": "image/png"}))
+    )
+    job, _ = create_job(rt, ImageRequest(prompt="p"))
+    with rt.session() as s:
+        s.execute(sa.update(Job).where(col(Job.id) == job.id).values(status="running", upstream_task_id="t-1"))
+        assert finalize.claim(rt, s, job.id, urls=["http://127.0.0.1:9/f.png"])
+    with rt.session() as s:  # the grace passes while the finalize message waits
+        s.execute(sa.update(Job).where(col(Job.id) == job.id).values(lease_until=rt.now() - timedelta(seconds=1)))
+    reconcile(rt)
+    finalize.finalize_job(rt, job.id)  # the first finalize message, at last
+    with rt.session() as s:
+        row = repo.get_job(s, job.id)
+    assert row is not None and row.status == "succeeded", (
+        f"the late finalize message was dropped ({row and row.status})"
+    )
+    assert [e["path"] is not None for e in row.result or []] == [True]
