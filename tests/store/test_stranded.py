@@ -21,6 +21,7 @@ from imagegen.results import pending_entries
 from imagegen.runtime import Runtime
 from imagegen.store import repo
 from imagegen.store.models import Job
+from imagegen.submission import submit_job
 
 pytestmark = pytest.mark.store
 
@@ -149,3 +150,25 @@ def test_a_finalize_message_behind_a_deep_poll_queue_still_finalizes(make_rt: Ca
         f"the late finalize message was dropped ({row and row.status})"
     )
     assert [e["path"] is not None for e in row.result or []] == [True]
+
+
+def test_a_fallback_switch_drops_the_rate_slot_reserved_on_the_old_key(make_rt: Callable[..., Runtime]) -> None:
+    # An interactive job waiting for its reserved apidot slot when apidot is paused moves to openai; a
+    # reservation is only good on the key that made it, else every such job bursts past openai's limit.
+    limits = {"apidot": {"rate_per_s": 1}, "openai": {"rate_per_s": 1}}
+    rt = make_rt(imagegen_provider_limits=json.dumps(limits))
+    assert rt.limiter is not None
+    for _ in range(5):
+        rt.limiter.request("openai")  # openai's next free slot is seconds away
+    job, _ = create_job(rt, ImageRequest(prompt="p", fallback=["openai"]))
+    with rt.session() as s:
+        s.execute(sa.update(Job).where(col(Job.id) == job.id).values(rate_reserved=True))  # held an apidot slot
+        repo.pause_provider(s, provider="apidot", reason="insufficient_credits", message="402")
+    submit_job(rt, job.id)  # apidot is paused: switched to openai
+    with rt.session() as s:
+        s.execute(sa.update(Job).where(col(Job.id) == job.id).values(next_attempt_at=None))
+    submit_job(rt, job.id)  # on openai: must wait for openai's limiter, not go at once
+    with rt.session() as s:
+        row = repo.get_job(s, job.id)
+    assert row is not None and row.provider == "openai"
+    assert (row.status, row.submit_attempts) == ("queued", 0), "went past openai's rate limit on apidot's slot"
