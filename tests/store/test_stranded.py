@@ -172,3 +172,23 @@ def test_a_fallback_switch_drops_the_rate_slot_reserved_on_the_old_key(make_rt: 
         row = repo.get_job(s, job.id)
     assert row is not None and row.provider == "openai"
     assert (row.status, row.submit_attempts) == ("queued", 0), "went past openai's rate limit on apidot's slot"
+
+
+def test_a_released_interactive_job_on_its_way_holds_the_free_slot(make_rt: Callable[..., Runtime]) -> None:
+    # Cap 1, nothing in flight, an interactive job released and its message on the way. A batch job that
+    # arrives meanwhile yields (parks); parking must not release the next batch job into that same slot,
+    # which would yield and release the next... a busy loop until the interactive message lands.
+    rt = make_rt(imagegen_provider_limits=json.dumps({"apidot": {"max_in_flight": 1}}))
+    batch = [create_job(rt, ImageRequest(prompt=f"b {i}", priority="batch"))[0].id for i in range(3)]
+    with rt.session() as s:
+        for job_id in batch[1:]:
+            slots.park(s, job_id)
+    interactive = _parked(rt, 1)[0]
+    with rt.session() as s:
+        released = slots.release(rt, s, "apidot", rt.now())
+    assert [st.job_id for st in released] == [interactive]
+    steps = submit_job(rt, batch[0])  # a batch submit arrives before the interactive one
+    with rt.session() as s:
+        row = repo.get_job(s, batch[0])
+    assert row is not None and row.wait_reason == "slot", "the batch job yields to the interactive one"
+    assert [st.job_id for st in steps] == [], "parking released another batch job into the promised slot"
