@@ -88,7 +88,7 @@ def test_processes_racing_the_same_transition_exactly_one_wins(rt: Runtime, migr
 
 def test_idempotency_key_returns_the_existing_job(rt: Runtime) -> None:
     first, created = create_job(rt, ImageRequest(prompt="a", idempotency_key="k-1"))
-    again, created_again = create_job(rt, ImageRequest(prompt="b", idempotency_key="k-1"))
+    again, created_again = create_job(rt, ImageRequest(prompt="a", idempotency_key="k-1"))
     assert created and not created_again and again.id == first.id
     with rt.session() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(Job)) == 1
@@ -96,7 +96,7 @@ def test_idempotency_key_returns_the_existing_job(rt: Runtime) -> None:
 
 def test_batch_with_an_existing_key_keeps_that_job(rt: Runtime) -> None:
     existing = _job(rt, idempotency_key="k-2")
-    batch_id, jobs = create_batch(rt, [ImageRequest(prompt="x", idempotency_key="k-2"), ImageRequest(prompt="y")])
+    batch_id, jobs = create_batch(rt, [ImageRequest(prompt="p", idempotency_key="k-2"), ImageRequest(prompt="y")])
     assert jobs[0].id == existing.id and jobs[1].batch_id == batch_id
 
 
