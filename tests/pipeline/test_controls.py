@@ -174,10 +174,13 @@ def test_a_reused_key_for_another_request_by_task_name_is_a_logged_rejection(sta
     assert stack.wait(after).status == "succeeded"  # the worker lives on
     log = (stack.log_dir / "worker.log").read_text()
     deadline = time.monotonic() + 10
-    while f"imagegen.enqueue rejected: idempotency_key: '{key}'" not in log and time.monotonic() < deadline:
+    expected = f"idempotency_key: '{key}' was already used for a different request"
+    while expected not in log and time.monotonic() < deadline:
         time.sleep(0.2)
         log = (stack.log_dir / "worker.log").read_text()
-    assert f"imagegen.enqueue rejected: idempotency_key: '{key}'" in log
+    assert f"imagegen.enqueue rejected, recorded as failed job {other_id}: {expected}" in log
     with stack.rt.session() as s:
-        assert repo.get_job(s, other_id) is None
+        rejected = repo.get_job(s, other_id)  # the sender can learn why under the id it chose
+    assert rejected is not None and (rejected.status, rejected.error_kind) == ("failed", "invalid_request")
+    assert expected in (rejected.error_message or "")
     assert stack.submits(first) == 1
