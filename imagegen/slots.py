@@ -4,8 +4,9 @@ The database is the source of truth for what is in flight, so the cap survives a
 that finds the cap full is **parked**: ``queued`` with ``wait_reason = 'slot'``, no timer, no message.
 When a job leaves the in-flight set (its submit or poll task ends it, holds it or requeues it) the task
 releases as many parked jobs as there are free slots (less those released earlier whose message is still
-on its way), interactive first, then oldest first; the reconciler does the same each run as a backstop (a job canceled by an operator, a lost wake-up). A
-released job keeps ``wait_reason`` until it claims its slot, so batch jobs keep yielding to it meanwhile.
+on its way), interactive first, then oldest first; the reconciler does the same each run as a backstop
+(a job canceled by an operator, a lost wake-up). A released job keeps ``wait_reason`` until it claims
+its slot, so batch jobs keep yielding to it meanwhile.
 
 Admission is exact under concurrency: on SQLite every write transaction is ``BEGIN IMMEDIATE`` (one at a
 time); on PostgreSQL a per-provider transaction-level advisory lock serialises the count and the claim.
