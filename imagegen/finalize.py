@@ -15,7 +15,8 @@ killed by the short limits of a status call.
    ``IMAGEGEN_MAX_DOWNLOAD_ATTEMPTS``; an unsafe URL ends it at once.
 
 A finalizer that dies leaves the job ``finalizing`` with a lapsed lease; the reconciler hands it back to
-``running``, and the next poll resumes the download from the kept URLs (no status call either).
+``running``, and the next poll resumes the download from the kept URLs (no status call either). A finalize
+message that arrives after such a hand-back (it waited in a deep poll queue) takes the job itself.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from imagegen.calls import log_call
 from imagegen.errors import ErrorKind
 from imagegen.lifecycle import JobStatus as S
 from imagegen.lifecycle import transition, update_in
-from imagegen.results import DownloadFailed, Failure, download_pending, pending_entries
+from imagegen.results import DownloadFailed, Failure, download_pending, has_pending, pending_entries
 from imagegen.runtime import Runtime
 from imagegen.steps import Step, poll_step
 from imagegen.store import repo
@@ -44,6 +45,8 @@ from imagegen.store.models import ATTEMPTS, JOBS, Job
 from imagegen.submission import follow_up
 from imagegen.timers import schedule
 
+#: A message may arrive a little before its due time (clock skew between hosts).
+EARLY_SLACK = timedelta(seconds=2)
 #: The attempt-log kind of a failed result download.
 DOWNLOAD = "download"
 
@@ -91,7 +94,15 @@ def finalize(rt: Runtime, job_id: str) -> tuple[Job | None, Step | None]:
     token = str(uuid.uuid4())
     with rt.session() as s:
         job = repo.get_job(s, job_id)
-        if job is None or job.status != S.FINALIZING:
+        status = job.status if job is not None else None
+        if job is not None and status == S.RUNNING and has_pending(job.result) and job.upstream_task_id:
+            # Handed back while this message waited in a deep poll queue: the poll sent meanwhile would
+            # only claim again and put a new finalize message at the back of that same queue, for ever.
+            due = sa.or_(JOBS.c.next_attempt_at.is_(None), JOBS.c.next_attempt_at <= rt.now() + EARLY_SLACK)
+            if job.deadline_at <= rt.now() or not claim(rt, s, job_id, where=[due]):
+                return None, None  # expiring (the poll or reconciler does it), or in its download backoff
+            status = S.FINALIZING
+        if job is None or status != S.FINALIZING:
             return None, None  # stale message: the row says what is true
         lease_until = rt.now() + timedelta(seconds=finalize_lease_s(rt.settings))
         free = [JOBS.c.lease_token.is_(None)]

@@ -132,6 +132,7 @@ def switch_provider(
             rate_limited_submits=0,
             unavailable_submits=0,
             wait_reason=None,
+            rate_reserved=False,  # a rate slot is only good on the key that reserved it
             last_error_kind=kind,
             last_error_message=f"{job.provider}: {message}"[:500],
             next_attempt_at=now,
@@ -148,6 +149,7 @@ def switch_provider(
             model=request["model"],
             request=request,
             wait_reason=None,
+            rate_reserved=False,
             last_error_kind=kind,
             last_error_message=f"{job.provider}: {message}"[:500],
             next_attempt_at=now,

@@ -2,8 +2,9 @@
 
 Each run, in its own short transactions, it
 1. expires jobs past their deadline (queued, held, running, and submitting whose lease ran out);
-2. recovers expired submit leases (requeue, or ``submit_outcome_unknown`` under ``at_most_once``);
-3. hands jobs whose finalizer died back to polling;
+2. recovers expired submit leases (requeue, or ``submit_outcome_unknown`` under ``at_most_once`` and past
+   the ``IMAGEGEN_MAX_SUBMITS_UNKNOWN`` budget);
+3. hands jobs whose finalizer died back to polling (each death a failed download attempt);
 4. releases due work: queued and running jobs whose time has come and that have no message in flight
    (parked long waits, lost messages, a flushed Redis, a killed worker), judged per queue (recovery.py),
    and jobs parked for an in-flight slot into the slots now free (``slots``);
@@ -60,12 +61,19 @@ def reconcile(rt: Runtime) -> ReconcileReport:
     with rt.session() as s:
         report.requeued, report.unknown = _recover_submits(rt, s, now, limit)
     with rt.session() as s:
+        report.expired += _fail_dead_downloads(rt, s, now, limit)
         report.refinalize = transition_many(
             s,
             source={S.FINALIZING},
             target=S.RUNNING,
             where=[col(Job.lease_until) < now],
             limit=limit,
+            # A finalizer that took the claim died mid-download: a failed download attempt (a file that
+            # kills every finalizer would otherwise cycle until the deadline). A lost message costs nothing.
+            download_errors=sa.case(
+                (col(Job.lease_token).is_not(None), col(Job.download_errors) + 1), else_=col(Job.download_errors)
+            ),
+            lease_token=None,
             lease_until=None,
             next_attempt_at=now,
             dispatch_until=None,
@@ -109,6 +117,25 @@ def _expire(s: Session, now: datetime, limit: int) -> list[str]:
     return expired
 
 
+def _fail_dead_downloads(rt: Runtime, s: Session, now: datetime, limit: int) -> list[str]:
+    """Finalizers died mid-download of this job's files ``IMAGEGEN_MAX_DOWNLOAD_ATTEMPTS`` times in all."""
+    attempts = rt.settings.imagegen_max_download_attempts
+    return transition_many(
+        s,
+        source={S.FINALIZING},
+        target=S.FAILED,
+        where=[
+            col(Job.lease_until) < now,
+            col(Job.lease_token).is_not(None),
+            col(Job.download_errors) + 1 >= attempts,
+        ],
+        limit=limit,
+        download_errors=col(Job.download_errors) + 1,
+        error_kind=ErrorKind.RESULT_UNAVAILABLE.value,
+        error_message=f"result download failed: the finalizer died during it ({attempts} failed download attempts)",
+    )
+
+
 def _recover_submits(rt: Runtime, s: Session, now: datetime, limit: int) -> tuple[list[str], list[str]]:
     lapsed = col(Job.lease_until) < now
     clear = {"lease_token": None, "lease_until": None, "submit_inflight_at": None}
@@ -123,19 +150,30 @@ def _recover_submits(rt: Runtime, s: Session, now: datetime, limit: int) -> tupl
         dispatch_until=None,
         **clear,
     )
-    unknown: list[str] = []
-    if rt.settings.imagegen_submit_policy == "at_most_once":
-        unknown = transition_many(
-            s,
-            source={S.SUBMITTING},
-            target=S.FAILED,
-            where=[lapsed],
-            limit=limit,
-            error_kind=ErrorKind.SUBMIT_OUTCOME_UNKNOWN.value,
-            error_message="the worker died during the upstream submit; it may or may not have been accepted",
-            **clear,
-        )
-    else:
+    # The worker died during its POST: the upstream may have a paid task for it. That is an unknown
+    # outcome like a read timeout, on the same budget, so a request that kills every worker that
+    # sends it is POSTed at most IMAGEGEN_MAX_SUBMITS_UNKNOWN more times.
+    spent = col(Job.unknown_submits) + 1
+    settings = rt.settings
+    over = [lapsed]
+    if settings.imagegen_submit_policy != "at_most_once":
+        over.append(col(Job.unknown_submits) >= settings.imagegen_max_submits_unknown)
+    unknown = transition_many(
+        s,
+        source={S.SUBMITTING},
+        target=S.FAILED,
+        where=over,
+        limit=limit,
+        error_kind=ErrorKind.SUBMIT_OUTCOME_UNKNOWN.value,
+        error_message=(
+            "the worker died during the upstream submit; it may or may not have been accepted "
+            f"(policy {settings.imagegen_submit_policy}, IMAGEGEN_MAX_SUBMITS_UNKNOWN "
+            f"{settings.imagegen_max_submits_unknown})"
+        ),
+        unknown_submits=spent,
+        **clear,
+    )
+    if settings.imagegen_submit_policy != "at_most_once":
         requeued += transition_many(
             s,
             source={S.SUBMITTING},
@@ -144,6 +182,7 @@ def _recover_submits(rt: Runtime, s: Session, now: datetime, limit: int) -> tupl
             limit=limit,
             next_attempt_at=now,
             dispatch_until=None,
+            unknown_submits=spent,
             last_error_kind=ErrorKind.SUBMIT_OUTCOME_UNKNOWN.value,
             last_error_message="a worker died during the submit; submitting again (at_least_once)",
             **clear,

@@ -3,9 +3,10 @@
 The database is the source of truth for what is in flight, so the cap survives a flushed Redis. A job
 that finds the cap full is **parked**: ``queued`` with ``wait_reason = 'slot'``, no timer, no message.
 When a job leaves the in-flight set (its submit or poll task ends it, holds it or requeues it) the task
-releases as many parked jobs as there are free slots, interactive first, then oldest first; the
-reconciler does the same each run as a backstop (a job canceled by an operator, a lost wake-up). A
-released job keeps ``wait_reason`` until it claims its slot, so batch jobs keep yielding to it meanwhile.
+releases as many parked jobs as there are free slots (less those released earlier whose message is still
+on its way), interactive first, then oldest first; the reconciler does the same each run as a backstop
+(a job canceled by an operator, a lost wake-up). A released job keeps ``wait_reason`` until it claims
+its slot, so batch jobs keep yielding to it meanwhile.
 
 Admission is exact under concurrency: on SQLite every write transaction is ``BEGIN IMMEDIATE`` (one at a
 time); on PostgreSQL a per-provider transaction-level advisory lock serialises the count and the claim.
@@ -21,6 +22,7 @@ from sqlmodel import col
 
 from imagegen.lifecycle import JobStatus as S
 from imagegen.lifecycle import update_in
+from imagegen.requests import PROVIDERS
 from imagegen.runtime import Runtime
 from imagegen.steps import Step, submit_step
 from imagegen.store.models import JOBS, Job, ProviderState
@@ -74,9 +76,15 @@ def park(s: Session, job_id: str) -> bool:
 def release(rt: Runtime, s: Session, provider: str, now: datetime) -> list[Step]:
     """Release parked jobs of ``provider`` into its free slots (interactive first, then oldest first)."""
     cap = cap_of(rt, provider)
+    idle = sa.or_(JOBS.c.dispatch_until.is_(None), JOBS.c.dispatch_until < now)
     if cap is None:
-        return []
-    free = cap - _busy(s, provider)
+        # No cap (any more: parked under a cap the processes were restarted without): release them all.
+        free = rt.settings.imagegen_release_batch
+    else:
+        # A job released earlier whose message is still on its way holds its slot: else each batch job that
+        # yields to it would release the next batch job into that slot (a busy loop until it lands).
+        on_way = sa.select(sa.func.count()).where(*_waiting(provider), sa.not_(idle))
+        free = cap - _busy(s, provider) - int(s.execute(on_way).scalar_one())
     if free <= 0:
         return []
     paused = s.execute(
@@ -84,7 +92,6 @@ def release(rt: Runtime, s: Session, provider: str, now: datetime) -> list[Step]
     ).scalar_one_or_none()
     if paused:
         return []  # resume releases a paused key's jobs; a message now would only park them again
-    idle = sa.or_(JOBS.c.dispatch_until.is_(None), JOBS.c.dispatch_until < now)
     candidates = (
         sa.select(JOBS.c.id)
         .where(*_waiting(provider), idle)
@@ -113,8 +120,9 @@ def release_after(rt: Runtime, served: Job | None) -> list[Step]:
 
 
 def release_all(rt: Runtime, s: Session, now: datetime) -> list[Step]:
-    """The reconciler's pass: release into every capped provider's free slots."""
+    """The reconciler's pass: release into every provider's free slots. Uncapped providers too: a job
+    parked under a cap that a restart removed has no timer and no message, and would wait for its deadline."""
     steps: list[Step] = []
-    for provider in rt.settings.provider_limits:
+    for provider in PROVIDERS:
         steps += release(rt, s, provider, now)
     return steps

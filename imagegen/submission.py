@@ -18,7 +18,7 @@ from config.limits import submit_lease_s
 from imagegen import notifications, pauses, slots
 from imagegen.backoff import compute_backoff
 from imagegen.calls import log_call
-from imagegen.errors import ErrorKind, ImagegenError, ProviderError, RequestInvalid, UnsafeURL
+from imagegen.errors import ErrorKind, ProviderError, RequestInvalid
 from imagegen.learning import expected_for
 from imagegen.lifecycle import JobStatus as S
 from imagegen.lifecycle import transition, update_in
@@ -203,8 +203,9 @@ def _answered(rt: Runtime, job: Job, token: str, result: SubmitResult) -> Step |
     mine = [JOBS.c.lease_token == token]
     try:
         entries = store_results(rt, job.id, result.images)
-    except (UnsafeURL, ImagegenError, OSError) as exc:
-        # Paid for, but we could not keep it: fail loudly rather than pretend (no retry would be free).
+    except Exception as exc:
+        # Paid for, but we could not keep it: fail loudly rather than pretend (no retry would be free). Any
+        # error escaping here would leave the job submitting, and the lease recovery would POST (pay) again.
         kind = error_kind_for(exc)  # result_unavailable when the answer's image is gone or not an image
         with rt.session() as s:
             transition(

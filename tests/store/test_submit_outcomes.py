@@ -4,17 +4,24 @@ logged before the database records it."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import logging
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
+from botocore.exceptions import EndpointConnectionError
 
 from config.settings import Settings
+from imagegen.fetch import FetchPolicy
 from imagegen.producer import create_job
 from imagegen.providers.apidot import APIDotProvider
+from imagegen.providers.openai import OpenAIProvider
+from imagegen.reconciler import reconcile
 from imagegen.requests import ImageRequest
 from imagegen.runtime import Runtime
 from imagegen.store import repo
@@ -22,6 +29,11 @@ from imagegen.store.models import Job
 from imagegen.submission import submit_job
 
 pytestmark = pytest.mark.store
+
+TINY_PNG = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
+    b"\x00\x00\x00\rIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa7V\xbd\xfa\x00\x00\x00\x00IEND\xaeB`\x82"
+)
 
 Answer = Callable[[httpx.Request], httpx.Response]
 
@@ -190,3 +202,103 @@ def test_the_task_id_is_logged_before_the_database_has_it(
     with rt.session() as s:
         job = repo.get_job(s, job_id)
     assert job is not None and job.upstream_task_id == "t-logged"
+
+
+def _die_mid_post(rt: Runtime, job_id: str) -> None:
+    """What a worker killed during its POST leaves behind: submitting, in flight, the lease run out."""
+    with rt.session() as s:
+        s.execute(
+            sa.update(Job)
+            .where(Job.id == job_id)
+            .values(
+                status="submitting",
+                lease_token="dead",
+                lease_until=rt.now() - timedelta(seconds=1),
+                submit_inflight_at=rt.now() - timedelta(seconds=60),
+                next_attempt_at=None,
+                dispatch_until=None,
+            )
+        )
+
+
+@pytest.mark.parametrize("allowed", [0, 1, 2])
+def test_a_worker_dying_mid_post_spends_the_unknown_budget(make_rt: Callable[..., Runtime], allowed: int) -> None:
+    # A request that kills every worker mid-POST (OOM on the answer, a hard time limit) must not be POSTed
+    # forever under at_least_once: each recovered in-flight submit may have created a paid task.
+    rt = make_rt(imagegen_submit_policy="at_least_once", imagegen_max_submits_unknown=allowed)
+    job_id = new_job(rt)
+    deaths = 0
+    job: Job | None = None
+    for _ in range(10):
+        _die_mid_post(rt, job_id)
+        deaths += 1
+        reconcile(rt)
+        with rt.session() as s:
+            job = repo.get_job(s, job_id)
+        assert job is not None
+        if job.status != "queued":
+            break
+    assert job is not None and (job.status, job.error_kind) == ("failed", "submit_outcome_unknown")
+    assert (deaths, job.unknown_submits) == (allowed + 1, allowed + 1)
+
+
+def test_an_ambiguous_post_and_a_dead_worker_share_the_budget(make_rt: Callable[..., Runtime]) -> None:
+    rt = make_rt(imagegen_submit_policy="at_least_once", imagegen_max_submits_unknown=1)
+    upstream = serve(rt, raising(httpx.ReadTimeout("slow")))
+    job_id = new_job(rt)
+    submit_job(rt, job_id)  # one POST with an unknown outcome: requeued, unknown_submits 1
+    _die_mid_post(rt, job_id)  # the resubmit's worker dies mid-POST: a second unknown outcome
+    reconcile(rt)
+    with rt.session() as s:
+        job = repo.get_job(s, job_id)
+    assert job is not None and len(upstream.posts) == 1
+    assert (job.status, job.error_kind, job.unknown_submits) == ("failed", "submit_outcome_unknown", 2)
+
+
+def test_a_worker_dying_before_its_post_spends_nothing(make_rt: Callable[..., Runtime]) -> None:
+    rt = make_rt(imagegen_submit_policy="at_most_once", imagegen_max_submits_unknown=0)
+    job_id = new_job(rt)
+    _die_mid_post(rt, job_id)
+    with rt.session() as s:
+        s.execute(sa.update(Job).where(Job.id == job_id).values(submit_inflight_at=None))
+    reconcile(rt)
+    with rt.session() as s:
+        job = repo.get_job(s, job_id)
+    assert job is not None and (job.status, job.unknown_submits) == ("queued", 0)
+
+
+class BrokenBucket:
+    """A result store whose service is down the way boto3 reports it (not an OSError)."""
+
+    def put(self, key: str, data: bytes, content_type: str) -> str:
+        raise EndpointConnectionError(endpoint_url="https://s3.example")
+
+    def get(self, key: str) -> bytes:
+        raise FileNotFoundError(key)
+
+
+def test_a_synchronous_answer_that_cannot_be_stored_is_paid_once(make_rt: Callable[..., Runtime]) -> None:
+    # OpenAI answered with the picture (paid); storing it fails with an error that is not an OSError.
+    # The job must end there, not stay submitting until its lease lapses and be POSTed (paid) again.
+    rt = make_rt(imagegen_submit_policy="at_least_once", imagegen_max_submits_unknown=3)
+    png = base64.b64encode(TINY_PNG).decode()
+    upstream = Upstream(lambda r: httpx.Response(200, json={"created": 1, "data": [{"b64_json": png}]}))
+    client = httpx.Client(transport=httpx.MockTransport(upstream))
+    rt.providers = {
+        "openai": OpenAIProvider(client, base_url="https://openai.example/v1", api_key="k", fetch_policy=FetchPolicy())
+    }
+    rt.store = BrokenBucket()
+    job, _ = create_job(rt, ImageRequest(prompt="a lighthouse", provider="openai"))
+    for _ in range(5):
+        with contextlib.suppress(Exception):  # the task shell: the task fails, its message is acked
+            submit_job(rt, job.id)
+        with rt.session() as s:  # the lease runs out; the reconciler recovers the submit
+            s.execute(sa.update(Job).where(Job.id == job.id).values(lease_until=rt.now() - timedelta(seconds=1)))
+        reconcile(rt)
+        with rt.session() as s:
+            s.execute(sa.update(Job).where(Job.id == job.id).values(next_attempt_at=None))
+    with rt.session() as s:
+        row = repo.get_job(s, job.id)
+    assert row is not None and len(upstream.posts) == 1, f"{len(upstream.posts)} paid POSTs for one job"
+    assert (row.status, row.error_kind) == ("failed", "upstream_unavailable")
+    assert "storing the result failed" in (row.error_message or "")
