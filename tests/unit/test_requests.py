@@ -637,3 +637,21 @@ def test_url_problem_directly() -> None:
     assert url_problem("http://a.com/x", allow_http=False) == "must be an https URL"
     assert url_problem("http://a.com/x", allow_http=True) is None
     assert url_problem("https://a.com/x\n", allow_http=True) == "is not a valid URL"
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"prompt": "lone \ud800 surrogate"}, "prompt"),
+        ({"prompt": "argv \udcff byte"}, "prompt"),
+        ({"prompt": "ok", "metadata": {"k": "\udcff"}}, "metadata"),
+        ({"prompt": "ok", "metadata": {"\ud800": [1]}}, "metadata"),
+        ({"prompt": "ok", "idempotency_key": "\ud800"}, "idempotency_key"),
+        ({"prompt": "ok", "image_urls": ["https://example.com/\udc80.png"], "model": "gpt-image-2-edit"}, "image_urls"),
+    ],
+)
+def test_text_that_no_json_answer_can_hold_is_refused(data: dict[str, Any], field: str) -> None:
+    """Lone surrogates (JSON escapes from a by-name sender, non-UTF-8 argv) made every later render a 500."""
+    with pytest.raises(RequestInvalid) as caught:
+        ImageRequest.from_dict(data)
+    assert any(e.field == field and "UTF-8" in e.message for e in caught.value.errors), caught.value.errors
