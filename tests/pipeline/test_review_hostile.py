@@ -96,18 +96,21 @@ def test_absurd_headers_do_not_crash_the_worker(own_stack: Stack, headers: dict[
         '[[], {"job_id": Infinity}, {}]',
         '[[], {}, {"callbacks": 5, "errbacks": {"a": 1}, "chain": "x", "chord": 1}]',
         '[[], {}, {"chain": [{"task": "imagegen.reconcile"}]}]',
+        '[[], {}, {"chain": [{"task": "imagegen.reconcile", "args": [], "kwargs": {}, "options": {}}]}]',
     ],
 )
 def test_odd_bodies_do_not_crash_the_worker(own_stack: Stack, body: str) -> None:
     stack = own_stack
     assert stack.worker is not None
     main_pid = stack.worker.pid
+    before = len(_worker_log(stack))
     envelope = _envelope(stack, "imagegen.poll")
     raw = body.encode("latin-1") if body.startswith("\xff") else body.encode()
     payload = json.dumps({**envelope, "body": base64.b64encode(raw).decode()})
     _push_raw(stack, payload)
     time.sleep(1)
     _still_serving(stack, main_pid)
+    assert "Traceback" not in _worker_log(stack)[before:]
 
 
 def test_unknown_task_name_does_not_crash_the_worker(own_stack: Stack) -> None:
@@ -134,6 +137,7 @@ def test_enqueued_requests_always_render(own_stack: Stack, request_: dict[str, A
     stack = own_stack
     assert stack.worker is not None and stack.api_url is not None
     main_pid = stack.worker.pid
+    before = len(_worker_log(stack))
     job_id = str(uuid.uuid4())
     stack.publisher._app.send_task("imagegen.enqueue", kwargs={"request": request_, "job_id": job_id}, queue="celery")
     job = _wait_row(stack, job_id)
@@ -150,4 +154,30 @@ def test_enqueued_requests_always_render(own_stack: Stack, request_: dict[str, A
         assert done.returncode == 0, done.stderr[-300:]
         json.loads(done.stdout)
     _still_serving(stack, main_pid)
-    assert "Traceback" not in _worker_log(stack)
+    assert "Traceback" not in _worker_log(stack)[before:]
+
+
+def test_discarded_messages_never_log_their_prompt(own_stack: Stack) -> None:
+    """Celery logs the first KiB of a discarded message's body and all its headers (a plain sender's
+    ``argsrepr`` holds the whole request): a misspelled task name put prompts and URLs in the worker log."""
+    stack = own_stack
+    assert stack.worker is not None
+    main_pid = stack.worker.pid
+    before = len(_worker_log(stack))
+    secret = f"PRIVATE-PROMPT-{uuid.uuid4().hex}"
+    url = f"https://private.example/{uuid.uuid4().hex}.png"
+    request = {"prompt": secret, "image_urls": [url], "model": "gpt-image-2-edit"}
+    send = stack.publisher._app.send_task
+    send("imagegen.enqueue_v2", kwargs={"request": request}, argsrepr=repr(request), queue="celery")
+    envelope = _envelope(stack, "imagegen.enqueue")
+    body = json.dumps([[], {"request": request}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}])
+    invalid = {**envelope, "body": base64.b64encode(body.encode()).decode()}
+    _push_raw(stack, _with_headers(invalid, timelimit=["soon", 1], kwargsrepr=repr(request)))
+    _push_raw(stack, json.dumps({**invalid, "content-type": "application/x-unknown"}))
+    devstack.wait_until(
+        lambda: _worker_log(stack)[before:].count("discarded") >= 3, timeout=30, what="rejections logged"
+    )
+    _still_serving(stack, main_pid)
+    log = _worker_log(stack)[before:]
+    assert "imagegen.enqueue_v2" in log  # the rejection itself is logged, by task name
+    assert secret not in log and url not in log
