@@ -58,10 +58,13 @@ def admit(rt: Runtime, s: Session, job: Job) -> bool:
         return False
     if job.priority == "interactive":
         return True
-    # A batch job leaves a free slot to an interactive job waiting for one (parked, or released and on its
-    # way); parking itself then releases that job (see ``release_after``).
-    query = sa.select(JOBS.c.id).where(*_waiting(job.provider), JOBS.c.priority == "interactive", JOBS.c.id != job.id)
-    return s.execute(query.limit(1)).first() is None
+    # A batch job leaves one free slot to each interactive job waiting for one (parked, or released and on
+    # its way), and takes any other: refusing every slot while one interactive job is on its way made each
+    # batch job park and be released again at once (parking releases, see ``release_after``).
+    query = sa.select(sa.func.count()).where(
+        *_waiting(job.provider), JOBS.c.priority == "interactive", JOBS.c.id != job.id
+    )
+    return _busy(s, job.provider) + int(s.execute(query).scalar_one()) < cap
 
 
 def park(s: Session, job_id: str) -> bool:
@@ -76,7 +79,10 @@ def release(rt: Runtime, s: Session, provider: str, now: datetime) -> list[Step]
     cap = cap_of(rt, provider)
     if cap is None:
         return []
-    free = cap - _busy(s, provider)
+    idle = sa.or_(JOBS.c.dispatch_until.is_(None), JOBS.c.dispatch_until < now)
+    # Jobs released earlier and still on their way will take their slots: they are not free again.
+    on_the_way = sa.select(sa.func.count()).where(*_waiting(provider), sa.not_(idle))
+    free = cap - _busy(s, provider) - int(s.execute(on_the_way).scalar_one())
     if free <= 0:
         return []
     paused = s.execute(
@@ -84,7 +90,6 @@ def release(rt: Runtime, s: Session, provider: str, now: datetime) -> list[Step]
     ).scalar_one_or_none()
     if paused:
         return []  # resume releases a paused key's jobs; a message now would only park them again
-    idle = sa.or_(JOBS.c.dispatch_until.is_(None), JOBS.c.dispatch_until < now)
     candidates = (
         sa.select(JOBS.c.id)
         .where(*_waiting(provider), idle)
