@@ -13,7 +13,10 @@ pytestmark = pytest.mark.store
 
 
 def test_a_key_repeated_inside_one_batch_for_different_requests_inserts_nothing(rt: Runtime) -> None:
-    requests = [ImageRequest(prompt="a cat", idempotency_key="k-1"), ImageRequest(prompt="a dog", idempotency_key="k-1")]
+    requests = [
+        ImageRequest(prompt="a cat", idempotency_key="k-1"),
+        ImageRequest(prompt="a dog", idempotency_key="k-1"),
+    ]
     with pytest.raises(IdempotencyConflict):
         create_batch(rt, requests)
     with rt.session() as s:
