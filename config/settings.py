@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from config.limits import order_problems
 from imagegen.requests import PROVIDERS
@@ -25,6 +27,9 @@ DEFAULT_EXPECTED_DURATIONS: dict[str, float] = {
 }
 
 
+#: Upper bound for any duration setting (ten years): larger ones overflow datetime arithmetic.
+MAX_SETTING_S = 10 * 365 * 86_400
+
 #: Upper bound for an expected duration: anything longer is a typo, and timers must stay finite.
 MAX_EXPECTED_DURATION_S = 86_400.0
 
@@ -36,7 +41,8 @@ def _default_home() -> Path:
 class Settings(BaseSettings):
     """Every knob of imagegen-queue, with working defaults. Field names map to upper-case env vars."""
 
-    model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore", case_sensitive=False)
+    # ``inf``/``nan`` parse as floats, and no timer or timedelta downstream can hold them.
+    model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore", case_sensitive=False, allow_inf_nan=False)
 
     # --- services -------------------------------------------------------------------------------
     redis_url: str = "redis://localhost:6379/0"
@@ -140,7 +146,7 @@ class Settings(BaseSettings):
     #: Largest HTTP request body the API reads (bytes); upstream webhooks get 64 KiB whatever this is.
     imagegen_api_max_body_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
     #: Port on which each worker host serves its Prometheus metrics (needs PROMETHEUS_MULTIPROC_DIR).
-    imagegen_worker_metrics_port: int | None = None
+    imagegen_worker_metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
     @field_validator("imagegen_provider_limits")
     @classmethod
@@ -164,6 +170,26 @@ class Settings(BaseSettings):
         if value is not None:
             parse_expected_durations(value)  # raises ValueError naming the problem
         return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                make_url(normalize_database_url(value))
+            except ArgumentError:
+                # The value is not shown: it may carry a password.
+                raise ValueError("DATABASE_URL is not a database URL (e.g. sqlite:///path or postgresql://…)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _seconds_are_bounded(self) -> Settings:
+        # Every duration becomes a timedelta or a timer somewhere; past a few years that overflows.
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name.endswith("_s") and isinstance(value, int | float) and value > MAX_SETTING_S:
+                raise ValueError(f"{name.upper()} must be at most {MAX_SETTING_S} seconds")
+        return self
 
     @model_validator(mode="after")
     def _bounds_are_ordered(self) -> Settings:

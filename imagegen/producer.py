@@ -120,6 +120,14 @@ def create_batch(rt: Runtime, requests: Sequence[ImageRequest]) -> tuple[str, li
 
 def check_idempotency(rt: Runtime, requests: Sequence[ImageRequest]) -> None:
     """Raise ``IdempotencyConflict`` if a request's key names a job created for a different request."""
+    first: dict[str, ImageRequest] = {}
+    for request in requests:
+        # Within the batch too: the jobs are inserted one by one after a collision, and a conflict found
+        # then would leave the earlier lines' jobs queued although the whole batch is refused.
+        if request.idempotency_key is not None:
+            seen = first.setdefault(request.idempotency_key, request)
+            if seen is not request and not same_request(seen.to_dict(), request):
+                raise IdempotencyConflict(request.idempotency_key)
     with rt.session() as s:
         for request in requests:
             if request.idempotency_key is None:

@@ -148,6 +148,9 @@ def _validate(req: ImageRequest) -> list[FieldError]:
         texts = [value] if isinstance(value, str) else value if isinstance(value, list | tuple) else []
         if any(isinstance(t, str) and "\x00" in t for t in texts):
             err(FieldError(name, "must not contain NUL characters"))  # PostgreSQL text cannot hold them
+        elif not all(_is_utf8(t) for t in texts if isinstance(t, str)):
+            # Lone surrogates (a by-name sender's JSON escapes, a non-UTF-8 argv): no JSON answer can hold them.
+            err(FieldError(name, "must be valid UTF-8 text"))
     if req.provider not in PROVIDERS:
         err(FieldError("provider", f"must be one of {', '.join(PROVIDERS)}"))
     if not isinstance(req.prompt, str) or not req.prompt.strip():
@@ -324,6 +327,16 @@ def _validate_metadata(metadata: Any) -> list[FieldError]:
         size = len(json.dumps(metadata, allow_nan=False).encode())
     except (TypeError, ValueError, RecursionError):
         return [FieldError("metadata", "must be JSON-serialisable")]
+    if not _is_utf8(json.dumps(metadata, ensure_ascii=False)):
+        return [FieldError("metadata", "must be valid UTF-8 text")]
     if size > MAX_METADATA_BYTES:
         return [FieldError("metadata", f"must be at most {MAX_METADATA_BYTES} bytes of JSON")]
     return []
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeError:
+        return False
+    return True

@@ -60,10 +60,13 @@ def admit(rt: Runtime, s: Session, job: Job) -> bool:
         return False
     if job.priority == "interactive":
         return True
-    # A batch job leaves a free slot to an interactive job waiting for one (parked, or released and on its
-    # way); parking itself then releases that job (see ``release_after``).
-    query = sa.select(JOBS.c.id).where(*_waiting(job.provider), JOBS.c.priority == "interactive", JOBS.c.id != job.id)
-    return s.execute(query.limit(1)).first() is None
+    # A batch job leaves one free slot to each interactive job waiting for one (parked, or released and on
+    # its way), and takes any other: refusing every slot while one interactive job is on its way made each
+    # batch job park and be released again at once (parking releases, see ``release_after``).
+    query = sa.select(sa.func.count()).where(
+        *_waiting(job.provider), JOBS.c.priority == "interactive", JOBS.c.id != job.id
+    )
+    return _busy(s, job.provider) + int(s.execute(query).scalar_one()) < cap
 
 
 def park(s: Session, job_id: str) -> bool:

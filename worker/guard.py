@@ -11,6 +11,10 @@ So every task of ours uses ``GuardedRequest``, which clips arguments nested deep
 ``imagegen.enqueue`` rejects it naming the field; its ``argsrepr``/``kwargsrepr`` become the redacted
 form), and ``strategy``, which turns any other failure to build a request into Celery's own
 invalid-message path: logged, rejected, never requeued.
+
+Celery logs a discarded message (unregistered task name, invalid or undecodable message) with the
+first KiB of its body and all its headers, where a plain sender's ``argsrepr`` holds the whole
+request; ``MessageBodiesHidden`` keeps those lines to what was wrong, without prompts or URLs.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import InvalidTaskError
+from celery.worker.consumer import consumer as celery_consumer
 from celery.worker.request import Request
 from celery.worker.strategy import default as default_strategy
 from kombu.exceptions import ContentDisallowed, DecodeError
@@ -72,7 +77,25 @@ class GuardedRequest(Request):  # type: ignore[misc]
         embed = body[2] if isinstance(body, list | tuple) and len(body) == 3 else None
         if embed is not None and not isinstance(embed, dict):
             raise InvalidTaskError("task message options must be an object")
+        for name in ("callbacks", "errbacks", "chain", "chord"):
+            # Celery runs these after the task (in the child and in the main process's pool callback),
+            # where a malformed one fails with a traceback instead of being refused with the message.
+            value = (embed or {}).get(name)
+            signatures = [value] if name == "chord" else value
+            if value is not None and not (isinstance(signatures, list) and all(map(_signature, signatures))):
+                raise InvalidTaskError(f"{name} must be task signatures")
         return embed
+
+
+def _signature(value: Any) -> bool:
+    """Whether ``value`` has the fields Celery needs to send a signature (it checks nothing itself)."""
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("task"), str)
+        and isinstance(value.get("args"), list)
+        and isinstance(value.get("kwargs"), dict)
+        and isinstance(value.get("options"), dict)
+    )
 
 
 def _valid_time_limits(value: Any) -> bool:
@@ -104,3 +127,25 @@ class GuardedTask(Task):  # type: ignore[misc]
 
     Request = "worker.guard:GuardedRequest"
     Strategy = "worker.guard:strategy"
+
+
+class MessageBodiesHidden(logging.Filter):
+    """Rewrites Celery's discarded-message log lines so that they carry no body and no headers."""
+
+    _SHORT = {
+        celery_consumer.UNKNOWN_TASK_ERROR: ("discarded a message for unregistered task %.200s (body not logged)", 1),
+        celery_consumer.INVALID_TASK_ERROR: ("discarded an invalid task message: %.300s (body not logged)", 1),
+        celery_consumer.MESSAGE_DECODE_ERROR: ("discarded a message that cannot be decoded: %.200s", 1),
+        celery_consumer.UNKNOWN_FORMAT: ("discarded a message that is not a task message (body not logged)", 0),
+    }
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        short = self._SHORT.get(record.msg) if isinstance(record.msg, str) else None
+        if short is not None:
+            record.msg, kept = short
+            record.args = tuple(record.args or ())[:kept] if isinstance(record.args, tuple) else ()
+            record.exc_info = record.exc_text = None  # exception texts of hostile input, one line is enough
+        return True
+
+
+celery_consumer.logger.addFilter(MessageBodiesHidden())

@@ -63,3 +63,26 @@ def test_cross_checked_and_provider_keyed_settings_fail_at_start(
     assert len(lines) == 1 and "Traceback" not in done.stderr, lines
     assert name in lines[0] and words in lines[0], lines[0]
     assert value not in lines[0] or name != "IMAGEGEN_WEBHOOK_SECRET"  # a secret is never echoed
+
+
+#: Values pydantic takes as numbers but no timer, timedelta or URL parser downstream can use.
+UNUSABLE = [
+    ("IMAGEGEN_DEFAULT_DEADLINE_S", "inf", "finite"),
+    ("IMAGEGEN_DEFAULT_DEADLINE_S", "1e300", "at most"),
+    ("IMAGEGEN_RECONCILE_INTERVAL_S", "inf", "finite"),
+    ("IMAGEGEN_RECONCILE_INTERVAL_S", "1e300", "at most"),
+    ("DATABASE_URL", "nope", "not a database URL"),
+    ("IMAGEGEN_WORKER_METRICS_PORT", "99999", "65535"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "words"), UNUSABLE, ids=[f"{n}={v}" for n, v, _ in UNUSABLE])
+@pytest.mark.parametrize("entry", ["cli submit", "api", "beat"])
+def test_unusable_numbers_and_urls_fail_at_start(tmp_path: Path, entry: str, name: str, value: str, words: str) -> None:
+    """Before: ``inf``/``1e300`` seconds were OverflowError tracebacks at the first job or beat tick, and a
+    DATABASE_URL that does not parse a traceback from the CLI and ``imagegen api``."""
+    done = _run(ENTRY_POINTS[entry], tmp_path, name, value)
+    assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in done.stderr, lines
+    assert name in lines[0] and words in lines[0], lines[0]

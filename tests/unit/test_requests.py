@@ -537,6 +537,13 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=20,
 )
+
+
+def _utf8(**kwargs: Any) -> st.SearchStrategy[str]:
+    """Text a valid request may hold (no lone surrogates)."""
+    return st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), **kwargs)
+
+
 plausible = {
     "prompt": st.text(max_size=40) | st.just("a cat"),
     "provider": st.sampled_from(["apidot", "openai", "image2", "x"]),
@@ -584,17 +591,17 @@ def test_from_dict_returns_a_request_or_raises_request_invalid(data: Any, allow_
 valid_requests = (
     st.builds(
         ImageRequest,
-        prompt=st.text(st.characters(blacklist_characters="\x00"), min_size=1, max_size=50).filter(lambda s: s.strip()),
+        prompt=_utf8(min_size=1, max_size=50).filter(lambda s: s.strip()),
         provider=st.just("apidot"),
         model=st.sampled_from(["gpt-image-2", "nano-banana"]),
         quality=st.none() | st.sampled_from(["low", "medium", "high"]),
         size=st.none() | st.sampled_from(APIDOT_SIZES),
         resolution=st.none() | st.sampled_from(["1K", "2K", "4K"]),
         deadline_s=st.none() | st.floats(min_value=1, max_value=MAX_DEADLINE_S),
-        idempotency_key=st.none() | st.text(st.characters(blacklist_characters="\x00"), min_size=1, max_size=20),
+        idempotency_key=st.none() | _utf8(min_size=1, max_size=20),
         priority=st.sampled_from(["interactive", "batch"]),
         callback_url=st.none() | st.just("https://hooks.example.com/cb"),
-        metadata=st.none() | st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3),
+        metadata=st.none() | st.dictionaries(_utf8(max_size=5), st.integers() | _utf8(max_size=5), max_size=3),
     )
     | st.builds(
         ImageRequest,
@@ -637,3 +644,21 @@ def test_url_problem_directly() -> None:
     assert url_problem("http://a.com/x", allow_http=False) == "must be an https URL"
     assert url_problem("http://a.com/x", allow_http=True) is None
     assert url_problem("https://a.com/x\n", allow_http=True) == "is not a valid URL"
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"prompt": "lone \ud800 surrogate"}, "prompt"),
+        ({"prompt": "argv \udcff byte"}, "prompt"),
+        ({"prompt": "ok", "metadata": {"k": "\udcff"}}, "metadata"),
+        ({"prompt": "ok", "metadata": {"\ud800": [1]}}, "metadata"),
+        ({"prompt": "ok", "idempotency_key": "\ud800"}, "idempotency_key"),
+        ({"prompt": "ok", "image_urls": ["https://example.com/\udc80.png"], "model": "gpt-image-2-edit"}, "image_urls"),
+    ],
+)
+def test_text_that_no_json_answer_can_hold_is_refused(data: dict[str, Any], field: str) -> None:
+    """Lone surrogates (JSON escapes from a by-name sender, non-UTF-8 argv) made every later render a 500."""
+    with pytest.raises(RequestInvalid) as caught:
+        ImageRequest.from_dict(data)
+    assert any(e.field == field and "UTF-8" in e.message for e in caught.value.errors), caught.value.errors

@@ -330,3 +330,14 @@ def test_get_settings_turns_a_validation_error_into_one_config_error(monkeypatch
     text = str(info.value)
     assert "IMAGEGEN_POLL_MIN_S" in text and "IMAGEGEN_WEBHOOK_SECRET" in text and "\n" not in text
     assert "hunter2" not in text and "abc" not in text
+
+
+_SECONDS = [n for n in Settings.model_fields if n.endswith("_s") and n != "imagegen_expected_duration_s"]
+
+
+@pytest.mark.parametrize("name", _SECONDS)
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e300"])
+def test_no_duration_setting_accepts_a_value_that_overflows_a_timer(name: str, value: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(**{name: value})
+    assert name.upper() in describe_errors(caught.value)
