@@ -18,6 +18,8 @@ POLL_QUEUE = "poll"
 NOTIFY_QUEUE = "notify"
 #: ``imagegen.reconcile`` alone: a small dedicated worker keeps every timer running whatever else is slow.
 RECONCILE_QUEUE = "reconcile"
+#: Every queue a plain ``celery -A worker worker`` consumes; dedicated workers pick some with ``-Q``.
+QUEUES = ("celery", "interactive", "batch", "poll", "openai", "openai-batch", RECONCILE_QUEUE, NOTIFY_QUEUE)
 
 
 @dataclass(frozen=True)

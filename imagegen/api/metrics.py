@@ -18,10 +18,10 @@ from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col
 
-from config.celery import QUEUES
 from imagegen.lifecycle import JobStatus
 from imagegen.requests import PROVIDERS
 from imagegen.runtime import Runtime
+from imagegen.steps import QUEUES
 from imagegen.store.models import Job, ProviderState
 
 log = logging.getLogger(__name__)

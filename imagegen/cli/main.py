@@ -9,7 +9,6 @@ from typing import Any
 
 import click
 
-from config.celery import QUEUES
 from config.settings import ConfigError, get_settings
 from imagegen import admin, pauses
 from imagegen.cli.args import existing_job as _existing_job
@@ -35,7 +34,7 @@ from imagegen.jsondepth import loads as bounded_loads
 from imagegen.producer import IdempotencyConflict, create_batch, create_job, default_publisher, publish_submits
 from imagegen.requests import ImageRequest
 from imagegen.runtime import Runtime
-from imagegen.steps import Publisher
+from imagegen.steps import QUEUES, Publisher
 from imagegen.storage import reference_key
 from imagegen.store import repo
 

@@ -28,8 +28,8 @@ from celery.bin.base import CLIContext
 from celery.bin.celery import celery
 from tornado.options import options as tornado_options
 
-from config.celery import QUEUES
 from imagegen.cli.main import main as imagegen
+from imagegen.steps import QUEUES
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
