@@ -19,13 +19,13 @@ import sqlalchemy as sa
 
 from bench.stack import BenchStack
 from bench.throughput import ENV, baseline
-from imagegen.finalize import finalize_job
-from imagegen.polling import poll_job
+from imagegen.jobs.finalize import finalize_job
+from imagegen.jobs.poll import poll_job
+from imagegen.jobs.submit import submit_job
+from imagegen.messages import FINALIZE
 from imagegen.producer import create_batch
-from imagegen.requests import ImageRequest
-from imagegen.steps import FINALIZE
+from imagegen.request import ImageRequest
 from imagegen.store import repo
-from imagegen.submission import submit_job
 
 
 def redis_calls(client: redis.Redis) -> int:

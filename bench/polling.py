@@ -2,7 +2,7 @@
 
 The schedules are pure functions, so this replays each policy against the same sampled job durations
 (lognormal, sigma 0.3, around the tier means of SPEC §3: low 70 s, medium 120 s, high 276 s), with the
-real ``imagegen.schedule`` code for our policy and the simulator's linear ``progress`` model. Time is
+real ``imagegen.timing.polls`` code for our policy and the simulator's linear ``progress`` model. Time is
 scaled down by --scale for the printed seconds only; ratios do not depend on it.
 
     python bench/polling.py [--jobs 3000] [--scale 20] [--seed 7]
@@ -16,7 +16,7 @@ import random
 import statistics
 from collections.abc import Callable, Iterator
 
-from imagegen.schedule import first_poll_delay, next_poll_delay
+from imagegen.timing.polls import first_poll_delay, next_poll_delay
 
 TIERS = {"low": 70.0, "medium": 120.0, "high": 276.0}
 #: The simulator reports "not_started" (progress 0) for the first 10 % of a task.

@@ -19,13 +19,13 @@ from sqlmodel import col
 from config.celery import celery_config
 from config.settings import Settings
 from imagegen import devstack
-from imagegen.lifecycle import TERMINAL
 from imagegen.producer import create_batch, publish_submits
-from imagegen.requests import ImageRequest
+from imagegen.request import ImageRequest
 from imagegen.runtime import Runtime
 from imagegen.store import repo
 from imagegen.store.db import upgrade
 from imagegen.store.models import Job
+from imagegen.store.transitions import TERMINAL
 from worker.app import create_app
 from worker.publisher import CeleryPublisher
 

@@ -21,7 +21,7 @@ from sqlmodel import col
 
 from bench.stack import BenchStack, group_cpu_s
 from imagegen.producer import build_job
-from imagegen.requests import ImageRequest
+from imagegen.request import ImageRequest
 from imagegen.store.models import Job
 
 ENV = {

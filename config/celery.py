@@ -25,7 +25,7 @@ from kombu.entity import Queue
 
 from config.limits import TIME_LIMITS, async_submit_limits, finalize_time_limits, sync_submit_limits
 from config.settings import Settings
-from imagegen.steps import FINALIZE, NOTIFY_QUEUE, POLL, POLL_QUEUE, QUEUES, RECONCILE_QUEUE, SYNC_QUEUES, Step
+from imagegen.messages import FINALIZE, NOTIFY_QUEUE, POLL, POLL_QUEUE, QUEUES, RECONCILE_QUEUE, SYNC_QUEUES, Step
 
 
 def finalize_limits(settings: Settings) -> tuple[float, float]:

@@ -13,19 +13,19 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from imagegen.errors import ErrorKind, ImagegenError, RequestInvalid
-    from imagegen.lifecycle import JobStatus
     from imagegen.producer import enqueue, enqueue_batch
-    from imagegen.requests import ImageRequest
+    from imagegen.request import ImageRequest
+    from imagegen.store.transitions import JobStatus
 
 # Loaded on first use, so light subpackages (the simulator) do not pull in the store and SQLAlchemy.
 _EXPORTS = {
     "ErrorKind": "imagegen.errors",
     "ImagegenError": "imagegen.errors",
     "RequestInvalid": "imagegen.errors",
-    "JobStatus": "imagegen.lifecycle",
+    "JobStatus": "imagegen.store.transitions",
     "enqueue": "imagegen.producer",
     "enqueue_batch": "imagegen.producer",
-    "ImageRequest": "imagegen.requests",
+    "ImageRequest": "imagegen.request",
 }
 __all__ = [
     "ErrorKind",

@@ -21,12 +21,12 @@ from sqlalchemy.exc import IntegrityError
 
 from imagegen.errors import ErrorKind, FieldError, RequestInvalid
 from imagegen.ids import is_job_id
-from imagegen.lifecycle import JobStatus
 from imagegen.metrics import observe_end
 from imagegen.producer import IdempotencyConflict, create_job
-from imagegen.requests import MAX_PROMPT, PROVIDERS, ImageRequest
+from imagegen.request import MAX_PROMPT, PROVIDERS, ImageRequest
 from imagegen.runtime import Runtime
 from imagegen.store.models import Job
+from imagegen.store.transitions import JobStatus
 
 log = logging.getLogger(__name__)
 

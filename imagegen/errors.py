@@ -279,7 +279,7 @@ def error_from_response(
     response: httpx.Response, body: Any, *, status: int | None = None, status_call: bool = False
 ) -> ProviderError:
     """Build the ``ProviderError`` for a failed upstream response (``status`` overrides for in-body codes)."""
-    from imagegen.backoff import parse_retry_after  # local: backoff imports nothing from here at import time
+    from imagegen.timing.backoff import parse_retry_after  # local: backoff imports nothing from here at import time
 
     code = status if status is not None else response.status_code
     kind = classify_http(code, body, status_call=status_call, should_retry=should_retry_header(response.headers))

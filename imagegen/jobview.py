@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from imagegen.lifecycle import JobStatus
 from imagegen.store.models import Job
+from imagegen.store.transitions import JobStatus
 
 #: Statuses that show ``error`` (SPEC §5); others show the latest retryable error as ``last_error``.
 _ERROR_STATUSES = {JobStatus.HELD, JobStatus.FAILED, JobStatus.EXPIRED, JobStatus.CANCELED}

@@ -11,13 +11,13 @@ from sqlalchemy.exc import IntegrityError
 
 from imagegen.errors import ImagegenError
 from imagegen.ids import new_job_id
-from imagegen.lifecycle import JobStatus
-from imagegen.requests import ImageRequest
+from imagegen.messages import Publisher, submit_step
+from imagegen.request import ImageRequest
 from imagegen.routes import NoMapping, hop_request
 from imagegen.runtime import Runtime, get_runtime
-from imagegen.steps import Publisher, submit_step
 from imagegen.store import repo
 from imagegen.store.models import Job
+from imagegen.store.transitions import JobStatus
 
 log = logging.getLogger(__name__)
 

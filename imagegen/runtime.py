@@ -19,10 +19,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings, get_settings
-from imagegen.durations import DurationLearner
-from imagegen.fetch import FetchPolicy, make_client
+from imagegen.net.fetch import FetchPolicy, make_client
 from imagegen.providers import Provider, build_providers
-from imagegen.ratelimit import UNLIMITED, LimitConfig, RateLimiter, fast_client
+from imagegen.providers.limits import UNLIMITED, LimitConfig, RateLimiter, fast_client
 from imagegen.storage import ResultStore, build_store
 from imagegen.store.db import (
     ensure_schema,
@@ -33,6 +32,7 @@ from imagegen.store.db import (
     session_scope,
 )
 from imagegen.store.models import utcnow
+from imagegen.timing.durations import DurationLearner
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The ``imagegen.*`` tasks. No business logic here: see ``imagegen.submission``/``polling``/``reconciler``."""
+"""The ``imagegen.*`` tasks. No business logic here: see ``imagegen.jobs.submit``/``polling``/``reconciler``."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ from config.celery import finalize_limits
 from config.limits import TIME_LIMITS
 from config.settings import get_settings
 from imagegen.byname import by_name, enqueue_message
-from imagegen.finalize import finalize_interrupted, finalize_job
 from imagegen.ids import is_job_id
-from imagegen.notifications import deliver
-from imagegen.polling import poll_job
+from imagegen.jobs.finalize import finalize_interrupted, finalize_job
+from imagegen.jobs.poll import poll_job
+from imagegen.jobs.reconciler import reconcile as reconcile_jobs
+from imagegen.jobs.submit import submit_job
+from imagegen.messages import Step
 from imagegen.producer import publish_submits
-from imagegen.reconciler import reconcile as reconcile_jobs
 from imagegen.runtime import get_runtime
-from imagegen.steps import Step
-from imagegen.submission import submit_job
+from imagegen.webhooks.outbound import deliver
 from worker.app import app
 from worker.publisher import CeleryPublisher
 

@@ -11,7 +11,7 @@ import redis
 from celery.signals import task_postrun
 
 from config.settings import get_settings
-from imagegen.liveness import stamp_progress
+from imagegen.ops.liveness import stamp_progress
 
 log = logging.getLogger(__name__)
 _client: tuple[int, redis.Redis] | None = None

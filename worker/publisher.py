@@ -6,7 +6,7 @@ from typing import Any
 
 from config.celery import publish_options
 from config.settings import get_settings
-from imagegen.steps import Step
+from imagegen.messages import Step
 
 
 class CeleryPublisher:

@@ -26,8 +26,8 @@ from imagegen.api.metrics import build_registry
 from imagegen.api.schemas import BatchRequest, JobRequest, Message
 from imagegen.api.state import ApiState, WebhookReceiver
 from imagegen.errors import ImagegenError
+from imagegen.messages import Publisher
 from imagegen.runtime import Runtime
-from imagegen.steps import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def create_app(
     settings: Settings | None = None,
     webhook_receiver: WebhookReceiver | None = None,
 ) -> FastAPI:
-    """Build the API. Anything not given is built at startup (``webhook_receiver``: ``imagegen.webhooks``)."""
+    """Build the API. Anything not given is built at startup (``webhook_receiver``: ``imagegen.webhooks.inbound``)."""
     settings = settings or (runtime.settings if runtime is not None else get_settings())
     state = ApiState(settings, runtime, publisher, webhook_receiver)
 

@@ -23,7 +23,7 @@ from imagegen.errors import RequestInvalid
 from imagegen.ids import is_job_id
 from imagegen.jobview import job_to_dict
 from imagegen.producer import IdempotencyConflict, create_batch, create_job, publish_submits
-from imagegen.requests import ImageRequest
+from imagegen.request import ImageRequest
 from imagegen.store import repo
 
 router = APIRouter(prefix="/v1")

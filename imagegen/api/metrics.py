@@ -18,11 +18,11 @@ from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col
 
-from imagegen.lifecycle import JobStatus
-from imagegen.requests import PROVIDERS
+from imagegen.messages import QUEUES
+from imagegen.request import PROVIDERS
 from imagegen.runtime import Runtime
-from imagegen.steps import QUEUES
 from imagegen.store.models import Job, ProviderState
+from imagegen.store.transitions import JobStatus
 
 log = logging.getLogger(__name__)
 

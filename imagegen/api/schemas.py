@@ -13,8 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from imagegen.errors import ErrorKind
-from imagegen.lifecycle import JobStatus
-from imagegen.requests import MAX_DEADLINE_S, MAX_IDEMPOTENCY_KEY, MAX_IMAGE_URLS, MAX_PROMPT
+from imagegen.request import MAX_DEADLINE_S, MAX_IDEMPOTENCY_KEY, MAX_IMAGE_URLS, MAX_PROMPT
+from imagegen.store.transitions import JobStatus
 
 #: The batch size bound of ``POST /v1/batches``.
 MAX_BATCH = 10_000

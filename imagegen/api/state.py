@@ -10,13 +10,13 @@ from typing import Annotated, Protocol
 from fastapi import Depends, Request
 
 from config.settings import Settings
+from imagegen.messages import Publisher
 from imagegen.runtime import Runtime
-from imagegen.steps import Publisher
-from imagegen.webhooks import WebhookAccepted, check_token, receive_upstream_webhook
+from imagegen.webhooks.inbound import WebhookAccepted, check_token, receive_upstream_webhook
 
 
 class WebhookReceiver(Protocol):
-    """The signature of ``imagegen.webhooks.receive_upstream_webhook`` (tests inject fakes of it)."""
+    """The signature of ``imagegen.webhooks.inbound.receive_upstream_webhook`` (tests inject fakes of it)."""
 
     def __call__(
         self, rt: Runtime, provider: str, *, token: str | None, headers: Mapping[str, str], body: bytes
@@ -24,7 +24,7 @@ class WebhookReceiver(Protocol):
 
 
 class TokenCheck(Protocol):
-    """The signature of ``imagegen.webhooks.check_token``: run before the body is read."""
+    """The signature of ``imagegen.webhooks.inbound.check_token``: run before the body is read."""
 
     def __call__(self, rt: Runtime, provider: str, token: str | None) -> str: ...
 
@@ -66,7 +66,7 @@ class ApiState:
             return self._publisher
 
     def receiver(self) -> WebhookReceiver:
-        """The webhook core (``imagegen.webhooks``) unless a fake was injected."""
+        """The webhook core (``imagegen.webhooks.inbound``) unless a fake was injected."""
         return self.given_receiver or receive_upstream_webhook
 
     def token_check(self) -> TokenCheck:

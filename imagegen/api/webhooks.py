@@ -1,4 +1,4 @@
-"""``POST /webhooks/{provider}``: upstream callbacks, handed to the core in ``imagegen.webhooks``.
+"""``POST /webhooks/{provider}``: upstream callbacks, handed to the core in ``imagegen.webhooks.inbound``.
 
 The route only moves bytes: the provider and token (query string) are checked before the body is read,
 then the core verifies the signature, finds the job, and returns the message to publish (a forced poll
@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from imagegen.api.schemas import Accepted, Message
 from imagegen.api.state import PublisherDep, ReceiverDep, RuntimeDep, TokenCheckDep
 from imagegen.errors import ImagegenError, UnknownProvider
-from imagegen.webhooks import WebhookRejected
+from imagegen.webhooks.inbound import WebhookRejected
 
 log = logging.getLogger(__name__)
 router = APIRouter()

@@ -11,9 +11,9 @@ import click
 
 from imagegen.cli.output import fail
 from imagegen.ids import is_job_id
-from imagegen.lifecycle import JobStatus
 from imagegen.runtime import Runtime
 from imagegen.store import repo
+from imagegen.store.transitions import JobStatus
 
 #: The shortest id prefix looked up (``imagegen jobs`` prints 8 characters).
 MIN_SHORT_ID = 4

@@ -10,7 +10,6 @@ from typing import Any
 import click
 
 from config.settings import ConfigError, get_settings
-from imagegen import admin, pauses
 from imagegen.cli.args import existing_job as _existing_job
 from imagegen.cli.args import status_callback, timeout_callback, timeout_needs_wait
 from imagegen.cli.ops import duration_callback, error_kind_callback, provider_callback, publish, run_requeue
@@ -28,13 +27,15 @@ from imagegen.cli.output import (
     wait_for,
 )
 from imagegen.errors import FieldError, ImagegenError, RequestInvalid, UnknownProvider
+from imagegen.jobs import pauses
 from imagegen.jobview import job_to_dict
 from imagegen.jsondepth import JsonTooDeep
 from imagegen.jsondepth import loads as bounded_loads
+from imagegen.messages import QUEUES, Publisher
+from imagegen.ops import actions as admin
 from imagegen.producer import IdempotencyConflict, create_batch, create_job, default_publisher, publish_submits
-from imagegen.requests import ImageRequest
+from imagegen.request import ImageRequest
 from imagegen.runtime import Runtime
-from imagegen.steps import QUEUES, Publisher
 from imagegen.storage import reference_key
 from imagegen.store import repo
 
@@ -324,7 +325,7 @@ def liveness(hostname: str, max_idle: float, queues: str) -> None:
     """Exit 1 when work is waiting but the worker has stopped finishing tasks (a health check)."""
     import redis
 
-    from imagegen.liveness import check
+    from imagegen.ops.liveness import check
 
     try:
         client = redis.Redis.from_url(get_settings().redis_url, socket_timeout=5, socket_connect_timeout=5)

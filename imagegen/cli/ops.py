@@ -16,15 +16,15 @@ from typing import Any
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from imagegen import operations
 from imagegen.cli.output import SOME_FAILED, fail, print_json
 from imagegen.errors import ErrorKind, ImagegenError
-from imagegen.lifecycle import TERMINAL
-from imagegen.operations import PurgeResult, Stats, format_duration, parse_duration
+from imagegen.messages import Step
+from imagegen.ops import bulk as operations
+from imagegen.ops.bulk import PurgeResult, Stats, format_duration, parse_duration
 from imagegen.producer import default_publisher
-from imagegen.requests import PROVIDERS
+from imagegen.request import PROVIDERS
 from imagegen.runtime import Runtime
-from imagegen.steps import Step
+from imagegen.store.transitions import TERMINAL
 
 log = logging.getLogger(__name__)
 

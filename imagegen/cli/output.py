@@ -15,10 +15,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from imagegen.jobview import job_to_dict
-from imagegen.lifecycle import TERMINAL, JobStatus
 from imagegen.runtime import Runtime
 from imagegen.store import repo
 from imagegen.store.models import Job
+from imagegen.store.transitions import TERMINAL, JobStatus
 
 #: Exit codes (SPEC §5).
 OK, SOME_FAILED, BAD_INPUT, GAVE_UP = 0, 1, 2, 3

@@ -19,7 +19,7 @@ from imagegen.providers.base import (
     send,
     submit_headers,
 )
-from imagegen.requests import ImageRequest
+from imagegen.request import ImageRequest
 
 #: ``code`` values that mean success on every APIDot response (both are documented).
 OK_CODES = (0, 200)

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import httpx
 
 from imagegen.errors import ErrorKind, clean_text, error_from_response, map_transport_errors, provider_error
-from imagegen.requests import ImageRequest
+from imagegen.request import ImageRequest
 
 
 class Phase(StrEnum):

@@ -24,7 +24,7 @@ from imagegen.providers.base import (
     send,
     submit_headers,
 )
-from imagegen.requests import ImageRequest
+from imagegen.request import ImageRequest
 
 #: Documented statuses; anything else (``pending``, ``processing``, ``queued``...) is still in progress.
 _PHASES = {"completed": Phase.SUCCEEDED, "failed": Phase.FAILED}

@@ -18,9 +18,9 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from imagegen.errors import ErrorKind, ProviderError, UnsafeURL, error_message_from_body, provider_error
-from imagegen.fetch import FetchFailed, FetchPolicy, fetch
+from imagegen.net.fetch import FetchFailed, FetchPolicy, fetch
 from imagegen.providers.base import GeneratedImage, SubmitResult, UpstreamState, require_key, send
-from imagegen.requests import ImageRequest
+from imagegen.request import ImageRequest
 
 #: Connecting is quick or broken; only the read (the render) may take minutes.
 CONNECT_TIMEOUT_S = 10.0

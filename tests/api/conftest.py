@@ -12,10 +12,10 @@ from fastapi.testclient import TestClient
 
 from config.settings import Settings
 from imagegen.api import create_app
+from imagegen.messages import Step, poll_step
 from imagegen.runtime import Runtime
-from imagegen.steps import Step, poll_step
 from imagegen.store.models import Job
-from imagegen.webhooks import WebhookAccepted, WebhookRejected
+from imagegen.webhooks.inbound import WebhookAccepted, WebhookRejected
 
 #: Nothing listens on port 1: the broker is unreachable unless a test starts a Redis.
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
@@ -34,7 +34,7 @@ class RecordingPublisher:
 
 
 class FakeWebhookCore:
-    """Follows the contract of ``imagegen.webhooks.receive_upstream_webhook`` without a job behind it.
+    """Follows the contract of ``imagegen.webhooks.inbound.receive_upstream_webhook`` without a job behind it.
 
     ``apidot`` is the only known provider; ``?token=good-token`` is the only valid token; a body
     ``{"task_id": "dup"}`` is a duplicate delivery (accepted, nothing to publish).

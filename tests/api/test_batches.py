@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
+from imagegen.messages import SUBMIT
 from imagegen.runtime import Runtime
-from imagegen.steps import SUBMIT
 from tests.api.conftest import RecordingPublisher, count_jobs
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from config.settings import Settings
 from imagegen import devstack
-from imagegen.webhooks import callback_token
+from imagegen.webhooks.inbound import callback_token
 from tests.api.conftest import UNREACHABLE_REDIS
 
 MIB = 1024 * 1024

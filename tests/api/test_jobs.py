@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from imagegen.messages import SUBMIT
 from imagegen.runtime import Runtime
-from imagegen.steps import SUBMIT
 from tests.api.conftest import ClientFactory, RecordingPublisher, count_jobs
 from tests.contract import JOB_KEYS as CONTRACT_KEYS
 

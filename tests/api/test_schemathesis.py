@@ -16,7 +16,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from config.settings import Settings
 from imagegen.api import create_app
 from imagegen.runtime import Runtime
-from imagegen.webhooks import WebhookAccepted
+from imagegen.webhooks.inbound import WebhookAccepted
 from tests.api.conftest import GOOD_TOKEN, UNREACHABLE_REDIS, FakeWebhookCore, RecordingPublisher
 
 # Built at import: schemathesis needs the schema when it collects the tests (its lazy ``from_fixture``

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from imagegen.steps import POLL
+from imagegen.messages import POLL
 from tests.api.conftest import FAKE_JOB_ID, GOOD_TOKEN, ClientFactory, FakeWebhookCore, RecordingPublisher
 
 

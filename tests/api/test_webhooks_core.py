@@ -1,4 +1,4 @@
-"""The webhook route with the real core (``imagegen.webhooks``): a valid token drives a forced poll, and
+"""The webhook route with the real core (``imagegen.webhooks.inbound``): a valid token drives a forced poll, and
 no body, header or token, however hostile, gets a 5xx."""
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from sqlmodel import col
 
 from config.settings import Settings
 from imagegen.api import create_app
-from imagegen.lifecycle import JobStatus
+from imagegen.messages import POLL
 from imagegen.producer import create_job
-from imagegen.requests import ImageRequest
+from imagegen.request import ImageRequest
 from imagegen.runtime import Runtime
-from imagegen.steps import POLL
 from imagegen.store.models import Job
-from imagegen.webhooks import callback_token
+from imagegen.store.transitions import JobStatus
+from imagegen.webhooks.inbound import callback_token
 from tests.api.conftest import UNREACHABLE_REDIS, RecordingPublisher
 
 TASK_ID = "task-123"

@@ -16,7 +16,7 @@ import pytest
 
 from config.settings import Settings
 from imagegen.producer import create_job
-from imagegen.requests import ImageRequest
+from imagegen.request import ImageRequest
 from imagegen.runtime import Runtime
 from imagegen.store.db import upgrade
 

@@ -10,13 +10,14 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import col
 
-from imagegen import admin, operations
 from imagegen.ids import new_job_id
-from imagegen.lifecycle import TERMINAL, JobStatus
-from imagegen.operations import Percentiles, parse_duration
+from imagegen.ops import actions as admin
+from imagegen.ops import bulk as operations
+from imagegen.ops.bulk import Percentiles, parse_duration
 from imagegen.runtime import Runtime
 from imagegen.store import repo
 from imagegen.store.models import Attempt, Delivery, Job
+from imagegen.store.transitions import TERMINAL, JobStatus
 
 pytestmark = pytest.mark.store
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from imagegen import admin
+from imagegen.ops import actions as admin
 from imagegen.store import repo
 from tests.pipeline.conftest import Stack
 

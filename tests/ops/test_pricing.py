@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from imagegen.pricing import credits_for, job_credits, tier
+from imagegen.ops.pricing import credits_for, job_credits, tier
 
 
 @pytest.mark.parametrize(

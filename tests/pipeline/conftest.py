@@ -13,14 +13,16 @@ import httpx
 import pytest
 
 from config.settings import Settings
-from imagegen import admin, devstack, pauses
-from imagegen.lifecycle import TERMINAL, JobStatus
+from imagegen import devstack
+from imagegen.jobs import pauses
+from imagegen.ops import actions as admin
 from imagegen.producer import create_job, publish_submits
-from imagegen.requests import ImageRequest
+from imagegen.request import ImageRequest
 from imagegen.runtime import Runtime
 from imagegen.store import repo
 from imagegen.store.db import upgrade
 from imagegen.store.models import Job
+from imagegen.store.transitions import TERMINAL, JobStatus
 from worker.app import create_app
 from worker.publisher import CeleryPublisher
 

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from imagegen import admin
+from imagegen.ops import actions as admin
 from imagegen.store import repo
 from tests.pipeline.conftest import Stack
 

@@ -173,7 +173,7 @@ def test_deadline_exceeded_while_running(stack: Stack) -> None:
 
 
 def test_canceled_job_stops_polling(stack: Stack) -> None:
-    from imagegen import admin
+    from imagegen.ops import actions as admin
 
     prompt = stack.prompt("cancel me [[never]]")
     job_id = stack.submit(prompt)

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from imagegen.polling import poll_job
+from imagegen.jobs.poll import poll_job
+from imagegen.jobs.submit import submit_job
 from imagegen.producer import create_job
-from imagegen.requests import ImageRequest
+from imagegen.request import ImageRequest
 from imagegen.store.models import Job
-from imagegen.submission import submit_job
 from tests.pipeline.conftest import SETTLED, Stack
 
 pytestmark = pytest.mark.pipeline

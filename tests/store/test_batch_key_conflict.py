@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from imagegen.producer import IdempotencyConflict, create_batch
-from imagegen.requests import ImageRequest
+from imagegen.request import ImageRequest
 from imagegen.runtime import Runtime
 
 pytestmark = pytest.mark.store

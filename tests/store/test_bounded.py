@@ -11,13 +11,15 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import col
 
-from imagegen import admin, notifications, operations
-from imagegen.lifecycle import JobStatus as S
+from imagegen.ops import actions as admin
+from imagegen.ops import bulk as operations
 from imagegen.producer import create_batch
-from imagegen.requests import ImageRequest
+from imagegen.request import ImageRequest
 from imagegen.runtime import Runtime
 from imagegen.store import repo
 from imagegen.store.models import Job
+from imagegen.store.transitions import JobStatus as S
+from imagegen.webhooks import outbound as notifications
 
 pytestmark = pytest.mark.store
 

@@ -15,17 +15,17 @@ from hypothesis import strategies as st
 
 from config.settings import Settings
 from imagegen.errors import ErrorKind
-from imagegen.finalize import finalize_job
-from imagegen.lifecycle import JobStatus
-from imagegen.polling import poll_job
+from imagegen.jobs.finalize import finalize_job
+from imagegen.jobs.poll import poll_job
+from imagegen.jobs.submit import submit_job
+from imagegen.messages import FINALIZE
 from imagegen.producer import create_job
 from imagegen.providers.apidot import APIDotProvider
-from imagegen.requests import ImageRequest
+from imagegen.request import ImageRequest
 from imagegen.runtime import Runtime
-from imagegen.steps import FINALIZE
 from imagegen.store import repo
 from imagegen.store.models import Job
-from imagegen.submission import submit_job
+from imagegen.store.transitions import JobStatus
 
 pytestmark = pytest.mark.store
 

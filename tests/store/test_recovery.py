@@ -10,14 +10,15 @@ import sqlalchemy as sa
 from sqlmodel import col
 
 from config.settings import Settings
-from imagegen import devstack, recovery
-from imagegen.lifecycle import JobStatus as S
+from imagegen import devstack
+from imagegen.jobs import recovery
+from imagegen.jobs.reconciler import reconcile
 from imagegen.producer import create_job
-from imagegen.reconciler import reconcile
-from imagegen.requests import ImageRequest
+from imagegen.request import ImageRequest
 from imagegen.runtime import Runtime
 from imagegen.store import repo
 from imagegen.store.models import Job
+from imagegen.store.transitions import JobStatus as S
 
 pytestmark = pytest.mark.store
 

@@ -11,13 +11,13 @@ import sqlalchemy as sa
 from sqlmodel import col
 
 from config.settings import Settings
-from imagegen import slots
-from imagegen.lifecycle import JobStatus as S
+from imagegen.jobs import slots
 from imagegen.producer import create_job
-from imagegen.requests import ImageRequest
+from imagegen.request import ImageRequest
 from imagegen.runtime import Runtime
 from imagegen.store import repo
 from imagegen.store.models import Job
+from imagegen.store.transitions import JobStatus as S
 
 pytestmark = pytest.mark.store
 

@@ -10,18 +10,19 @@ import sqlalchemy as sa
 from sqlmodel import col
 
 from config.settings import Settings
-from imagegen import admin, pauses
 from imagegen.errors import InvalidTransition
-from imagegen.lifecycle import JobStatus as S
-from imagegen.lifecycle import transition, update_in
-from imagegen.operations import retry_many
+from imagegen.jobs import pauses
+from imagegen.jobs.reconciler import reconcile
+from imagegen.ops import actions as admin
+from imagegen.ops.bulk import retry_many
 from imagegen.producer import IdempotencyConflict, create_batch, create_job
-from imagegen.reconciler import reconcile
-from imagegen.requests import ImageRequest
+from imagegen.request import ImageRequest
 from imagegen.runtime import Runtime
 from imagegen.store import repo
 from imagegen.store.db import current_revision, head_revision
 from imagegen.store.models import Job, ProviderState
+from imagegen.store.transitions import JobStatus as S
+from imagegen.store.transitions import transition, update_in
 
 pytestmark = pytest.mark.store
 

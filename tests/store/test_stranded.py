@@ -13,15 +13,16 @@ import sqlalchemy as sa
 from sqlmodel import col
 
 from config.settings import Settings
-from imagegen import devstack, finalize, slots
+from imagegen import devstack
+from imagegen.jobs import finalize, slots
+from imagegen.jobs.downloads import pending_entries
+from imagegen.jobs.reconciler import reconcile
+from imagegen.jobs.submit import submit_job
 from imagegen.producer import create_job
-from imagegen.reconciler import reconcile
-from imagegen.requests import ImageRequest
-from imagegen.results import pending_entries
+from imagegen.request import ImageRequest
 from imagegen.runtime import Runtime
 from imagegen.store import repo
 from imagegen.store.models import Job
-from imagegen.submission import submit_job
 
 pytestmark = pytest.mark.store
 

@@ -17,16 +17,16 @@ import sqlalchemy as sa
 from botocore.exceptions import EndpointConnectionError
 
 from config.settings import Settings
-from imagegen.fetch import FetchPolicy
+from imagegen.jobs.reconciler import reconcile
+from imagegen.jobs.submit import submit_job
+from imagegen.net.fetch import FetchPolicy
 from imagegen.producer import create_job
 from imagegen.providers.apidot import APIDotProvider
 from imagegen.providers.openai import OpenAIProvider
-from imagegen.reconciler import reconcile
-from imagegen.requests import ImageRequest
+from imagegen.request import ImageRequest
 from imagegen.runtime import Runtime
 from imagegen.store import repo
 from imagegen.store.models import Job
-from imagegen.submission import submit_job
 
 pytestmark = pytest.mark.store
 
@@ -190,10 +190,10 @@ def test_the_task_id_is_logged_before_the_database_has_it(
                 seen_in_db.append(job.upstream_task_id if job else "missing")
 
     probe = Probe(level=logging.INFO)
-    logger = logging.getLogger("imagegen.submission")
+    logger = logging.getLogger("imagegen.jobs.submit")
     logger.addHandler(probe)
     try:
-        with caplog.at_level(logging.INFO, logger="imagegen.submission"):
+        with caplog.at_level(logging.INFO, logger="imagegen.jobs.submit"):
             submit_job(rt, job_id)
     finally:
         logger.removeHandler(probe)

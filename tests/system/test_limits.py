@@ -13,7 +13,7 @@ import redis
 import sqlalchemy as sa
 
 from imagegen.producer import create_batch, publish_submits
-from imagegen.requests import ImageRequest
+from imagegen.request import ImageRequest
 from tests.pipeline.conftest import Stack
 from tests.system.conftest import StackFactory
 

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from imagegen.producer import create_batch, publish_submits
-from imagegen.requests import ImageRequest
+from imagegen.request import ImageRequest
 from tests.system.conftest import StackFactory
 
 pytestmark = pytest.mark.pipeline

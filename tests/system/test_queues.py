@@ -19,7 +19,7 @@ from sqlmodel import col
 
 from imagegen import devstack
 from imagegen.producer import create_batch, create_job, publish_submits
-from imagegen.requests import ImageRequest
+from imagegen.request import ImageRequest
 from imagegen.store import repo
 from imagegen.store.models import Job
 from tests.pipeline.conftest import Stack, start_stack

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from config.settings import Settings
 from imagegen import devstack
-from imagegen.polling import claim_finalizing, finish
+from imagegen.jobs.poll import claim_finalizing, finish
 from imagegen.runtime import Runtime
 from tests.system.conftest import StackFactory
 from tests.system.test_recovery import CHAOS_ENV, _restart_worker, _submit_many, _wait_all

@@ -18,8 +18,9 @@ import pytest
 from standardwebhooks import Webhook
 
 from config.settings import Settings
-from imagegen import admin, notifications
-from imagegen.webhooks import callback_token
+from imagegen.ops import actions as admin
+from imagegen.webhooks import outbound as notifications
+from imagegen.webhooks.inbound import callback_token
 from tests.pipeline.conftest import Stack
 
 pytestmark = pytest.mark.pipeline

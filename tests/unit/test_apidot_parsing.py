@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from imagegen.errors import AccountError, ErrorKind, FinalError, ProviderError, RetryableError
 from imagegen.providers.apidot import APIDotProvider, build_input, parse_status
 from imagegen.providers.base import Phase, SubmitResult, UpstreamState
-from imagegen.requests import ImageRequest
+from imagegen.request import ImageRequest
 
 BASE = "https://api.apidot.test/"
 KEY = "sk-test-key"

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imagegen.backoff import MAX_RETRY_AFTER_S, compute_backoff, parse_retry_after
+from imagegen.timing.backoff import MAX_RETRY_AFTER_S, compute_backoff, parse_retry_after
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 

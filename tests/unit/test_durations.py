@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from imagegen.devstack import free_port, start_redis
-from imagegen.durations import (
+from imagegen.providers.limits import fast_client
+from imagegen.timing.durations import (
     CENSORED_FRACTION,
     KEY_PREFIX,
     SAMPLES_TTL_S,
@@ -26,8 +27,7 @@ from imagegen.durations import (
     estimate_from_progress,
     observed_duration,
 )
-from imagegen.ratelimit import fast_client
-from imagegen.schedule import next_poll_delay
+from imagegen.timing.polls import next_poll_delay
 
 DURATIONS = st.floats(0.0, 3600.0, allow_nan=False)
 

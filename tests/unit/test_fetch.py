@@ -28,7 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imagegen.errors import ImagegenError, UnsafeURL
-from imagegen.fetch import (
+from imagegen.net.fetch import (
     FetchFailed,
     FetchPolicy,
     check_url,

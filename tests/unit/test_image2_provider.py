@@ -21,7 +21,7 @@ from imagegen.errors import (
 )
 from imagegen.providers.base import Phase, SubmitResult, UpstreamState
 from imagegen.providers.image2 import Image2Provider, build_body, parse_task
-from imagegen.requests import ImageRequest
+from imagegen.request import ImageRequest
 from imagegen.simulator import SimSettings, create_app
 
 BASE = "https://image2.test/api/v1/"

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from imagegen.errors import FieldError, RequestInvalid
 from imagegen.jsondepth import MAX_JSON_DEPTH, JsonTooDeep, clip, loads, text_too_deep, too_deep
-from imagegen.requests import ImageRequest
+from imagegen.request import ImageRequest
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=5),

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from imagegen.errors import ImagegenError, InvalidTransition
-from imagegen.lifecycle import ACTIVE, RETRYABLE_FROM, TERMINAL, TRANSITIONS, JobStatus, can_transition, check
+from imagegen.store.transitions import ACTIVE, RETRYABLE_FROM, TERMINAL, TRANSITIONS, JobStatus, can_transition, check
 
 S = JobStatus
 

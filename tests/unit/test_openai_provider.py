@@ -14,10 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from imagegen.errors import AccountError, ErrorKind, FinalError, MaybeSentError, ProviderError, RetryableError
-from imagegen.fetch import FetchPolicy
+from imagegen.net.fetch import FetchPolicy
 from imagegen.providers.base import GeneratedImage
 from imagegen.providers.openai import OpenAIProvider, parse_images, upload_filename
-from imagegen.requests import ImageRequest
+from imagegen.request import ImageRequest
 from imagegen.simulator import SimSettings, create_app
 from imagegen.simulator.openai import parse_multipart
 from imagegen.simulator.png import solid_png

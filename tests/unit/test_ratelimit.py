@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from imagegen.devstack import free_port, start_redis
-from imagegen.ratelimit import AIMD_TTL_S, LimitConfig, RateLimiter, RedisGuard, fast_client, keys
+from imagegen.providers.limits import AIMD_TTL_S, LimitConfig, RateLimiter, RedisGuard, fast_client, keys
 
 T0 = 1_000_000.0
 
@@ -224,7 +224,7 @@ def test_dead_redis_fails_open_and_warns_once(caplog: pytest.LogCaptureFixture) 
     dead = fast_client(f"redis://127.0.0.1:{free_port()}/0")
     rl = RateLimiter(dead, rates={"p": LimitConfig(rate_per_s=1.0, burst=1)})
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="imagegen.ratelimit"):
+    with caplog.at_level(logging.WARNING, logger="imagegen.providers.limits"):
         assert [rl.acquire("p") for _ in range(5)] == [0.0] * 5
         assert rl.penalize("p", 3.0) == 3.0
         rl.record_success("p")

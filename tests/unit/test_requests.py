@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from imagegen.errors import FieldError, RequestInvalid
-from imagegen.requests import (
+from imagegen.request import (
     APIDOT_SIZES,
     MAX_DEADLINE_S,
     MAX_IMAGE_URLS,

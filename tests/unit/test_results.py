@@ -13,9 +13,9 @@ from PIL import Image
 from config.limits import finalize_lease_s, finalize_time_limits
 from config.settings import Settings
 from imagegen.errors import ErrorKind, UnsafeURL
-from imagegen.fetch import ContentRefused, FetchFailed, FetchPolicy, fetch
-from imagegen.imagetypes import sniff_image_type
-from imagegen.results import classify, error_kind_for, has_pending, pending_entries
+from imagegen.jobs.downloads import classify, error_kind_for, has_pending, pending_entries
+from imagegen.net.fetch import ContentRefused, FetchFailed, FetchPolicy, fetch
+from imagegen.net.imagetypes import sniff_image_type
 from imagegen.simulator.filefaults import FilePlan, parse_file_plan
 from imagegen.storage import NotAnImage, image_info
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imagegen.errors import RequestInvalid
-from imagegen.requests import APIDOT_SIZES, OPENAI_SIZES, PROVIDERS, ImageRequest
+from imagegen.request import APIDOT_SIZES, OPENAI_SIZES, PROVIDERS, ImageRequest
 from imagegen.routes import NoMapping, hop_request
 
 UPLOAD = "uploads/" + "ab" * 32 + ".png"
@@ -104,7 +104,7 @@ def test_an_accepted_route_is_valid_at_every_hop(data: dict[str, Any]) -> None:
 
 
 def test_the_switch_maps_the_stored_request_and_skips_a_hop_that_cannot_carry_it() -> None:
-    from imagegen.outcomes import next_hop
+    from imagegen.jobs.endings import next_hop
     from imagegen.store.models import Job as _Job
 
     def Job(**kw: Any) -> _Job:  # only the fields the route reads

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config.settings import DEFAULT_EXPECTED_DURATIONS
-from imagegen.schedule import JITTER, STEP_FRACTION, expected_duration, first_poll_delay, next_poll_delay
+from imagegen.timing.polls import JITTER, STEP_FRACTION, expected_duration, first_poll_delay, next_poll_delay
 
 
 class FixedRng:
@@ -251,8 +251,8 @@ def test_delay_never_shrinks_as_polls_grow(polls: int, expected_s: float, min_s:
 @pytest.mark.parametrize("public_url", [None, "https://queue.example.com"])
 def test_webhook_stretch_only_for_providers_that_call_back(provider: str, public_url: str | None) -> None:
     from config.settings import Settings
-    from imagegen.schedule import poll_cap, uses_progress, webhook_factor
-    from imagegen.webhooks import callback_url
+    from imagegen.timing.polls import poll_cap, uses_progress, webhook_factor
+    from imagegen.webhooks.inbound import callback_url
 
     s = Settings(imagegen_public_url=public_url, imagegen_webhook_poll_factor=4, apidot_webhook_secret="k")
     called_back = callback_url(s, provider, "2b1f6c39-5d0e-4a51-9a43-7d3b8e0f6a11") is not None

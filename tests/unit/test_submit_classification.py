@@ -15,7 +15,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imagegen.backoff import parse_retry_after
 from imagegen.errors import (
     AccountError,
     ErrorKind,
@@ -26,12 +25,13 @@ from imagegen.errors import (
     error_from_response,
     map_transport_errors,
 )
-from imagegen.fetch import FetchPolicy
+from imagegen.net.fetch import FetchPolicy
 from imagegen.providers.apidot import APIDotProvider, parse_status
 from imagegen.providers.base import Phase
 from imagegen.providers.image2 import Image2Provider
 from imagegen.providers.openai import OpenAIProvider
-from imagegen.requests import ImageRequest
+from imagegen.request import ImageRequest
+from imagegen.timing.backoff import parse_retry_after
 
 Handler = Callable[[httpx.Request], httpx.Response]
 REQ = ImageRequest(prompt="a cat", quality="low")

@@ -32,18 +32,18 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from config.limits import finalize_lease_s
-from imagegen.backoff import compute_backoff
-from imagegen.calls import log_call
 from imagegen.errors import ErrorKind
-from imagegen.lifecycle import JobStatus as S
-from imagegen.lifecycle import transition, update_in
-from imagegen.results import DownloadFailed, Failure, download_pending, has_pending, pending_entries
+from imagegen.jobs.attempts import log_call
+from imagegen.jobs.downloads import DownloadFailed, Failure, download_pending, has_pending, pending_entries
+from imagegen.jobs.submit import follow_up
+from imagegen.messages import Step, poll_step
 from imagegen.runtime import Runtime
-from imagegen.steps import Step, poll_step
 from imagegen.store import repo
 from imagegen.store.models import ATTEMPTS, JOBS, Job
-from imagegen.submission import follow_up
-from imagegen.timers import schedule
+from imagegen.store.transitions import JobStatus as S
+from imagegen.store.transitions import transition, update_in
+from imagegen.timing.backoff import compute_backoff
+from imagegen.timing.timers import schedule
 
 #: A message may arrive a little before its due time (clock skew between hosts).
 EARLY_SLACK = timedelta(seconds=2)

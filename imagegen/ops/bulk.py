@@ -25,13 +25,13 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
-from imagegen import pricing
-from imagegen.admin import requeue_values
 from imagegen.jobview import iso
-from imagegen.lifecycle import ACTIVE, RETRYABLE_FROM, TERMINAL, JobStatus, transition_many
+from imagegen.messages import Step, submit_step
+from imagegen.ops import pricing
+from imagegen.ops.actions import requeue_values
 from imagegen.runtime import Runtime
-from imagegen.steps import Step, submit_step
 from imagegen.store.models import Attempt, Delivery, Job
+from imagegen.store.transitions import ACTIVE, RETRYABLE_FROM, TERMINAL, JobStatus, transition_many
 
 #: Rows per statement: keeps ``IN (...)`` lists far below SQLite's bound-parameter limit.
 CHUNK = 500

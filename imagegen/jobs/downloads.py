@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from imagegen.errors import ErrorKind, ImagegenError, UnsafeURL
-from imagegen.fetch import ContentRefused, FetchFailed, fetch
+from imagegen.net.fetch import ContentRefused, FetchFailed, fetch
 from imagegen.providers import GeneratedImage
 from imagegen.runtime import Runtime
 from imagegen.storage import NotAnImage, store_image

@@ -16,12 +16,12 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from imagegen.errors import UnknownProvider
-from imagegen.lifecycle import JobStatus as S
-from imagegen.lifecycle import transition, transition_many, update_in
+from imagegen.messages import Step, poll_step, submit_step
 from imagegen.runtime import Runtime
-from imagegen.steps import Step, poll_step, submit_step
 from imagegen.store import repo
 from imagegen.store.models import Job, ProviderState
+from imagegen.store.transitions import JobStatus as S
+from imagegen.store.transitions import transition, transition_many, update_in
 
 
 def blocks(s: Session, job: Job) -> bool:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from imagegen.errors import ImagegenError, UnsafeURL
-from imagegen.imagetypes import sniff_image_type
+from imagegen.net.imagetypes import sniff_image_type
 
 __all__ = [
     "CheckedURL",

@@ -22,15 +22,15 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 from standardwebhooks import Webhook
 
-from imagegen.backoff import compute_backoff
 from imagegen.errors import ImagegenError
-from imagegen.fetch import FetchPolicy, post_json
 from imagegen.jobview import job_to_dict
-from imagegen.lifecycle import TERMINAL
+from imagegen.messages import Step, notify_step
+from imagegen.net.fetch import FetchPolicy, post_json
 from imagegen.runtime import Runtime
-from imagegen.steps import Step, notify_step
 from imagegen.store.models import Delivery, Job
-from imagegen.timers import schedule
+from imagegen.store.transitions import TERMINAL
+from imagegen.timing.backoff import compute_backoff
+from imagegen.timing.timers import schedule
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 

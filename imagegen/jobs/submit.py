@@ -15,25 +15,26 @@ from sqlalchemy import or_
 from sqlalchemy.orm import Session
 
 from config.limits import submit_lease_s
-from imagegen import notifications, pauses, slots
-from imagegen.backoff import compute_backoff
-from imagegen.calls import log_call
 from imagegen.errors import ErrorKind, ProviderError, RequestInvalid
-from imagegen.learning import expected_for
-from imagegen.lifecycle import JobStatus as S
-from imagegen.lifecycle import transition, update_in
+from imagegen.jobs import pauses, slots
+from imagegen.jobs.attempts import log_call
+from imagegen.jobs.downloads import error_kind_for, store_results
+from imagegen.jobs.endings import expire_if_due, fail_or_hold, switch_provider
+from imagegen.jobs.expected import expected_for
+from imagegen.messages import Step, poll_step, submit_step
 from imagegen.metrics import observe_unknown_job
-from imagegen.outcomes import expire_if_due, fail_or_hold, switch_provider
 from imagegen.providers import SubmitResult
-from imagegen.requests import ImageRequest
-from imagegen.results import error_kind_for, store_results
+from imagegen.request import ImageRequest
 from imagegen.runtime import Runtime
-from imagegen.schedule import first_poll_delay, webhook_factor
-from imagegen.steps import Step, poll_step, submit_step
 from imagegen.store import repo
 from imagegen.store.models import JOBS, Job
-from imagegen.timers import schedule
-from imagegen.webhooks import callback_url
+from imagegen.store.transitions import JobStatus as S
+from imagegen.store.transitions import transition, update_in
+from imagegen.timing.backoff import compute_backoff
+from imagegen.timing.polls import first_poll_delay, webhook_factor
+from imagegen.timing.timers import schedule
+from imagegen.webhooks import outbound as notifications
+from imagegen.webhooks.inbound import callback_url
 
 log = logging.getLogger(__name__)
 

@@ -14,24 +14,24 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from imagegen import finalize, pauses
-from imagegen.backoff import compute_backoff
-from imagegen.calls import log_call
 from imagegen.errors import ErrorKind, ProviderError, is_safety_message
-from imagegen.learning import expected_for, learn_from
-from imagegen.lifecycle import JobStatus as S
-from imagegen.lifecycle import transition, update_in
+from imagegen.jobs import finalize, pauses
+from imagegen.jobs.attempts import log_call
+from imagegen.jobs.downloads import has_pending
+from imagegen.jobs.endings import expire_if_due, fail_or_hold
+from imagegen.jobs.expected import expected_for, learn_from
+from imagegen.jobs.submit import follow_up
+from imagegen.messages import Step, finalize_step, poll_step
 from imagegen.metrics import POLLS_PER_JOB, observe_unknown_job
-from imagegen.outcomes import expire_if_due, fail_or_hold
 from imagegen.providers import Phase, UpstreamState
-from imagegen.results import has_pending
 from imagegen.runtime import Runtime
-from imagegen.schedule import next_poll_delay, poll_cap, uses_progress, webhook_factor
-from imagegen.steps import Step, finalize_step, poll_step
 from imagegen.store import repo
 from imagegen.store.models import JOBS, Job
-from imagegen.submission import follow_up
-from imagegen.timers import schedule
+from imagegen.store.transitions import JobStatus as S
+from imagegen.store.transitions import transition, update_in
+from imagegen.timing.backoff import compute_backoff
+from imagegen.timing.polls import next_poll_delay, poll_cap, uses_progress, webhook_factor
+from imagegen.timing.timers import schedule
 
 log = logging.getLogger(__name__)
 

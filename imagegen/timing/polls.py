@@ -11,7 +11,7 @@ import random
 from collections.abc import Mapping
 
 from config.settings import Settings
-from imagegen.durations import estimate_from_progress
+from imagegen.timing.durations import estimate_from_progress
 
 #: Fraction of the expected duration waited after the first "still running" answer; doubles each time.
 STEP_FRACTION = 0.15

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from imagegen.durations import blend, duration_key, estimate_from_progress, observed_duration
 from imagegen.runtime import Runtime
-from imagegen.schedule import expected_duration
 from imagegen.store.models import Job
+from imagegen.timing.durations import blend, duration_key, estimate_from_progress, observed_duration
+from imagegen.timing.polls import expected_duration
 
 
 def expected_for(rt: Runtime, job: Job) -> float:

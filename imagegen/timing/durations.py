@@ -19,9 +19,9 @@ from collections.abc import Callable
 
 import redis
 
-from imagegen.ratelimit import RedisGuard
+from imagegen.providers.limits import RedisGuard
 
-#: The same defaults as ``imagegen.schedule.expected_duration``.
+#: The same defaults as ``imagegen.timing.polls.expected_duration``.
 DEFAULT_QUALITY = "medium"
 DEFAULT_RESOLUTION = "1K"
 KEY_PREFIX = "imagegen:dur"
@@ -129,7 +129,7 @@ def estimate_from_progress(elapsed_s: float, progress: float | None) -> float | 
     """Seconds left, extrapolated linearly from ``progress`` percent done after ``elapsed_s`` seconds.
 
     None when ``progress`` is missing or outside ``(0, 100)``, or nothing has elapsed (no rate to
-    extrapolate). ``imagegen.schedule.next_poll_delay`` uses the same formula.
+    extrapolate). ``imagegen.timing.polls.next_poll_delay`` uses the same formula.
     """
     if progress is None or not 0 < progress < 100 or not elapsed_s > 0 or not math.isfinite(elapsed_s):
         return None

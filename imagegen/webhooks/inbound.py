@@ -22,11 +22,11 @@ from urllib.parse import urlencode
 from config.settings import Settings
 from imagegen.errors import ImagegenError
 from imagegen.ids import is_job_id
-from imagegen.lifecycle import JobStatus
+from imagegen.messages import Step, poll_step
 from imagegen.runtime import Runtime
-from imagegen.schedule import calls_back
-from imagegen.steps import Step, poll_step
 from imagegen.store import repo
+from imagegen.store.transitions import JobStatus
+from imagegen.timing.polls import calls_back
 
 
 class WebhookRejected(ImagegenError):

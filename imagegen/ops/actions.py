@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from imagegen import notifications
 from imagegen.errors import ErrorKind, JobNotFound
-from imagegen.lifecycle import ACTIVE, RETRYABLE_FROM, transition
-from imagegen.lifecycle import JobStatus as S
+from imagegen.messages import Step, submit_step
 from imagegen.runtime import Runtime
-from imagegen.steps import Step, submit_step
 from imagegen.store import repo
+from imagegen.store.transitions import ACTIVE, RETRYABLE_FROM, transition
+from imagegen.store.transitions import JobStatus as S
+from imagegen.webhooks import outbound as notifications
 
 
 @dataclass(frozen=True)

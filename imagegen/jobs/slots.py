@@ -20,12 +20,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from imagegen.lifecycle import JobStatus as S
-from imagegen.lifecycle import update_in
-from imagegen.requests import PROVIDERS
+from imagegen.messages import Step, submit_step
+from imagegen.request import PROVIDERS
 from imagegen.runtime import Runtime
-from imagegen.steps import Step, submit_step
 from imagegen.store.models import JOBS, Job, ProviderState
+from imagegen.store.transitions import JobStatus as S
+from imagegen.store.transitions import update_in
 
 #: ``wait_reason`` of a job parked for an in-flight slot.
 SLOT = "slot"

@@ -20,12 +20,12 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
 from imagegen.errors import ErrorKind
-from imagegen.lifecycle import JobStatus as S
-from imagegen.outcomes import next_provider, switch_provider
-from imagegen.requests import PROVIDERS
+from imagegen.jobs.endings import next_provider, switch_provider
+from imagegen.messages import POLL_QUEUE, Step, submit_step
+from imagegen.request import PROVIDERS
 from imagegen.runtime import Runtime
-from imagegen.steps import POLL_QUEUE, Step, submit_step
 from imagegen.store.models import JOBS, Job, ProviderState
+from imagegen.store.transitions import JobStatus as S
 
 #: Grace periods after which a message is re-sent even while its queue is deep.
 LOST_GRACES = 3

@@ -34,7 +34,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from imagegen.backoff import MAX_RETRY_AFTER_S
+from imagegen.timing.backoff import MAX_RETRY_AFTER_S
 
 log = logging.getLogger(__name__)
 

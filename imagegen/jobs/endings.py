@@ -10,15 +10,15 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from imagegen.errors import ACCOUNT_KINDS, RETRYABLE_KINDS, ErrorKind, RequestInvalid
-from imagegen.lifecycle import JobStatus as S
-from imagegen.lifecycle import transition, update_in
-from imagegen.requests import ImageRequest
+from imagegen.messages import Step, submit_step
+from imagegen.request import ImageRequest
 from imagegen.routes import NoMapping, hop_request
 from imagegen.runtime import Runtime
-from imagegen.steps import Step, submit_step
 from imagegen.store import repo
 from imagegen.store.models import JOBS, Job
-from imagegen.timers import park
+from imagegen.store.transitions import JobStatus as S
+from imagegen.store.transitions import transition, update_in
+from imagegen.timing.timers import park
 
 log = logging.getLogger(__name__)
 

@@ -21,13 +21,14 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from imagegen import notifications, pauses, recovery, slots
 from imagegen.errors import ErrorKind
-from imagegen.lifecycle import JobStatus as S
-from imagegen.lifecycle import claim_in, transition_many
+from imagegen.jobs import pauses, recovery, slots
+from imagegen.messages import SYNC_BATCH_QUEUES, SYNC_PROVIDER_QUEUES, Step, poll_step, submit_step
 from imagegen.runtime import Runtime
-from imagegen.steps import SYNC_BATCH_QUEUES, SYNC_PROVIDER_QUEUES, Step, poll_step, submit_step
 from imagegen.store.models import Job, ProviderState
+from imagegen.store.transitions import JobStatus as S
+from imagegen.store.transitions import claim_in, transition_many
+from imagegen.webhooks import outbound as notifications
 
 
 @dataclass

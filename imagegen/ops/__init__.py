@@ -1,0 +1,1 @@
+"""Operator actions and views: cancel/retry/resume, statistics, bulk requeue and purge, pricing, liveness."""

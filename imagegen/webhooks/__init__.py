@@ -1,0 +1,1 @@
+"""Webhooks both ways: upstream callbacks in (``inbound``), signed caller notifications out (``outbound``)."""
