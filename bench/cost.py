@@ -19,10 +19,10 @@ import sqlalchemy as sa
 
 from bench.stack import BenchStack
 from bench.throughput import ENV, baseline
+from imagegen.constants import FINALIZE_TASK
 from imagegen.jobs.finalize import finalize_job
 from imagegen.jobs.poll import poll_job
 from imagegen.jobs.submit import submit_job
-from imagegen.messages import FINALIZE
 from imagegen.producer import create_batch
 from imagegen.request import ImageRequest
 from imagegen.store import repo
@@ -52,7 +52,7 @@ def statements_per_job(stack: BenchStack, jobs: int) -> tuple[float, float]:
         for job in rows:
             submit_job(stack.rt, job.id)
             for step in poll_job(stack.rt, job.id):
-                if step.task == FINALIZE:
+                if step.task == FINALIZE_TASK:
                     finalize_job(stack.rt, job.id)  # the result download is its own message
     finally:
         sa.event.remove(stack.rt.engine, "before_cursor_execute", on_statement)

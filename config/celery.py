@@ -25,7 +25,19 @@ from kombu.entity import Queue
 
 from config.limits import TIME_LIMITS, async_submit_limits, finalize_time_limits, sync_submit_limits
 from config.settings import Settings
-from imagegen.messages import FINALIZE, NOTIFY_QUEUE, POLL, POLL_QUEUE, QUEUES, RECONCILE_QUEUE, SYNC_QUEUES, Step
+from imagegen.constants import (
+    FINALIZE_TASK,
+    NOTIFY_QUEUE,
+    NOTIFY_TASK,
+    POLL_QUEUE,
+    POLL_TASK,
+    QUEUES,
+    RECONCILE_QUEUE,
+    RECONCILE_TASK,
+    SUBMIT_TASK,
+    SYNC_QUEUES,
+)
+from imagegen.messages import Step
 
 
 def finalize_limits(settings: Settings) -> tuple[float, float]:
@@ -35,13 +47,13 @@ def finalize_limits(settings: Settings) -> tuple[float, float]:
 
 def publish_options(step: Step, settings: Settings) -> dict[str, Any]:
     """Per-message options: submits get time limits sized for their provider's timeouts."""
-    if step.task != "imagegen.submit":
+    if step.task != SUBMIT_TASK:
         return {}
     if step.queue in SYNC_QUEUES:
         soft, hard = sync_submit_limits(settings)
         return {"soft_time_limit": soft, "time_limit": hard}
     limits = async_submit_limits(settings)
-    if limits == TIME_LIMITS["imagegen.submit"]:
+    if limits == TIME_LIMITS[SUBMIT_TASK]:
         return {}  # the task's own limits
     return {"soft_time_limit": limits[0], "time_limit": limits[1]}
 
@@ -77,10 +89,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": "celery",
         "task_queues": [Queue(name) for name in QUEUES],
         "task_routes": {
-            POLL: {"queue": POLL_QUEUE},
-            FINALIZE: {"queue": POLL_QUEUE},
-            "imagegen.reconcile": {"queue": RECONCILE_QUEUE},
-            "imagegen.notify": {"queue": NOTIFY_QUEUE},
+            POLL_TASK: {"queue": POLL_QUEUE},
+            FINALIZE_TASK: {"queue": POLL_QUEUE},
+            RECONCILE_TASK: {"queue": RECONCILE_QUEUE},
+            NOTIFY_TASK: {"queue": NOTIFY_QUEUE},
         },
         "task_serializer": "json",
         "accept_content": ["json"],
@@ -89,8 +101,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "enable_utc": True,
         "timezone": "UTC",
         "beat_schedule": {
-            "imagegen.reconcile": {
-                "task": "imagegen.reconcile",
+            RECONCILE_TASK: {
+                "task": RECONCILE_TASK,
                 "schedule": interval,
                 # A beat running while no worker consumes must not pile up reconcile messages.
                 # Its own queue: slow notifications or sends by name never delay (and so expire) it.

@@ -3,13 +3,15 @@
 Each limit is computed from what it guards, so a configuration cannot put a soft limit inside an HTTP
 call (a submit killed mid-read never learns whether the upstream took it) or let a lease lapse under a
 live task (a second worker would submit again and pay twice). What cannot be derived is checked by
-``order_problems``, which ``Settings`` runs at start-up. Imports nothing at run time, so both
+``order_problems``, which ``Settings`` runs at start-up. Imports only the wire names, so both
 ``config.settings`` and the Celery-free core can use it.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from imagegen.constants import NOTIFY_TASK, POLL_TASK, RECONCILE_TASK, SUBMIT_TASK
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -18,10 +20,10 @@ if TYPE_CHECKING:
 #: defaults that submit and poll are declared with (their messages carry the derived values).
 TIME_LIMITS: dict[str, tuple[float, float]] = {
     "imagegen.enqueue": (30, 45),
-    "imagegen.submit": (80, 90),
-    "imagegen.poll": (45, 60),
-    "imagegen.reconcile": (50, 60),
-    "imagegen.notify": (45, 60),
+    SUBMIT_TASK: (80, 90),
+    POLL_TASK: (45, 60),
+    RECONCILE_TASK: (50, 60),
+    NOTIFY_TASK: (45, 60),
 }
 
 #: Headroom between the end of an HTTP call's timeouts and the soft limit (attempt log, DB commit).
@@ -75,7 +77,7 @@ def order_problems(settings: Settings) -> list[str]:
     """Settings whose order matters and is not derived, as one line each naming the variable."""
     connect, read = settings.imagegen_http_connect_timeout_s, settings.imagegen_http_read_timeout_s
     lease = settings.imagegen_submit_lease_s
-    poll_soft, poll_hard = TIME_LIMITS["imagegen.poll"]
+    poll_soft, poll_hard = TIME_LIMITS[POLL_TASK]
     rules: list[tuple[str, float, str, float]] = [
         # A lease shorter than the task it guards expires under a live call: a second submit pays twice.
         ("the imagegen.submit hard time limit", async_submit_limits(settings)[1], "IMAGEGEN_SUBMIT_LEASE_S", lease),

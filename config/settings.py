@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from config.limits import order_problems
-from imagegen.request import PROVIDERS
+from imagegen.constants import PROVIDERS
 
 #: Tier means from the provider docs (SPEC §3 Polling), 1K resolution.
 DEFAULT_EXPECTED_DURATIONS: dict[str, float] = {

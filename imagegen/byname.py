@@ -19,11 +19,12 @@ from typing import Any, TypeVar, cast
 
 from sqlalchemy.exc import IntegrityError
 
+from imagegen.constants import PROVIDERS
 from imagegen.errors import ErrorKind, FieldError, RequestInvalid
 from imagegen.ids import is_job_id
 from imagegen.metrics import observe_end
 from imagegen.producer import IdempotencyConflict, create_job
-from imagegen.request import MAX_PROMPT, PROVIDERS, ImageRequest
+from imagegen.request import MAX_PROMPT, ImageRequest
 from imagegen.runtime import Runtime
 from imagegen.store.models import Job
 from imagegen.store.transitions import JobStatus

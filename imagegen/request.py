@@ -14,12 +14,11 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
+from imagegen.constants import PRIORITIES, PROVIDERS
 from imagegen.errors import FieldError, RequestInvalid
 from imagegen.jsondepth import MAX_JSON_DEPTH, too_deep
 from imagegen.routes import NoMapping, hop_request
 
-PROVIDERS = ("apidot", "openai", "image2")
-PRIORITIES = ("interactive", "batch")
 QUALITIES = ("low", "medium", "high")
 APIDOT_SIZES = ("auto", "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
 OPENAI_SIZES = ("auto", "1024x1024", "1536x1024", "1024x1536")

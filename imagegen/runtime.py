@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from config.settings import Settings, get_settings
 from imagegen.net.fetch import FetchPolicy, make_client
 from imagegen.providers import Provider, build_providers
-from imagegen.providers.limits import UNLIMITED, LimitConfig, RateLimiter, fast_client
+from imagegen.providers.limits import UNLIMITED, LimitConfig, RateLimiter
 from imagegen.storage import ResultStore, build_store
 from imagegen.store.db import (
     ensure_schema,
@@ -32,6 +32,7 @@ from imagegen.store.db import (
     session_scope,
 )
 from imagegen.store.models import utcnow
+from imagegen.store.softredis import fast_client
 from imagegen.timing.durations import DurationLearner
 
 

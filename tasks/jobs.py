@@ -11,6 +11,7 @@ from config.celery import finalize_limits
 from config.limits import TIME_LIMITS
 from config.settings import get_settings
 from imagegen.byname import by_name, enqueue_message
+from imagegen.constants import FINALIZE_TASK, NOTIFY_TASK, POLL_TASK, RECONCILE_TASK, SUBMIT_TASK
 from imagegen.ids import is_job_id
 from imagegen.jobs.finalize import finalize_interrupted, finalize_job
 from imagegen.jobs.poll import poll_job
@@ -47,7 +48,7 @@ def enqueue(*args: Any, **kwargs: Any) -> dict[str, Any]:
     return answer
 
 
-@app.task(**_limits("imagegen.submit"))
+@app.task(**_limits(SUBMIT_TASK))
 @by_name
 def submit(job_id: str) -> None:
     """Submit the job upstream (at most one POST per claim)."""
@@ -55,7 +56,7 @@ def submit(job_id: str) -> None:
         _publish(submit_job(get_runtime(), job_id))
 
 
-@app.task(**_limits("imagegen.poll"))
+@app.task(**_limits(POLL_TASK))
 @by_name
 def poll(job_id: str, force: bool = False) -> None:
     """Read the upstream task's status once (``force``: a webhook arrived, do not wait for the due time)."""
@@ -66,7 +67,7 @@ def poll(job_id: str, force: bool = False) -> None:
 _FINALIZE_SOFT, _FINALIZE_HARD = finalize_limits(get_settings())
 
 
-@app.task(name="imagegen.finalize", soft_time_limit=_FINALIZE_SOFT, time_limit=_FINALIZE_HARD, ignore_result=True)
+@app.task(name=FINALIZE_TASK, soft_time_limit=_FINALIZE_SOFT, time_limit=_FINALIZE_HARD, ignore_result=True)
 @by_name
 def finalize(job_id: str) -> None:
     """Download a finished task's result files into our storage (time limits sized for the download)."""
@@ -80,7 +81,7 @@ def finalize(job_id: str) -> None:
         _publish(finalize_interrupted(rt, job_id))
 
 
-@app.task(**_limits("imagegen.notify"))
+@app.task(**_limits(NOTIFY_TASK))
 @by_name
 def notify(job_id: str) -> None:
     """Tell the caller's ``callback_url`` that its job ended (one signed POST; retried with backoff)."""
@@ -88,7 +89,7 @@ def notify(job_id: str) -> None:
         _publish(deliver(get_runtime(), job_id))
 
 
-@app.task(**_limits("imagegen.reconcile"))
+@app.task(**_limits(RECONCILE_TASK))
 @by_name
 def reconcile() -> dict[str, int]:
     """Expire, recover and release due work (on beat)."""

@@ -18,8 +18,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col
 
-from imagegen.messages import QUEUES
-from imagegen.request import PROVIDERS
+from imagegen.constants import PROVIDERS, QUEUES
 from imagegen.runtime import Runtime
 from imagegen.store.models import Job, ProviderState
 from imagegen.store.transitions import JobStatus

@@ -26,12 +26,13 @@ from imagegen.cli.output import (
     print_json,
     wait_for,
 )
+from imagegen.constants import QUEUES
 from imagegen.errors import FieldError, ImagegenError, RequestInvalid, UnknownProvider
 from imagegen.jobs import pauses
 from imagegen.jobview import job_to_dict
 from imagegen.jsondepth import JsonTooDeep
 from imagegen.jsondepth import loads as bounded_loads
-from imagegen.messages import QUEUES, Publisher
+from imagegen.messages import Publisher
 from imagegen.ops import actions as admin
 from imagegen.producer import IdempotencyConflict, create_batch, create_job, default_publisher, publish_submits
 from imagegen.request import ImageRequest

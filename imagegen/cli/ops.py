@@ -17,12 +17,12 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from imagegen.cli.output import SOME_FAILED, fail, print_json
+from imagegen.constants import PROVIDERS
 from imagegen.errors import ErrorKind, ImagegenError
 from imagegen.messages import Step
 from imagegen.ops import bulk as operations
 from imagegen.ops.bulk import PurgeResult, Stats, format_duration, parse_duration
 from imagegen.producer import default_publisher
-from imagegen.request import PROVIDERS
 from imagegen.runtime import Runtime
 from imagegen.store.transitions import TERMINAL
 

@@ -14,6 +14,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from imagegen.constants import POLL_TASK
 from imagegen.errors import ErrorKind, ProviderError, is_safety_message
 from imagegen.jobs import finalize, pauses
 from imagegen.jobs.attempts import log_call
@@ -52,7 +53,7 @@ def _poll(rt: Runtime, job_id: str, *, force: bool) -> tuple[Job | None, Step | 
     with rt.session() as s:
         job = repo.get_job(s, job_id)
         if job is None:
-            observe_unknown_job("imagegen.poll", job_id)
+            observe_unknown_job(POLL_TASK, job_id)
         if job is None or job.status != S.RUNNING or not job.upstream_task_id:
             return None, None
         if expire_if_due(s, job, now):

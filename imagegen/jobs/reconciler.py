@@ -23,7 +23,7 @@ from sqlmodel import col
 
 from imagegen.errors import ErrorKind
 from imagegen.jobs import pauses, recovery, slots
-from imagegen.messages import SYNC_BATCH_QUEUES, SYNC_PROVIDER_QUEUES, Step, poll_step, submit_step
+from imagegen.messages import Step, poll_step, submit_step
 from imagegen.runtime import Runtime
 from imagegen.store.models import Job, ProviderState
 from imagegen.store.transitions import JobStatus as S
@@ -189,10 +189,6 @@ def _recover_submits(rt: Runtime, s: Session, now: datetime, limit: int) -> tupl
             **clear,
         )
     return requeued, unknown
-
-
-#: Queues that carry each kind of message (their Redis lists are named after them).
-SUBMIT_QUEUES = ("interactive", "batch", *SYNC_PROVIDER_QUEUES.values(), *SYNC_BATCH_QUEUES.values())
 
 
 def backlog(rt: Runtime, queues: tuple[str, ...]) -> int:

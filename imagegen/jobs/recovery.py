@@ -19,17 +19,16 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
+from imagegen.constants import POLL_QUEUE, PRIORITIES, PROVIDERS
 from imagegen.errors import ErrorKind
 from imagegen.jobs.endings import next_provider, switch_provider
-from imagegen.messages import POLL_QUEUE, Step, submit_step
-from imagegen.request import PROVIDERS
+from imagegen.messages import Step, submit_step
 from imagegen.runtime import Runtime
 from imagegen.store.models import JOBS, Job, ProviderState
 from imagegen.store.transitions import JobStatus as S
 
 #: Grace periods after which a message is re-sent even while its queue is deep.
 LOST_GRACES = 3
-PRIORITIES = ("interactive", "batch")
 
 
 def submit_routes() -> dict[str, list[tuple[str, str]]]:

@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from imagegen.constants import PROVIDERS
 from imagegen.messages import Step, submit_step
-from imagegen.request import PROVIDERS
 from imagegen.runtime import Runtime
 from imagegen.store.models import JOBS, Job, ProviderState
 from imagegen.store.transitions import JobStatus as S

@@ -15,6 +15,7 @@ from sqlalchemy import or_
 from sqlalchemy.orm import Session
 
 from config.limits import submit_lease_s
+from imagegen.constants import SUBMIT_TASK
 from imagegen.errors import ErrorKind, ProviderError, RequestInvalid
 from imagegen.jobs import pauses, slots
 from imagegen.jobs.attempts import log_call
@@ -70,7 +71,7 @@ def _submit(rt: Runtime, job_id: str) -> tuple[Job | None, Step | None]:
     with rt.session() as s:
         job = repo.get_job(s, job_id)
         if job is None:
-            observe_unknown_job("imagegen.submit", job_id)
+            observe_unknown_job(SUBMIT_TASK, job_id)
         if job is None or job.status != S.QUEUED:
             return None, None  # stale or duplicate message: the row says what is true
         if expire_if_due(s, job, now):

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import redis
 
-PROGRESS_KEY = "imagegen:progress:{hostname}"
+from imagegen.constants import PROGRESS_KEY
+
 #: The stamp outlives any sensible --max-idle, then disappears with the worker.
 PROGRESS_TTL_S = 3600
 

@@ -25,22 +25,18 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypeVar
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
+from imagegen.constants import RATE_LIMIT_PREFIX
+from imagegen.store.softredis import RedisGuard
 from imagegen.timing.backoff import MAX_RETRY_AFTER_S
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-KEY_PREFIX = "imagegen:rl"
+KEY_PREFIX = RATE_LIMIT_PREFIX
 #: Adaptive state outlives a burst of 429s, then is forgotten (back to the configured rate) when idle.
 AIMD_TTL_S = 3600
 #: 429s within this many seconds of a decrease (or before its not-before passes) are the same overload:
@@ -188,46 +184,6 @@ redis.call('HSET', KEYS[1], 'f', fmt(frac))
 redis.call('PEXPIRE', KEYS[1], ttl_ms(tonumber(ARGV[2])))
 return fmt(frac)
 """
-
-
-def fast_client(url: str, *, timeout_s: float = 0.5) -> redis.Redis:
-    """A client for the limiter: short timeouts and no retries, so a dead Redis costs one quick failure.
-
-    redis-py's default client retries ten times with backoff, which would make each fail-open call slow.
-    """
-    return redis.Redis.from_url(
-        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0)
-    )
-
-
-class RedisGuard:
-    """Runs Redis calls fail-soft: an error returns the fallback, logs one warning per outage, and skips
-    Redis for ``cooldown_s`` so every caller does not pay a connect timeout while it is down."""
-
-    def __init__(self, what: str, *, cooldown_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.what = what
-        self.cooldown_s = cooldown_s
-        self.clock = clock
-        self.down = False
-        self._skip_until = -math.inf
-
-    def call(self, fn: Callable[[], T], fallback: T) -> T:
-        """``fn()``, or ``fallback`` if Redis is failing (or failed less than ``cooldown_s`` ago)."""
-        now = self.clock()
-        if now < self._skip_until:
-            return fallback
-        try:
-            result = fn()
-        except (redis.RedisError, OSError) as exc:
-            self._skip_until = now + self.cooldown_s
-            if not self.down:
-                self.down = True
-                log.warning("%s: Redis unavailable, failing open until it returns: %s", self.what, exc)
-            return fallback
-        if self.down:
-            self.down = False
-            log.info("%s: Redis is back", self.what)
-        return result
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from imagegen.messages import SUBMIT
+from imagegen.constants import SUBMIT_TASK
 from imagegen.runtime import Runtime
 from tests.api.conftest import RecordingPublisher, count_jobs
 
@@ -16,7 +16,7 @@ def test_batch_queues_every_request_on_the_batch_queue(client: TestClient, publi
     assert response.status_code == 202
     created = response.json()
     assert set(created) == {"batch_id", "jobs"} and len(created["jobs"]) == 3
-    assert [(s.task, s.job_id) for s in publisher.steps] == [(SUBMIT, j) for j in created["jobs"]]
+    assert [(s.task, s.job_id) for s in publisher.steps] == [(SUBMIT_TASK, j) for j in created["jobs"]]
     # Batch items default to priority batch; an explicit priority wins.
     assert [s.queue for s in publisher.steps] == ["batch", "batch", "interactive"]
 

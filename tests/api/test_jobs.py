@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from imagegen.messages import SUBMIT
+from imagegen.constants import SUBMIT_TASK
 from imagegen.runtime import Runtime
 from tests.api.conftest import ClientFactory, RecordingPublisher, count_jobs
 from tests.contract import JOB_KEYS as CONTRACT_KEYS
@@ -28,7 +28,7 @@ def test_post_job_queues_and_publishes_one_submit(client: TestClient, publisher:
     assert job["request"]["prompt"] == "a cat"
     assert job["result"] == [] and job["error"] is None and job["submit_attempts"] == 0
     assert job["created_at"].endswith("+00:00") and job["deadline_at"] > job["created_at"]
-    assert [(s.task, s.job_id, s.queue) for s in publisher.steps] == [(SUBMIT, job["id"], "interactive")]
+    assert [(s.task, s.job_id, s.queue) for s in publisher.steps] == [(SUBMIT_TASK, job["id"], "interactive")]
 
 
 def test_batch_priority_goes_to_the_batch_queue(client: TestClient, publisher: RecordingPublisher) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from imagegen.messages import POLL
+from imagegen.constants import POLL_TASK
 from tests.api.conftest import FAKE_JOB_ID, GOOD_TOKEN, ClientFactory, FakeWebhookCore, RecordingPublisher
 
 
@@ -17,7 +17,7 @@ def test_accepted_delivery_publishes_the_forced_poll(
     response = client.post(f"/webhooks/apidot?token={GOOD_TOKEN}", content=body, headers=headers)
     assert response.status_code == 202
     assert response.json() == {"ok": True}
-    assert [(s.task, s.job_id, s.force) for s in publisher.steps] == [(POLL, FAKE_JOB_ID, True)]
+    assert [(s.task, s.job_id, s.force) for s in publisher.steps] == [(POLL_TASK, FAKE_JOB_ID, True)]
     call = webhook_core.calls[0]
     assert call["provider"] == "apidot" and call["token"] == GOOD_TOKEN and call["body"] == body
     assert call["headers"]["x-webhook-signature"] == "c2ln"

@@ -21,7 +21,7 @@ from sqlmodel import col
 
 from config.settings import Settings
 from imagegen.api import create_app
-from imagegen.messages import POLL
+from imagegen.constants import POLL_TASK
 from imagegen.producer import create_job
 from imagegen.request import ImageRequest
 from imagegen.runtime import Runtime
@@ -73,7 +73,7 @@ def test_valid_token_schedules_a_forced_poll(real: tuple[TestClient, RecordingPu
     body = b'{"code": 200, "data": {"task_id": "task-123", "status": "finished"}}'
     response = client.post(f"/webhooks/apidot?token={quote(token)}", content=body, headers=_signed(TASK_ID))
     assert response.status_code == 202 and response.json() == {"ok": True}
-    assert [(s.task, s.job_id, s.force) for s in publisher.steps] == [(POLL, job_id, True)]
+    assert [(s.task, s.job_id, s.force) for s in publisher.steps] == [(POLL_TASK, job_id, True)]
 
 
 def test_forged_token_and_unknown_task(real: tuple[TestClient, RecordingPublisher, str, str]) -> None:

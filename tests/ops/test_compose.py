@@ -29,7 +29,7 @@ from celery.bin.celery import celery
 from tornado.options import options as tornado_options
 
 from imagegen.cli.main import main as imagegen
-from imagegen.messages import QUEUES
+from imagegen.constants import QUEUES
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"

@@ -14,11 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from config.settings import Settings
+from imagegen.constants import FINALIZE_TASK
 from imagegen.errors import ErrorKind
 from imagegen.jobs.finalize import finalize_job
 from imagegen.jobs.poll import poll_job
 from imagegen.jobs.submit import submit_job
-from imagegen.messages import FINALIZE
 from imagegen.producer import create_job
 from imagegen.providers.apidot import APIDotProvider
 from imagegen.request import ImageRequest
@@ -125,7 +125,7 @@ def test_poll_survives_any_answer(hostile_rt: Runtime, status: int, body: str, h
     now = hostile_rt.now()
     job_id = _job_in(hostile_rt, "running", upstream_task_id="t-1", next_attempt_at=now, submitted_at=now)
     for step in poll_job(hostile_rt, job_id):  # must not raise
-        if step.task == FINALIZE:
+        if step.task == FINALIZE_TASK:
             finalize_job(hostile_rt, step.job_id)  # the result download a finished task leads to
     with hostile_rt.session() as s:
         job = repo.get_job(s, job_id)

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from imagegen.devstack import free_port, start_redis
-from imagegen.providers.limits import fast_client
+from imagegen.store.softredis import fast_client
 from imagegen.timing.durations import (
     CENSORED_FRACTION,
     KEY_PREFIX,

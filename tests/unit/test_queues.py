@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from config.celery import publish_options
 from config.settings import Settings
-from imagegen.messages import QUEUES, submit_step
+from imagegen.constants import QUEUES
+from imagegen.messages import submit_step
 
 
 def test_openai_batch_jobs_get_their_own_queue() -> None:

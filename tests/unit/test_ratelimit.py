@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from imagegen.devstack import free_port, start_redis
-from imagegen.providers.limits import AIMD_TTL_S, LimitConfig, RateLimiter, RedisGuard, fast_client, keys
+from imagegen.providers.limits import AIMD_TTL_S, LimitConfig, RateLimiter, keys
+from imagegen.store.softredis import RedisGuard, fast_client
 
 T0 = 1_000_000.0
 

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from imagegen.constants import PROVIDERS
 from imagegen.errors import RequestInvalid
-from imagegen.request import APIDOT_SIZES, OPENAI_SIZES, PROVIDERS, ImageRequest
+from imagegen.request import APIDOT_SIZES, OPENAI_SIZES, ImageRequest
 from imagegen.routes import NoMapping, hop_request
 
 UPLOAD = "uploads/" + "ab" * 32 + ".png"
