@@ -20,10 +20,10 @@ from typing import Any, TypeVar, cast
 from sqlalchemy.exc import IntegrityError
 
 from imagegen.constants import PROVIDERS
-from imagegen.errors import ErrorKind, FieldError, RequestInvalid
+from imagegen.errors import ErrorKind, FieldError, IdempotencyConflict, RequestInvalid
 from imagegen.ids import is_job_id
 from imagegen.metrics import observe_end
-from imagegen.producer import IdempotencyConflict, create_job
+from imagegen.producer import create_job
 from imagegen.request import MAX_PROMPT, ImageRequest
 from imagegen.runtime import Runtime
 from imagegen.store.models import Job

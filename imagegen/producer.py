@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from imagegen.errors import ImagegenError
+from imagegen.errors import IdempotencyConflict
 from imagegen.ids import new_job_id
 from imagegen.messages import Publisher, submit_step
 from imagegen.request import ImageRequest
@@ -20,14 +20,6 @@ from imagegen.store.models import Job
 from imagegen.store.transitions import JobStatus
 
 log = logging.getLogger(__name__)
-
-
-class IdempotencyConflict(ImagegenError):
-    """An idempotency key already names a job created for a different request (HTTP 409, CLI exit 2)."""
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-        super().__init__(f"idempotency_key: {key!r} was already used for a different request")
 
 
 def same_request(stored: dict[str, Any], request: ImageRequest) -> bool:

@@ -19,14 +19,10 @@ from typing import Any, Protocol
 from PIL import Image, UnidentifiedImageError
 
 from config.settings import Settings
-from imagegen.errors import ImagegenError
+from imagegen.errors import NotAnImage
 
 _EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
 _FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
-
-
-class NotAnImage(ImagegenError):
-    """Bytes that are not an image in a format we store (whatever type they were declared with)."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from typing import Any
 from celery.signals import worker_init
 
 from config.settings import get_settings
-from imagegen.store.db import DatabaseUnusable, check_database, prepare_sqlite_directory
+from imagegen.errors import DatabaseUnusable
+from imagegen.store.db import check_database, prepare_sqlite_directory
 
 #: The exit status of a configuration error (like the CLI's bad input).
 CONFIG_ERROR = 2

@@ -19,10 +19,10 @@ from imagegen.api.schemas import (
 )
 from imagegen.api.state import PublisherDep, RuntimeDep, SettingsDep
 from imagegen.api.validation import field_problems, invalid, json_body, problem
-from imagegen.errors import RequestInvalid
+from imagegen.errors import IdempotencyConflict, RequestInvalid
 from imagegen.ids import is_job_id
 from imagegen.jobview import job_to_dict
-from imagegen.producer import IdempotencyConflict, create_batch, create_job, publish_submits
+from imagegen.producer import create_batch, create_job, publish_submits
 from imagegen.request import ImageRequest
 from imagegen.store import repo
 

@@ -16,8 +16,7 @@ from fastapi.responses import JSONResponse
 
 from imagegen.api.schemas import Accepted, Message
 from imagegen.api.state import PublisherDep, ReceiverDep, RuntimeDep, TokenCheckDep
-from imagegen.errors import ImagegenError, UnknownProvider
-from imagegen.webhooks.inbound import WebhookRejected
+from imagegen.errors import ImagegenError, UnknownProvider, WebhookRejected
 
 log = logging.getLogger(__name__)
 router = APIRouter()

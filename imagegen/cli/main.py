@@ -27,14 +27,14 @@ from imagegen.cli.output import (
     wait_for,
 )
 from imagegen.constants import QUEUES
-from imagegen.errors import FieldError, ImagegenError, RequestInvalid, UnknownProvider
+from imagegen.errors import FieldError, IdempotencyConflict, ImagegenError, RequestInvalid, UnknownProvider
 from imagegen.jobs import pauses
 from imagegen.jobview import job_to_dict
 from imagegen.jsondepth import JsonTooDeep
 from imagegen.jsondepth import loads as bounded_loads
 from imagegen.messages import Publisher
 from imagegen.ops import actions as admin
-from imagegen.producer import IdempotencyConflict, create_batch, create_job, default_publisher, publish_submits
+from imagegen.producer import create_batch, create_job, default_publisher, publish_submits
 from imagegen.request import ImageRequest
 from imagegen.runtime import Runtime
 from imagegen.storage import reference_key

@@ -10,67 +10,45 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from imagegen.errors import ErrorKind, ImagegenError, UnsafeURL
-from imagegen.net.fetch import ContentRefused, FetchFailed, fetch
+from imagegen.errors import (
+    ContentRefused,
+    DownloadFailed,
+    DownloadFailure,
+    ErrorKind,
+    FetchFailed,
+    NotAnImage,
+    UnsafeURL,
+)
+from imagegen.net.fetch import fetch
 from imagegen.providers import GeneratedImage
 from imagegen.runtime import Runtime
-from imagegen.storage import NotAnImage, store_image
+from imagegen.storage import store_image
 
 #: 4xx answers that say "not now" rather than "not there" (timeout, too early, rate limited).
 _TRANSIENT_4XX = frozenset({408, 425, 429})
 
 
-@dataclass(frozen=True)
-class Failure:
-    """What one failed download means for the job."""
-
-    message: str
-    http_status: int | None = None
-    #: The file seems gone or is not an image (404/403/410, other 4xx, wrong type): a few tries are
-    #: allowed (storage behind a CDN can lag a finished task), then ``result_unavailable``.
-    definite: bool = False
-    #: A URL or body we refuse to fetch (unsafe address, too large): no retry can help.
-    refused: bool = False
-
-    @property
-    def kind(self) -> ErrorKind:
-        """The error kind this failure is recorded with (for the job when it ends it)."""
-        if self.definite:
-            return ErrorKind.RESULT_UNAVAILABLE
-        return ErrorKind.UPSTREAM_UNAVAILABLE
-
-
-def classify(exc: BaseException) -> Failure:
+def classify(exc: BaseException) -> DownloadFailure:
     """The meaning of an exception raised while downloading or storing one result file."""
     if isinstance(exc, ContentRefused | NotAnImage):
-        return Failure(str(exc), definite=True)
+        return DownloadFailure(str(exc), definite=True)
     if isinstance(exc, UnsafeURL):
-        return Failure(f"result file refused: {exc}", refused=True)
+        return DownloadFailure(f"result file refused: {exc}", refused=True)
     if isinstance(exc, FetchFailed):
         code = exc.status_code
         definite = code is not None and 400 <= code < 500 and code not in _TRANSIENT_4XX
-        return Failure(f"result download failed: {exc}", code, definite=definite)
+        return DownloadFailure(f"result download failed: {exc}", code, definite=definite)
     if isinstance(exc, OSError):
-        return Failure(f"storing the result failed: {type(exc).__name__}: {exc}")
-    return Failure(f"result download failed: {type(exc).__name__}")
+        return DownloadFailure(f"storing the result failed: {type(exc).__name__}: {exc}")
+    return DownloadFailure(f"result download failed: {type(exc).__name__}")
 
 
 def error_kind_for(exc: BaseException) -> ErrorKind:
     """The job's error kind when a stored answer (synchronous provider) cannot be kept."""
     failure = classify(exc)
     return ErrorKind.RESULT_UNAVAILABLE if failure.definite else ErrorKind.UPSTREAM_UNAVAILABLE
-
-
-class DownloadFailed(ImagegenError):
-    """A download attempt of a job's result files failed; ``entries`` keeps every file stored before it."""
-
-    def __init__(self, failure: Failure, entries: list[dict[str, Any]]) -> None:
-        super().__init__(failure.message)
-        self.failure = failure
-        self.entries = entries
 
 
 def pending_entries(urls: Sequence[str]) -> list[dict[str, Any]]:

@@ -32,9 +32,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from config.limits import finalize_lease_s
-from imagegen.errors import ErrorKind
+from imagegen.errors import DownloadFailed, DownloadFailure, ErrorKind
 from imagegen.jobs.attempts import log_call
-from imagegen.jobs.downloads import DownloadFailed, Failure, download_pending, has_pending, pending_entries
+from imagegen.jobs.downloads import download_pending, has_pending, pending_entries
 from imagegen.jobs.submit import follow_up
 from imagegen.messages import Step, poll_step
 from imagegen.runtime import Runtime
@@ -136,13 +136,13 @@ def finalize_interrupted(rt: Runtime, job_id: str) -> list[Step]:
     if job is None or job.status != S.FINALIZING or job.lease_token is None:
         return []  # it ended (or was handed back) before the limit struck
     held_s = max(0.0, (rt.now() - job.updated_at).total_seconds())
-    failure = Failure("result download failed: it exceeded the finalize task's time limit")
+    failure = DownloadFailure("result download failed: it exceeded the finalize task's time limit")
     step = _failed(rt, job, job.lease_token, failure, job.result or [], time.monotonic() - held_s)
     return [step] if step else []
 
 
 def _failed(
-    rt: Runtime, job: Job, token: str, failure: Failure, entries: list[dict[str, Any]], started: float
+    rt: Runtime, job: Job, token: str, failure: DownloadFailure, entries: list[dict[str, Any]], started: float
 ) -> Step | None:
     """Record a failed download attempt; end the job or schedule the next attempt (no status call)."""
     settings = rt.settings

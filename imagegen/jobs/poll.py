@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from imagegen.constants import POLL_TASK
-from imagegen.errors import ErrorKind, ProviderError, is_safety_message
+from imagegen.errors import ErrorKind, ProviderError
 from imagegen.jobs import finalize, pauses
 from imagegen.jobs.attempts import log_call
 from imagegen.jobs.downloads import has_pending
@@ -25,6 +25,7 @@ from imagegen.jobs.submit import follow_up
 from imagegen.messages import Step, finalize_step, poll_step
 from imagegen.metrics import POLLS_PER_JOB, observe_unknown_job
 from imagegen.providers import Phase, UpstreamState
+from imagegen.providers.http import is_safety_message
 from imagegen.runtime import Runtime
 from imagegen.store import repo
 from imagegen.store.models import JOBS, Job

@@ -32,13 +32,11 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from imagegen.errors import ImagegenError, UnsafeURL
+from imagegen.errors import ContentRefused, FetchFailed, UnsafeURL
 from imagegen.net.imagetypes import sniff_image_type
 
 __all__ = [
     "CheckedURL",
-    "ContentRefused",
-    "FetchFailed",
     "FetchPolicy",
     "Fetched",
     "IPAddress",
@@ -61,25 +59,6 @@ _NUMERIC_LABEL = re.compile(r"^(?:[0-9]+|0[xX][0-9a-fA-F]*)$")
 _HOST_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # after IDNA: letters, digits, hyphen (underscore is seen in the wild)
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix: the low 32 bits are IPv4
 _USER_AGENT = "imagegen-queue"
-
-
-class FetchFailed(ImagegenError):
-    """A safe URL could not be fetched: HTTP error status, DNS or transport failure, too slow.
-
-    Not a safety problem: callers treat it as transient. ``status_code`` is the final HTTP status, or
-    ``None`` when no response arrived.
-    """
-
-    def __init__(self, message: str, *, status_code: int | None = None) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-
-
-class ContentRefused(UnsafeURL):
-    """The server answered, but not with a body the policy accepts (wrong content type, or an untyped
-    body whose bytes are not of an accepted type). A subclass of ``UnsafeURL``, so callers that only
-    know refusals keep refusing it; callers that care (result downloads) can tell it from an unsafe URL.
-    """
 
 
 def _default_timeout() -> httpx.Timeout:

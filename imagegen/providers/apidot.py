@@ -7,7 +7,8 @@ from urllib.parse import quote
 
 import httpx
 
-from imagegen.errors import ErrorKind, clean_text, error_from_response, provider_error, usable_id
+from imagegen.constants import clip
+from imagegen.errors import ErrorKind, provider_error
 from imagegen.providers.base import (
     Phase,
     SubmitResult,
@@ -19,6 +20,7 @@ from imagegen.providers.base import (
     send,
     submit_headers,
 )
+from imagegen.providers.http import error_from_response, usable_id
 from imagegen.request import ImageRequest
 
 #: ``code`` values that mean success on every APIDot response (both are documented).
@@ -118,7 +120,7 @@ def parse_status(data: Any, *, http_status: int = 200) -> UpstreamState:
         raise provider_error(
             ErrorKind.UPSTREAM_UNAVAILABLE, "status answer has no data.status", http_status=http_status
         )
-    raw = clean_text(payload["status"], 64)
+    raw = clip(payload["status"], 64)
     phase = _PHASES.get(raw.lower(), Phase.PENDING)
     files = payload.get("files")
     output = payload.get("output")

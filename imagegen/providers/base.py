@@ -11,7 +11,9 @@ from typing import Any, Protocol
 
 import httpx
 
-from imagegen.errors import ErrorKind, clean_text, error_from_response, map_transport_errors, provider_error
+from imagegen.constants import clip
+from imagegen.errors import ErrorKind, provider_error
+from imagegen.providers.http import error_from_response, map_transport_errors
 from imagegen.request import ImageRequest
 
 
@@ -127,7 +129,7 @@ _MAX_URL = 4096
 
 def body_text(value: Any, limit: int = _MAX_TEXT) -> str | None:
     """A string field of an answer, fit to store (NULs removed, clipped), or None if not a string."""
-    return clean_text(value, limit) if isinstance(value, str) else None
+    return clip(value, limit) if isinstance(value, str) else None
 
 
 def body_progress(value: Any) -> int | None:

@@ -12,7 +12,8 @@ from urllib.parse import quote
 
 import httpx
 
-from imagegen.errors import ErrorKind, clean_text, error_message_from_body, provider_error, usable_id
+from imagegen.constants import clip
+from imagegen.errors import ErrorKind, provider_error
 from imagegen.providers.base import (
     Phase,
     SubmitResult,
@@ -24,6 +25,7 @@ from imagegen.providers.base import (
     send,
     submit_headers,
 )
+from imagegen.providers.http import error_message_from_body, usable_id
 from imagegen.request import ImageRequest
 
 #: Documented statuses; anything else (``pending``, ``processing``, ``queued``...) is still in progress.
@@ -99,7 +101,7 @@ def parse_task(data: Any, *, http_status: int = 200) -> UpstreamState:
     raw_status = data.get("status") if isinstance(data, dict) else None
     if not isinstance(raw_status, str) or not raw_status:
         raise provider_error(ErrorKind.UPSTREAM_UNAVAILABLE, "task answer has no status", http_status=http_status)
-    raw = clean_text(raw_status, 64)
+    raw = clip(raw_status, 64)
     phase = _PHASES.get(raw.lower(), Phase.PENDING)
     urls = tuple(body_urls(data.get("data"), "url"))
     if phase is Phase.SUCCEEDED and not urls:

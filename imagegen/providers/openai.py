@@ -17,9 +17,10 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from imagegen.errors import ErrorKind, ProviderError, UnsafeURL, error_message_from_body, provider_error
-from imagegen.net.fetch import FetchFailed, FetchPolicy, fetch
+from imagegen.errors import ErrorKind, FetchFailed, ProviderError, UnsafeURL, provider_error
+from imagegen.net.fetch import FetchPolicy, fetch
 from imagegen.providers.base import GeneratedImage, SubmitResult, UpstreamState, require_key, send
+from imagegen.providers.http import error_message_from_body
 from imagegen.request import ImageRequest
 
 #: Connecting is quick or broken; only the read (the render) may take minutes.

@@ -15,17 +15,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.orm import Session, sessionmaker
 
-from imagegen.errors import ImagegenError
+from imagegen.errors import DatabaseUnusable, SchemaBehind
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-
-
-class SchemaBehind(ImagegenError):
-    """The database schema is older than this code (run ``imagegen db upgrade``)."""
-
-
-class DatabaseUnusable(ImagegenError):
-    """The database at ``DATABASE_URL`` cannot be used (missing directory, unreachable, wrong schema)."""
 
 
 def sqlite_file(url: str) -> Path | None:

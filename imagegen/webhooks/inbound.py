@@ -20,22 +20,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 from config.settings import Settings
-from imagegen.errors import ImagegenError
+from imagegen.errors import WebhookRejected
 from imagegen.ids import is_job_id
 from imagegen.messages import Step, poll_step
 from imagegen.runtime import Runtime
 from imagegen.store import repo
 from imagegen.store.transitions import JobStatus
 from imagegen.timing.polls import calls_back
-
-
-class WebhookRejected(ImagegenError):
-    """The webhook is refused with ``status_code`` (400 malformed, 401 token/signature, 404 unknown)."""
-
-    def __init__(self, status_code: int, message: str) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.message = message
 
 
 @dataclass(frozen=True)

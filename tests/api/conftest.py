@@ -12,10 +12,11 @@ from fastapi.testclient import TestClient
 
 from config.settings import Settings
 from imagegen.api import create_app
+from imagegen.errors import WebhookRejected
 from imagegen.messages import Step, poll_step
 from imagegen.runtime import Runtime
 from imagegen.store.models import Job
-from imagegen.webhooks.inbound import WebhookAccepted, WebhookRejected
+from imagegen.webhooks.inbound import WebhookAccepted
 
 #: Nothing listens on port 1: the broker is unreachable unless a test starts a Redis.
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"

@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 
 from config.settings import Settings
 from imagegen.api import create_app
+from imagegen.errors import SchemaBehind
 from imagegen.runtime import Runtime
-from imagegen.store.db import SchemaBehind
 from tests.api.conftest import UNREACHABLE_REDIS, RecordingPublisher
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from imagegen.producer import IdempotencyConflict, create_batch
+from imagegen.errors import IdempotencyConflict
+from imagegen.producer import create_batch
 from imagegen.request import ImageRequest
 from imagegen.runtime import Runtime
 

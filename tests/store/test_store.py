@@ -10,12 +10,12 @@ import sqlalchemy as sa
 from sqlmodel import col
 
 from config.settings import Settings
-from imagegen.errors import InvalidTransition
+from imagegen.errors import IdempotencyConflict, InvalidTransition
 from imagegen.jobs import pauses
 from imagegen.jobs.reconciler import reconcile
 from imagegen.ops import actions as admin
 from imagegen.ops.bulk import retry_many
-from imagegen.producer import IdempotencyConflict, create_batch, create_job
+from imagegen.producer import create_batch, create_job
 from imagegen.request import ImageRequest
 from imagegen.runtime import Runtime
 from imagegen.store import repo

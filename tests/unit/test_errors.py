@@ -17,12 +17,14 @@ from imagegen.errors import (
     MaybeSentError,
     ProviderError,
     RetryableError,
+    provider_error,
+)
+from imagegen.providers.http import (
     classify_http,
     error_from_response,
     error_message_from_body,
     is_safety_message,
     map_transport_errors,
-    provider_error,
 )
 
 SPEC_KINDS = {

@@ -10,16 +10,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from imagegen.errors import (
-    AccountError,
-    ErrorKind,
-    FinalError,
-    MaybeSentError,
-    ProviderError,
-    RetryableError,
-    is_safety_message,
-)
+from imagegen.errors import AccountError, ErrorKind, FinalError, MaybeSentError, ProviderError, RetryableError
 from imagegen.providers.base import Phase, SubmitResult, UpstreamState
+from imagegen.providers.http import is_safety_message
 from imagegen.providers.image2 import Image2Provider, build_body, parse_task
 from imagegen.request import ImageRequest
 from imagegen.simulator import SimSettings, create_app

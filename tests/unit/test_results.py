@@ -12,12 +12,12 @@ from PIL import Image
 
 from config.limits import finalize_lease_s, finalize_time_limits
 from config.settings import Settings
-from imagegen.errors import ErrorKind, UnsafeURL
+from imagegen.errors import ContentRefused, ErrorKind, FetchFailed, NotAnImage, UnsafeURL
 from imagegen.jobs.downloads import classify, error_kind_for, has_pending, pending_entries
-from imagegen.net.fetch import ContentRefused, FetchFailed, FetchPolicy, fetch
+from imagegen.net.fetch import FetchPolicy, fetch
 from imagegen.net.imagetypes import sniff_image_type
 from imagegen.simulator.filefaults import FilePlan, parse_file_plan
-from imagegen.storage import NotAnImage, image_info
+from imagegen.storage import image_info
 
 PNG = io.BytesIO()
 Image.new("RGB", (3, 2), (1, 2, 3)).save(PNG, "PNG")

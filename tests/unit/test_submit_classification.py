@@ -15,19 +15,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imagegen.errors import (
-    AccountError,
-    ErrorKind,
-    MaybeSentError,
-    ProviderError,
-    RetryableError,
-    classify_http,
-    error_from_response,
-    map_transport_errors,
-)
+from imagegen.errors import AccountError, ErrorKind, MaybeSentError, ProviderError, RetryableError
 from imagegen.net.fetch import FetchPolicy
 from imagegen.providers.apidot import APIDotProvider, parse_status
 from imagegen.providers.base import Phase
+from imagegen.providers.http import classify_http, error_from_response, map_transport_errors
 from imagegen.providers.image2 import Image2Provider
 from imagegen.providers.openai import OpenAIProvider
 from imagegen.request import ImageRequest
