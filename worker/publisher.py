@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from celery import Celery
 
 from config.celery import publish_options
 from config.settings import get_settings
 from imagegen.messages import Step
+from worker.app import app
 
 
 class CeleryPublisher:
     """Sends steps as Celery messages by task name (ids only in the arguments)."""
 
-    def __init__(self, celery_app: Any = None) -> None:
-        if celery_app is None:
-            from worker.app import app as celery_app
-        self._app = celery_app
+    def __init__(self, celery_app: Celery | None = None) -> None:
+        self._app = celery_app or app
 
     def publish(self, step: Step) -> None:
         """Send ``step.task(step.job_id)`` to ``step.queue``, delayed by ``step.countdown``."""

@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 
 from config.settings import Settings
 from imagegen.messages import Publisher
+from imagegen.producer import default_publisher
 from imagegen.runtime import Runtime
 from imagegen.webhooks.inbound import WebhookAccepted, check_token, receive_upstream_webhook
 
@@ -60,8 +61,6 @@ class ApiState:
             return self.given_publisher
         with self._lock:
             if self._publisher is None:
-                from imagegen.producer import default_publisher
-
                 self._publisher = default_publisher()
             return self._publisher
 

@@ -1,0 +1,189 @@
+"""The architecture, pinned: imports point down the layers of docs/architecture.md, one exception tree.
+
+An AST walk over every module (no import-linter dependency): each ``import`` of a project module must
+go to a lower layer, or stay inside its own package. Function-local imports are refused outright
+except the command loader's, which names its targets as data.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import pkgutil
+import re
+from pathlib import Path
+
+import pytest
+
+import imagegen
+from imagegen import errors
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: Top to bottom. A module belongs to the longest prefix that names it; it may import its own
+#: package's modules and anything in a lower layer, never a higher one or a sibling in its layer.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("imagegen",),  # the package itself: the public names, re-exported lazily from below
+    ("tasks",),
+    ("worker",),
+    ("config.celery",),
+    ("imagegen.api", "imagegen.cli"),
+    ("imagegen.ops",),
+    ("imagegen.byname",),
+    ("imagegen.producer",),
+    ("imagegen.jobs.submit", "imagegen.jobs.poll", "imagegen.jobs.finalize", "imagegen.jobs.reconciler"),
+    ("imagegen.jobs",),
+    ("imagegen.webhooks",),
+    ("imagegen.runtime",),
+    ("imagegen.jobview",),
+    ("imagegen.providers",),
+    ("imagegen.storage",),
+    ("imagegen.net",),
+    ("imagegen.timing",),
+    ("imagegen.store",),
+    ("config.settings", "config.limits", "config"),
+    ("imagegen.request",),
+    ("imagegen.messages", "imagegen.routes", "imagegen.redaction", "imagegen.devstack"),
+    ("imagegen.errors", "imagegen.constants", "imagegen.ids", "imagegen.jsondepth", "imagegen.metrics"),
+    ("imagegen.simulator",),  # a stand-in for the upstream APIs: imports nothing of the core
+)
+#: Packages whose modules may import each other freely (one concern, one owner each).
+OWN_PACKAGE_OK = (
+    "imagegen.api",
+    "imagegen.cli",
+    "imagegen.ops",
+    "imagegen.webhooks",
+    "imagegen.providers",
+    "imagegen.net",
+    "imagegen.timing",
+    "imagegen.store",
+    "imagegen.jobs",
+    "imagegen.simulator",
+    "worker",
+    "tasks",
+    "config",
+)
+
+
+def _rank(module: str) -> tuple[int, str]:
+    best: tuple[int, int, str] | None = None
+    for rank, layer in enumerate(LAYERS):
+        for prefix in layer:
+            named = module == prefix or module.startswith(prefix + ".")
+            if named and (best is None or len(prefix) > best[1]):
+                best = (rank, len(prefix), prefix)
+    assert best is not None, f"{module} is in no layer"
+    return best[0], best[2]
+
+
+def _modules() -> list[tuple[str, Path]]:
+    found = []
+    for top in ("imagegen", "worker", "tasks", "config"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            rel = path.relative_to(ROOT).with_suffix("")
+            parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+            name = ".".join(parts)
+            if name.startswith("imagegen.store.migrations"):
+                continue  # Alembic scripts: loaded by Alembic, not imported
+            found.append((name, path))
+    return found
+
+
+def _imports(path: Path) -> list[tuple[str, int, bool]]:
+    """(module, line, at module level) for every project import in the file."""
+    tree = ast.parse(path.read_text())
+    top_level = {id(stmt) for stmt in tree.body}
+    for stmt in tree.body:  # imports under `if TYPE_CHECKING:` (or `try:`) are module level too
+        if isinstance(stmt, ast.If | ast.Try):
+            top_level |= {id(child) for child in stmt.body}
+    out = []
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+            if node.module in ("imagegen", "imagegen.jobs", "imagegen.ops", "imagegen.webhooks", "config"):
+                names = [f"{node.module}.{a.name}" for a in node.names]
+        for name in names:
+            if name.split(".")[0] in ("imagegen", "worker", "tasks", "config"):
+                out.append((name, node.lineno, id(node) in top_level))
+    return out
+
+
+MODULES = _modules()
+CORE = [(m, p) for m, p in MODULES if m.startswith("imagegen")]
+
+
+def _package(module: str) -> str | None:
+    for pkg in OWN_PACKAGE_OK:
+        if module == pkg or module.startswith(pkg + "."):
+            return pkg
+    return None
+
+
+@pytest.mark.parametrize(("module", "path"), MODULES, ids=[m for m, _ in MODULES])
+def test_imports_point_down(module: str, path: Path) -> None:
+    rank, _ = _rank(module)
+    bad = []
+    for target, line, _top in _imports(path):
+        if target.startswith("imagegen.simulator") and module.startswith("imagegen.simulator"):
+            continue
+        t_rank, _ = _rank(target)
+        same_package = _package(module) is not None and _package(module) == _package(target)
+        if t_rank <= rank and not same_package and target != module:
+            bad.append(f"{path.relative_to(ROOT)}:{line} imports {target} (layer {t_rank} ≥ its own {rank})")
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize(("module", "path"), MODULES, ids=[m for m, _ in MODULES])
+def test_no_function_local_imports(module: str, path: Path) -> None:
+    local = [f"{path.relative_to(ROOT)}:{line} {target}" for target, line, top in _imports(path) if not top]
+    assert not local, "function-local imports (a cycle being dodged?):\n" + "\n".join(local)
+
+
+@pytest.mark.parametrize(("module", "path"), CORE, ids=[m for m, _ in CORE])
+def test_core_never_imports_celery(module: str, path: Path) -> None:
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        for name in names:
+            assert name.split(".")[0] not in ("celery", "kombu", "worker", "tasks"), f"{module} imports {name}"
+            assert name != "config.celery", f"{module} imports config.celery"
+
+
+def test_simulator_imports_nothing_of_the_core() -> None:
+    for module, path in CORE:
+        if not module.startswith("imagegen.simulator"):
+            continue
+        for target, line, _ in _imports(path):
+            assert target.startswith("imagegen.simulator"), f"{path}:{line} imports {target}"
+
+
+def _error_classes() -> list[type[BaseException]]:
+    found: dict[str, type[BaseException]] = {}
+    for info in pkgutil.walk_packages(imagegen.__path__, "imagegen."):
+        if "migrations" in info.name:
+            continue
+        mod = importlib.import_module(info.name)
+        for _, obj in inspect.getmembers(mod, inspect.isclass):
+            if issubclass(obj, errors.ImagegenError):
+                found[f"{obj.__module__}.{obj.__qualname__}"] = obj
+    return list(found.values())
+
+
+def test_one_exception_tree() -> None:
+    doc = errors.__doc__ or ""
+    for cls in _error_classes():
+        assert cls.__module__ == "imagegen.errors", f"{cls.__qualname__} is defined in {cls.__module__}"
+        assert re.search(rf"^ +(?:[│ ]*[├└]── )?{cls.__name__}\b", doc, re.M), (
+            f"{cls.__name__} is not drawn in the tree of errors.py"
+        )
+
+
+def test_every_module_says_what_it_owns() -> None:
+    missing = [m for m, p in MODULES if not (ast.get_docstring(ast.parse(p.read_text())) or "").strip()]
+    assert not missing, f"modules without a docstring: {missing}"
