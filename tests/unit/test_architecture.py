@@ -99,6 +99,8 @@ def _imports(path: Path) -> list[tuple[str, int, bool]]:
             top_level |= {id(child) for child in stmt.body}
     out = []
     for node in ast.walk(tree):
+        if not isinstance(node, ast.Import | ast.ImportFrom):
+            continue
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
