@@ -22,6 +22,9 @@ RECONCILE_TASK: Final = "imagegen.reconcile"
 PRIORITIES: Final = ("interactive", "batch")
 Priority = Literal["interactive", "batch"]
 PROVIDERS: Final = ("apidot", "openai", "image2")
+#: What a request without ``quality`` or ``resolution`` is generated (priced, timed) at.
+DEFAULT_QUALITY: Final = "medium"
+DEFAULT_RESOLUTION: Final = "1K"
 
 #: Status calls and result downloads (many, short).
 POLL_QUEUE: Final = "poll"

@@ -20,8 +20,11 @@ from imagegen.cli.output import SOME_FAILED, fail, print_json
 from imagegen.constants import PROVIDERS
 from imagegen.errors import ErrorKind, ImagegenError
 from imagegen.messages import Step
-from imagegen.ops import bulk as operations
-from imagegen.ops.bulk import PurgeResult, Stats, format_duration, parse_duration
+from imagegen.ops import purge as purge_ops
+from imagegen.ops import requeue as requeue_ops
+from imagegen.ops import stats as stats_ops
+from imagegen.ops.purge import PurgeResult
+from imagegen.ops.stats import Stats, format_duration, parse_duration
 from imagegen.producer import default_publisher
 from imagegen.runtime import Runtime
 from imagegen.store.transitions import TERMINAL
@@ -88,7 +91,7 @@ def error_kind_callback(_ctx: click.Context, param: click.Parameter, value: str 
 def stats(since: timedelta, provider: str | None, as_json: bool) -> None:
     """Counts, throughput, p50/p95 durations, calls per job and credits spent over a window."""
     with _runtime() as rt:
-        result = operations.stats(rt, since=since, provider=provider)
+        result = stats_ops.stats(rt, since=since, provider=provider)
     if as_json:
         print_json(result.to_dict())
     else:
@@ -132,7 +135,7 @@ def render_stats(result: Stats, window: timedelta) -> str:
 
 def _retry_status(_ctx: click.Context, param: click.Parameter, value: str) -> str:
     try:
-        return operations.retryable_status(value).value
+        return requeue_ops.retryable_status(value).value
     except ValueError as exc:
         fail(f"{param.opts[0]}: {exc}")
 
@@ -186,9 +189,9 @@ def run_requeue(
     }
     with _runtime() as rt:
         if dry_run:
-            ids = operations.find_retryable(rt, **filters)
+            ids = requeue_ops.find_retryable(rt, **filters)
         else:
-            steps = operations.retry_many(rt, **filters)
+            steps = requeue_ops.retry_many(rt, **filters)
             publish(steps)
             ids = [step.job_id for step in steps]
     what = " ".join(x for x in (status, error_kind and f"({error_kind})") if x)
@@ -227,7 +230,7 @@ def publish(steps: Sequence[Step]) -> None:
 
 def _purge_statuses(_ctx: click.Context, param: click.Parameter, value: str) -> frozenset[Any]:
     try:
-        return operations.purgeable_statuses(value)
+        return purge_ops.purgeable_statuses(value)
     except ValueError as exc:
         fail(f"{param.opts[0]}: {exc}")
 
@@ -249,7 +252,7 @@ def purge(older_than: timedelta | None, statuses: frozenset[Any], dry_run: bool,
     if older_than is None:
         fail("--older-than: is required (e.g. --older-than 30d)")
     with _runtime() as rt:
-        result = operations.purge(rt, older_than=older_than, statuses=statuses, dry_run=dry_run)
+        result = purge_ops.purge(rt, older_than=older_than, statuses=statuses, dry_run=dry_run)
     if as_json:
         print_json(result.to_dict())
     else:

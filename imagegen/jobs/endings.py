@@ -1,24 +1,25 @@
-"""Ending or holding a job: the shared endings of submits, polls and the reconciler."""
+"""Ending or holding a job: the endings submits, polls and the reconciler share, and what follows one."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from imagegen.errors import ACCOUNT_KINDS, RETRYABLE_KINDS, ErrorKind, RequestInvalid
-from imagegen.messages import Step, submit_step
-from imagegen.request import ImageRequest
-from imagegen.routes import NoMapping, hop_request
+from imagegen.constants import ERROR_MESSAGE_CHARS, clip
+from imagegen.errors import ACCOUNT_KINDS, ErrorKind
+from imagegen.jobs import slots
+from imagegen.jobs.fallback import FALLBACK_KINDS, switch_provider
+from imagegen.messages import Step
 from imagegen.runtime import Runtime
 from imagegen.store import repo
 from imagegen.store.models import JOBS, Job
 from imagegen.store.transitions import JobStatus as S
-from imagegen.store.transitions import transition, update_in
+from imagegen.store.transitions import transition
 from imagegen.timing.timers import park
+from imagegen.webhooks import outbound
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def fail_or_hold(
             return step
     common: dict[str, Any] = {
         "error_kind": kind,
-        "error_message": message[:1000],
+        "error_message": clip(message, ERROR_MESSAGE_CHARS),
         "error_http_status": http_status,
         "lease_token": None,
         "lease_until": None,
@@ -64,127 +65,31 @@ def fail_or_hold(
     return None
 
 
-#: Failures that send a job down its fallback route: the key is unusable, or the retry budget is spent.
-FALLBACK_KINDS = ACCOUNT_KINDS | RETRYABLE_KINDS
-
-
-def next_provider(job: Job) -> str | None:
-    """The provider after the job's current one in its route ``[provider, *fallback]``, if any."""
-    route = _route(job)
-    if job.provider not in route:
-        return None
-    index = route.index(job.provider)
-    return route[index + 1] if index + 1 < len(route) else None
-
-
-def _route(job: Job) -> list[str]:
-    return [job.request.get("provider", "apidot"), *(job.request.get("fallback") or [])]
-
-
-def next_hop(job: Job) -> tuple[str, dict[str, Any]] | None:
-    """The next provider of the route that can carry the job's request, with the request mapped for it.
-
-    Intake refuses a route with a hop that cannot (``imagegen.routes``); a row queued before that rule
-    (or under other rules) skips such a hop, with a warning, rather than send it the wrong request.
-    """
-    target = next_provider(job)
-    # The stored request is in the terms of its own ``provider`` (the first hop, on rows switched
-    # before requests were mapped): map from those.
-    request: dict[str, Any] = dict(job.request)
-    while target is not None:
-        try:
-            mapped = hop_request(request, target)
-            ImageRequest.from_dict(mapped, allow_private_urls=True)
-            return target, mapped
-        except (NoMapping, RequestInvalid) as exc:
-            log.warning("job %s: fallback to %s skipped: %s", job.id, target, exc)
-        route = _route(job)
-        target = route[route.index(target) + 1] if route.index(target) + 1 < len(route) else None
-    return None
-
-
-def switch_provider(
-    rt: Runtime, s: Session, job: Job, source: S, kind: str, message: str, *, where: Any = (), **extra: Any
-) -> Step | None:
-    """Move a job to the next provider of its route (queued, due now, fresh budgets); logged as an attempt.
-
-    The stored request becomes the one for that hop (its size, model... in that provider's terms, and
-    the rest of the route as its ``fallback``), so the submit sends what was validated at intake.
-    """
-    hop = next_hop(job)
-    if hop is None:
-        return None
-    target, request = hop
-    now = rt.now()
-    moved = (
-        transition(
-            s,
-            job.id,
-            source={source},
-            target=S.QUEUED,
-            where=where,
-            provider=target,
-            model=request["model"],
-            request=request,
-            lease_token=None,
-            lease_until=None,
-            submit_inflight_at=None,
-            rate_limited_submits=0,
-            unavailable_submits=0,
-            wait_reason=None,
-            rate_reserved=False,  # a rate slot is only good on the key that reserved it
-            last_error_kind=kind,
-            last_error_message=f"{job.provider}: {message}"[:500],
-            next_attempt_at=now,
-            dispatch_until=now + timedelta(seconds=rt.settings.imagegen_dispatch_grace_s),
-            **{k: v for k, v in extra.items() if k not in ("rate_limited_submits", "unavailable_submits")},
-        )
-        if source != S.QUEUED
-        else update_in(
-            s,
-            job.id,
-            status=S.QUEUED,
-            where=where,
-            provider=target,
-            model=request["model"],
-            request=request,
-            wait_reason=None,
-            rate_reserved=False,
-            last_error_kind=kind,
-            last_error_message=f"{job.provider}: {message}"[:500],
-            next_attempt_at=now,
-            dispatch_until=now + timedelta(seconds=rt.settings.imagegen_dispatch_grace_s),
-        )
-    )
-    if not moved:
-        return None
-    repo.record_attempt(
-        s,
-        job_id=job.id,
-        provider=job.provider,
-        kind="fallback",
-        duration_ms=0,
-        error_kind=kind,
-        message=f"{job.provider} → {target}: {message}",
-    )
-    return submit_step(job.id, job.priority, target)
-
-
 def expire_if_due(s: Session, job: Job, now: datetime) -> bool:
     """Expire ``job`` if its deadline passed; True if it is (now) expired."""
     if job.deadline_at > now:
         return False
-    return expire(s, job.id, {S(job.status)}, held_kind=job.error_kind if job.status == S.HELD else None)
+    return transition(s, job.id, source={S(job.status)}, target=S.EXPIRED, **expiry_values(held=job.status == S.HELD))
 
 
-def expire(s: Session, job_id: str, source: Collection[S], *, held_kind: str | None = None) -> bool:
-    """Move a job to ``expired``; a held job keeps the error kind that held it (SPEC §3)."""
-    return transition(
-        s,
-        job_id,
-        source=source,
-        target=S.EXPIRED,
-        error_kind=held_kind or ErrorKind.DEADLINE_EXCEEDED.value,
-        error_message="the job deadline passed before it finished",
-        submit_inflight_at=None,
-    )
+def expiry_values(*, held: bool) -> dict[str, Any]:
+    """The columns of a job whose deadline passed: a held job keeps the error kind that held it (the
+    README's lifecycle), every other one ends ``deadline_exceeded``."""
+    if held:
+        return {"error_message": "the job deadline passed while it was held"}
+    return {
+        "error_kind": ErrorKind.DEADLINE_EXCEEDED.value,
+        "error_message": "the job deadline passed before it finished",
+        "submit_inflight_at": None,
+    }
+
+
+def follow_up(rt: Runtime, served: Job | None) -> list[Step]:
+    """After serving a message for ``served`` (as read at the start): if it left the in-flight set,
+    parked jobs of its provider get the freed slots; if it has a caller callback, its notification is
+    claimed right away in case it just ended (the claim is a no-op otherwise)."""
+    released = slots.release_after(rt, served)
+    if served is None or not served.callback_url:
+        return released  # no callback_url: skip the claim (a hot path; the reconciler would find it anyway)
+    step = outbound.claim(rt, served.id)
+    return released + ([step] if step else [])

@@ -32,10 +32,11 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from config.limits import finalize_lease_s
+from imagegen.constants import ERROR_MESSAGE_CHARS, clip
 from imagegen.errors import DownloadFailed, DownloadFailure, ErrorKind
 from imagegen.jobs.attempts import log_call
 from imagegen.jobs.downloads import download_pending, has_pending, pending_entries
-from imagegen.jobs.submit import follow_up
+from imagegen.jobs.endings import follow_up
 from imagegen.messages import Step, poll_step
 from imagegen.runtime import Runtime
 from imagegen.store import repo
@@ -43,10 +44,8 @@ from imagegen.store.models import ATTEMPTS, JOBS, Job
 from imagegen.store.transitions import JobStatus as S
 from imagegen.store.transitions import transition, update_in
 from imagegen.timing.backoff import compute_backoff
-from imagegen.timing.timers import schedule
+from imagegen.timing.timers import EARLY_SLACK, schedule
 
-#: A message may arrive a little before its due time (clock skew between hosts).
-EARLY_SLACK = timedelta(seconds=2)
 #: The attempt-log kind of a failed result download.
 DOWNLOAD = "download"
 
@@ -184,7 +183,7 @@ def _failed(
             lease_token=None,
             lease_until=None,
             last_error_kind=failure.kind.value,
-            last_error_message=failure.message[:500],
+            last_error_message=clip(failure.message),
             last_error_http_status=failure.http_status,
             **timer.values,
         )
@@ -210,7 +209,7 @@ def _end(
         result=entries,  # the URLs stay visible: what could not be fetched
         download_errors=errors,
         error_kind=kind.value,
-        error_message=message[:1000],
+        error_message=clip(message, ERROR_MESSAGE_CHARS),
         error_http_status=http_status,
     )
 

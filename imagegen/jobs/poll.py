@@ -14,14 +14,13 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from imagegen.constants import POLL_TASK
+from imagegen.constants import POLL_TASK, clip
 from imagegen.errors import ErrorKind, ProviderError
 from imagegen.jobs import finalize, pauses
 from imagegen.jobs.attempts import log_call
 from imagegen.jobs.downloads import has_pending
-from imagegen.jobs.endings import expire_if_due, fail_or_hold
+from imagegen.jobs.endings import expire_if_due, fail_or_hold, follow_up
 from imagegen.jobs.expected import expected_for, learn_from
-from imagegen.jobs.submit import follow_up
 from imagegen.messages import Step, finalize_step, poll_step
 from imagegen.metrics import POLLS_PER_JOB, observe_unknown_job
 from imagegen.providers import Phase, UpstreamState
@@ -33,11 +32,10 @@ from imagegen.store.transitions import JobStatus as S
 from imagegen.store.transitions import transition, update_in
 from imagegen.timing.backoff import compute_backoff
 from imagegen.timing.polls import next_poll_delay, poll_cap, uses_progress, webhook_factor
-from imagegen.timing.timers import schedule
+from imagegen.timing.timers import EARLY_SLACK, schedule
 
 log = logging.getLogger(__name__)
 
-EARLY_SLACK = timedelta(seconds=2)
 #: While a poll is in progress its timer points this far ahead, so a duplicate message finds it not due.
 POLL_LEASE = timedelta(seconds=60)
 
@@ -179,7 +177,7 @@ def _poll_failed(rt: Runtime, s: Session, job: Job, exc: ProviderError) -> Step 
         status=S.RUNNING,
         poll_errors=errors,
         last_error_kind=exc.kind,
-        last_error_message=exc.message[:500],
+        last_error_message=clip(exc.message),
         last_error_http_status=exc.http_status,
         **timer.values,
     )

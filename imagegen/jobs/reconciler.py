@@ -23,6 +23,7 @@ from sqlmodel import col
 
 from imagegen.errors import ErrorKind
 from imagegen.jobs import pauses, recovery, slots
+from imagegen.jobs.endings import expiry_values
 from imagegen.messages import Step, poll_step, submit_step
 from imagegen.runtime import Runtime
 from imagegen.store.models import Job, ProviderState
@@ -98,13 +99,9 @@ def _expire(s: Session, now: datetime, limit: int) -> list[str]:
         target=S.EXPIRED,
         where=past,
         limit=limit,
-        error_message="the job deadline passed while it was held",
-    )  # held jobs keep the error kind that held them
-    common = {
-        "error_kind": ErrorKind.DEADLINE_EXCEEDED.value,
-        "error_message": "the job deadline passed before it finished",
-        "submit_inflight_at": None,
-    }
+        **expiry_values(held=True),
+    )
+    common = expiry_values(held=False)
     expired += transition_many(s, source={S.QUEUED, S.RUNNING}, target=S.EXPIRED, where=past, limit=limit, **common)
     # A submit in progress keeps its lease: expiring it mid-POST would orphan a paid generation.
     expired += transition_many(

@@ -21,7 +21,7 @@ from sqlmodel import col
 
 from imagegen.constants import POLL_QUEUE, PRIORITIES, PROVIDERS
 from imagegen.errors import ErrorKind
-from imagegen.jobs.endings import next_provider, switch_provider
+from imagegen.jobs.fallback import next_provider, switch_provider
 from imagegen.messages import Step, submit_step
 from imagegen.runtime import Runtime
 from imagegen.store.models import JOBS, Job, ProviderState

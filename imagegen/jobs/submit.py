@@ -15,13 +15,14 @@ from sqlalchemy import or_
 from sqlalchemy.orm import Session
 
 from config.limits import submit_lease_s
-from imagegen.constants import SUBMIT_TASK
+from imagegen.constants import ERROR_MESSAGE_CHARS, SUBMIT_TASK, clip
 from imagegen.errors import ErrorKind, ProviderError, RequestInvalid
 from imagegen.jobs import pauses, slots
 from imagegen.jobs.attempts import log_call
 from imagegen.jobs.downloads import error_kind_for, store_results
-from imagegen.jobs.endings import expire_if_due, fail_or_hold, switch_provider
+from imagegen.jobs.endings import expire_if_due, fail_or_hold, follow_up
 from imagegen.jobs.expected import expected_for
+from imagegen.jobs.fallback import switch_provider
 from imagegen.messages import Step, poll_step, submit_step
 from imagegen.metrics import observe_unknown_job
 from imagegen.providers import SubmitResult
@@ -33,31 +34,16 @@ from imagegen.store.transitions import JobStatus as S
 from imagegen.store.transitions import transition, update_in
 from imagegen.timing.backoff import compute_backoff
 from imagegen.timing.polls import first_poll_delay, webhook_factor
-from imagegen.timing.timers import schedule
-from imagegen.webhooks import outbound as notifications
+from imagegen.timing.timers import EARLY_SLACK, schedule
 from imagegen.webhooks.inbound import callback_url
 
 log = logging.getLogger(__name__)
-
-#: A message may arrive a little before its due time (clock skew between hosts).
-EARLY_SLACK = timedelta(seconds=2)
 
 
 def submit_job(rt: Runtime, job_id: str) -> list[Step]:
     """Serve one ``imagegen.submit`` message; returns the messages to publish next."""
     job, step = _submit(rt, job_id)
     return ([step] if step else []) + follow_up(rt, job)
-
-
-def follow_up(rt: Runtime, served: Job | None) -> list[Step]:
-    """The job just served (as read at the start), if it has a caller callback, gets its notification
-    claimed right away in case it just ended (the claim is a no-op otherwise). If it left the in-flight
-    set, parked jobs of its provider get the freed slots."""
-    released = slots.release_after(rt, served)
-    if served is None or not served.callback_url:
-        return released  # no callback_url: skip the claim (a hot path; the reconciler would find it anyway)
-    step = notifications.claim(rt, served.id)
-    return released + ([step] if step else [])
 
 
 def lease_seconds(rt: Runtime, provider: str) -> float:
@@ -217,7 +203,7 @@ def _answered(rt: Runtime, job: Job, token: str, result: SubmitResult) -> Step |
                 target=S.FAILED,
                 where=mine,
                 error_kind=kind.value,
-                error_message=f"storing the result failed: {exc}"[:1000],
+                error_message=clip(f"storing the result failed: {exc}", ERROR_MESSAGE_CHARS),
                 submit_inflight_at=None,
                 usage=result.usage,
             )
@@ -304,7 +290,7 @@ def _requeue_submit(
         lease_until=None,
         submit_inflight_at=None,
         last_error_kind=kind,
-        last_error_message=exc.message[:500],
+        last_error_message=clip(exc.message),
         last_error_http_status=exc.http_status,
         **{counter: spent},
         **timer.values,

@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from imagegen.constants import DEFAULT_QUALITY, DEFAULT_RESOLUTION
+
 #: The one priced provider.
 PRICED_PROVIDER = "apidot"
-DEFAULT_QUALITY = "medium"
-DEFAULT_RESOLUTION = "1K"
 
 CREDITS: Mapping[str, Mapping[str, int]] = {
     "low": {"1K": 1, "2K": 2, "4K": 4},

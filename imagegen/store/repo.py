@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from imagegen.constants import clip
 from imagegen.store.models import ATTEMPTS, Attempt, Job, ProviderState, utcnow
 
 
@@ -88,7 +89,7 @@ def record_attempt(
             duration_ms=duration_ms,
             http_status=http_status,
             error_kind=error_kind,
-            message=(message or None) and message[:500],
+            message=(message or None) and clip(message),
             upstream_task_id=upstream_task_id,
             created_at=utcnow(),
         )
@@ -116,7 +117,7 @@ def pause_provider(session: Session, *, provider: str, reason: str, message: str
     result: Any = session.execute(
         sa.update(ProviderState)
         .where(col(ProviderState.provider) == provider, col(ProviderState.paused).is_(False))
-        .values(paused=True, reason=reason, message=(message or "")[:500], paused_at=now, updated_at=now)
+        .values(paused=True, reason=reason, message=clip(message or ""), paused_at=now, updated_at=now)
     )
     return int(result.rowcount) == 1
 

@@ -19,12 +19,10 @@ from collections.abc import Callable
 
 import redis
 
-from imagegen.constants import DURATIONS_PREFIX
+from imagegen.constants import DEFAULT_QUALITY, DEFAULT_RESOLUTION, DURATIONS_PREFIX
 from imagegen.store.softredis import RedisGuard
 
 #: The same defaults as ``imagegen.timing.polls.expected_duration``.
-DEFAULT_QUALITY = "medium"
-DEFAULT_RESOLUTION = "1K"
 KEY_PREFIX = DURATIONS_PREFIX
 #: A key nobody finished a job for in a month is forgotten (models come and go).
 SAMPLES_TTL_S = 30 * 86_400

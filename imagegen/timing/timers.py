@@ -13,6 +13,9 @@ from typing import Any
 
 from config.settings import Settings
 
+#: A message may arrive a little before its due time (clock skew between hosts): it still counts as due.
+EARLY_SLACK = timedelta(seconds=2)
+
 
 @dataclass(frozen=True)
 class Timer:

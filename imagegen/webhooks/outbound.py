@@ -22,6 +22,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 from standardwebhooks import Webhook
 
+from imagegen.constants import clip
 from imagegen.errors import ImagegenError
 from imagegen.jobview import job_to_dict
 from imagegen.messages import Step, notify_step
@@ -130,7 +131,7 @@ def deliver(rt: Runtime, job_id: str) -> Step | None:
         if not 200 <= status < 300:
             error = f"HTTP {status}"
     except ImagegenError as exc:  # UnsafeURL, FetchFailed: never a traceback out of the task
-        error = f"{type(exc).__name__}: {exc}"[:500]
+        error = clip(f"{type(exc).__name__}: {exc}")
     with rt.session() as s:
         s.add(
             Delivery(

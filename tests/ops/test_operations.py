@@ -12,8 +12,10 @@ from sqlmodel import col
 
 from imagegen.ids import new_job_id
 from imagegen.ops import actions as admin
-from imagegen.ops import bulk as operations
-from imagegen.ops.bulk import Percentiles, parse_duration
+from imagegen.ops import purge as purge_ops
+from imagegen.ops import requeue as requeue_ops
+from imagegen.ops import stats as stats_ops
+from imagegen.ops.stats import Percentiles, parse_duration
 from imagegen.runtime import Runtime
 from imagegen.store import repo
 from imagegen.store.models import Attempt, Delivery, Job
@@ -73,7 +75,7 @@ def get(rt: Runtime, job_id: str) -> Job | None:
 )
 def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text).total_seconds() == seconds
-    assert parse_duration(operations.format_duration(timedelta(seconds=seconds))).total_seconds() == seconds
+    assert parse_duration(stats_ops.format_duration(timedelta(seconds=seconds))).total_seconds() == seconds
 
 
 @pytest.mark.parametrize("text", ["banana", "", "30", "-5m", "5 parsecs", "m", "3mh", "1e9999d"])
@@ -113,7 +115,7 @@ def test_stats_counts_rates_durations_and_credits(rt: Runtime) -> None:
     add_job(rt, "running", created=30, submitted=20)
     add_job(rt, "held", created=3 * 86_400, error_kind="insufficient_credits")
 
-    result = operations.stats(rt, since=timedelta(hours=24), now=NOW)
+    result = stats_ops.stats(rt, since=timedelta(hours=24), now=NOW)
 
     assert result.created_by_status == {"failed": 1, "running": 1, "succeeded": 5}
     assert result.active_by_status == {"held": 1, "running": 1}
@@ -138,11 +140,11 @@ def test_stats_counts_rates_durations_and_credits(rt: Runtime) -> None:
 def test_stats_filters_by_provider_and_window(rt: Runtime) -> None:
     add_job(rt, "succeeded", provider="openai", created=600, submitted=590, finished=500)
     add_job(rt, "succeeded", created=600, submitted=590, finished=500, request={"quality": "high"})
-    openai = operations.stats(rt, since=timedelta(hours=1), provider="openai", now=NOW)
+    openai = stats_ops.stats(rt, since=timedelta(hours=1), provider="openai", now=NOW)
     assert openai.finished_by_status == {"succeeded": 1} and openai.credits == 0
-    short = operations.stats(rt, since=timedelta(minutes=5), now=NOW)
+    short = stats_ops.stats(rt, since=timedelta(minutes=5), now=NOW)
     assert short.finished == 0 and short.total_seconds.count == 0 and short.mean_polls is None
-    everything = operations.stats(rt, since=timedelta(hours=1), now=NOW)
+    everything = stats_ops.stats(rt, since=timedelta(hours=1), now=NOW)
     assert everything.credits == 12
 
 
@@ -161,10 +163,10 @@ def test_retry_many_requeues_only_matching_jobs(rt: Runtime) -> None:
     _set_finished(rt, {a: now - timedelta(minutes=30), b: now - timedelta(minutes=20)})
     _set_finished(rt, {j: now - timedelta(minutes=10) for j in (other_kind, other_provider, expired, done)})
 
-    dry = operations.find_retryable(rt, error_kind="upstream_unavailable", provider="apidot")
+    dry = requeue_ops.find_retryable(rt, error_kind="upstream_unavailable", provider="apidot")
     assert dry == [a, b] and get(rt, a).status == "failed"  # type: ignore[union-attr]
 
-    steps = operations.retry_many(rt, status="failed", error_kind="upstream_unavailable", provider="apidot")
+    steps = requeue_ops.retry_many(rt, status="failed", error_kind="upstream_unavailable", provider="apidot")
     assert [(s.task, s.job_id, s.queue) for s in steps] == [
         ("imagegen.submit", a, "batch"),
         ("imagegen.submit", b, "interactive"),
@@ -183,11 +185,11 @@ def test_retry_many_requeues_only_matching_jobs(rt: Runtime) -> None:
     ):
         assert get(rt, untouched).status == status  # type: ignore[union-attr]
     # A second run finds nothing: the CAS moved each job exactly once.
-    assert operations.retry_many(rt, error_kind="upstream_unavailable", provider="apidot") == []
+    assert requeue_ops.retry_many(rt, error_kind="upstream_unavailable", provider="apidot") == []
     # Other statuses and windows.
-    assert [s.job_id for s in operations.retry_many(rt, status="expired")] == [expired]
-    assert operations.retry_many(rt, status="failed", since=timedelta(minutes=1)) == []
-    assert len(operations.retry_many(rt, status="failed", limit=1)) == 1
+    assert [s.job_id for s in requeue_ops.retry_many(rt, status="expired")] == [expired]
+    assert requeue_ops.retry_many(rt, status="failed", since=timedelta(minutes=1)) == []
+    assert len(requeue_ops.retry_many(rt, status="failed", limit=1)) == 1
 
 
 def _set_finished(rt: Runtime, when: dict[str, datetime]) -> None:
@@ -199,7 +201,7 @@ def _set_finished(rt: Runtime, when: dict[str, datetime]) -> None:
 def test_retry_many_rejects_statuses_that_cannot_be_requeued(rt: Runtime) -> None:
     for status in ("succeeded", "running", "queued", "nonsense"):
         with pytest.raises(ValueError, match="cannot be requeued"):
-            operations.retry_many(rt, status=status)
+            requeue_ops.retry_many(rt, status=status)
 
 
 def test_retry_many_resets_the_same_fields_as_admin_retry(rt: Runtime) -> None:
@@ -224,7 +226,7 @@ def test_retry_many_resets_the_same_fields_as_admin_retry(rt: Runtime) -> None:
     )
     one, two = add_job(rt, "failed", **failed), add_job(rt, "failed", **failed)
     assert admin.retry(rt, one).ok
-    operations.retry_many(rt, status="failed")
+    requeue_ops.retry_many(rt, status="failed")
     clock = {"id", "updated_at", "deadline_at", "next_attempt_at", "dispatch_until"}
     rows = [get(rt, one), get(rt, two)]
     dumped = [{k: v for k, v in r.model_dump().items() if k not in clock} for r in rows if r is not None]
@@ -283,22 +285,22 @@ def test_purge_deletes_old_terminal_jobs_their_rows_and_files(rt: Runtime, tmp_p
     active = add_job(rt, "running", created=40 * day, finished=40 * day)
     held = add_job(rt, "held", created=40 * day, finished=40 * day, error_kind="auth_failed")
 
-    dry = operations.purge(rt, older_than=timedelta(days=30), dry_run=True, now=NOW)
+    dry = purge_ops.purge(rt, older_than=timedelta(days=30), dry_run=True, now=NOW)
     assert (dry.jobs, dry.attempts, dry.deliveries, dry.files, dry.files_kept) == (2, 4, 2, 2, 2)
     assert get(rt, old_ok) is not None and (root / old_ok / "0.png").exists()
 
-    only_failed = operations.purge(rt, older_than=timedelta(days=30), statuses={JobStatus.FAILED}, now=NOW)
+    only_failed = purge_ops.purge(rt, older_than=timedelta(days=30), statuses={JobStatus.FAILED}, now=NOW)
     assert (only_failed.jobs, only_failed.attempts) == (1, 1)
     assert get(rt, old_failed) is None and get(rt, old_ok) is not None
 
-    done = operations.purge(rt, older_than=timedelta(days=30), now=NOW)
+    done = purge_ops.purge(rt, older_than=timedelta(days=30), now=NOW)
     assert (done.jobs, done.attempts, done.deliveries, done.files, done.files_kept) == (1, 3, 2, 2, 2)
     assert get(rt, old_ok) is None and _count(rt, Attempt, old_ok) == 0 and _count(rt, Delivery, old_ok) == 0
     assert not (root / old_ok).exists() and outside.read_bytes() == b"keep me"
     for kept in (recent, active, held):
         assert get(rt, kept) is not None
     assert _count(rt, Attempt, recent) == 2
-    again = operations.purge(rt, older_than=timedelta(days=30), now=NOW)
+    again = purge_ops.purge(rt, older_than=timedelta(days=30), now=NOW)
     assert again.jobs == 0
 
 
@@ -310,15 +312,15 @@ def test_purge_never_deletes_a_job_requeued_after_it_was_selected(rt: Runtime) -
     assert selected == [job_id]
     assert admin.retry(rt, job_id).ok  # an operator requeues it in between
     with rt.session() as s:
-        assert operations.delete_jobs(s, selected, where)[0] == 0
+        assert purge_ops.delete_jobs(s, selected, where)[0] == 0
     assert get(rt, job_id).status == "queued"  # type: ignore[union-attr]
 
 
 def test_purge_refuses_statuses_that_have_not_ended(rt: Runtime) -> None:
     with pytest.raises(ValueError, match="only terminal"):
-        operations.purge(rt, older_than=timedelta(days=1), statuses={JobStatus.RUNNING})
-    assert operations.purgeable_statuses("terminal") == TERMINAL
-    assert operations.purgeable_statuses("failed, canceled") == {JobStatus.FAILED, JobStatus.CANCELED}
+        purge_ops.purge(rt, older_than=timedelta(days=1), statuses={JobStatus.RUNNING})
+    assert purge_ops.purgeable_statuses("terminal") == TERMINAL
+    assert purge_ops.purgeable_statuses("failed, canceled") == {JobStatus.FAILED, JobStatus.CANCELED}
     for bad in ("running", "", "held,failed"):
         with pytest.raises(ValueError):
-            operations.purgeable_statuses(bad)
+            purge_ops.purgeable_statuses(bad)

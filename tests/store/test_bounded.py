@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlmodel import col
 
 from imagegen.ops import actions as admin
-from imagegen.ops import bulk as operations
+from imagegen.ops import requeue as requeue_ops
 from imagegen.producer import create_batch
 from imagegen.request import ImageRequest
 from imagegen.runtime import Runtime
@@ -80,7 +80,7 @@ def test_requeue_resets_the_notification(rt: Runtime) -> None:
     ids = _ended_with_callback(rt, 3, notify_status=notifications.FAILED, notify_attempts=8)
     with rt.session() as s:
         s.execute(sa.update(Job).where(col(Job.id).in_(ids)).values(status=S.EXPIRED.value))
-    steps = operations.retry_many(rt, status="expired")
+    steps = requeue_ops.retry_many(rt, status="expired")
     assert {st.job_id for st in steps} == set(ids)
     with rt.session() as s:
         rows = s.execute(sa.select(col(Job.notify_status), col(Job.notify_attempts)).where(col(Job.id).in_(ids))).all()

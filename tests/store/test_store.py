@@ -14,7 +14,7 @@ from imagegen.errors import IdempotencyConflict, InvalidTransition
 from imagegen.jobs import pauses
 from imagegen.jobs.reconciler import reconcile
 from imagegen.ops import actions as admin
-from imagegen.ops.bulk import retry_many
+from imagegen.ops.requeue import retry_many
 from imagegen.producer import create_batch, create_job
 from imagegen.request import ImageRequest
 from imagegen.runtime import Runtime

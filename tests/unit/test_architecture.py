@@ -28,7 +28,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("tasks",),
     ("worker",),
     ("config.celery",),
-    ("imagegen.api", "imagegen.cli"),
+    ("imagegen.cli",),  # `imagegen api` serves the app
+    ("imagegen.api",),
     ("imagegen.ops",),
     ("imagegen.byname",),
     ("imagegen.producer",),

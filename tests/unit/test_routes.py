@@ -105,7 +105,7 @@ def test_an_accepted_route_is_valid_at_every_hop(data: dict[str, Any]) -> None:
 
 
 def test_the_switch_maps_the_stored_request_and_skips_a_hop_that_cannot_carry_it() -> None:
-    from imagegen.jobs.endings import next_hop
+    from imagegen.jobs.fallback import next_hop
     from imagegen.store.models import Job as _Job
 
     def Job(**kw: Any) -> _Job:  # only the fields the route reads
