@@ -119,22 +119,13 @@ class Runtime:
     @property
     def limiter(self) -> RateLimiter | None:
         """The global rate limiter: the rates of ``IMAGEGEN_PROVIDER_LIMITS``; every other provider key is
-        unlimited until its first 429, then runs at a rate learned from it (see ratelimit.py)."""
+        unlimited until its first 429, then runs at a rate learned from it (see ``providers.limits``)."""
         if self._limiter is None:
             # Reconciler-released waits arrive up to one run late, in a bunch: the batch horizon covers that.
             horizon = max(2.0, self.settings.imagegen_reconcile_interval_s + 1.0)
             rates = {
-                provider: LimitConfig(
-                    rate_per_s=lim.get("rate_per_s"),
-                    burst=int(lim.get("burst", 1)),
-                    min_rate_fraction=lim.get("min_rate_fraction", 0.1),
-                    decrease_factor=lim.get(
-                        "decrease_factor", 0.5 if lim.get("rate_per_s") is not None else UNLIMITED.decrease_factor
-                    ),
-                    recover_step=lim.get("recover_step", 0.02),
-                    batch_horizon_s=lim.get("batch_horizon_s", horizon),
-                )
-                for provider, lim in self.settings.provider_limits.items()
+                provider: LimitConfig.from_mapping(limits, batch_horizon_s=horizon)
+                for provider, limits in self.settings.provider_limits.items()
             }
             self._limiter = RateLimiter(self.redis, rates=rates, default=replace(UNLIMITED, batch_horizon_s=horizon))
         return self._limiter

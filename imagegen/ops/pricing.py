@@ -33,16 +33,3 @@ def tier(quality: Any, resolution: Any) -> tuple[str, str]:
     q = quality if isinstance(quality, str) and quality in CREDITS else DEFAULT_QUALITY
     r = resolution if isinstance(resolution, str) and resolution in CREDITS[q] else DEFAULT_RESOLUTION
     return q, r
-
-
-def credits_for(quality: Any, resolution: Any) -> int:
-    """Credits of one successful APIDot generation at this quality and resolution."""
-    q, r = tier(quality, resolution)
-    return CREDITS[q][r]
-
-
-def job_credits(provider: str, status: str, request: Mapping[str, Any]) -> int:
-    """Credits a job spent: its price if it is an APIDot job that succeeded, else 0."""
-    if provider != PRICED_PROVIDER or status != "succeeded":
-        return 0
-    return credits_for(request.get("quality"), request.get("resolution"))

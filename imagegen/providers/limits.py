@@ -27,6 +27,7 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -215,11 +216,28 @@ class LimitConfig:
         if problems := [message for message, ok in checks.items() if not ok]:
             raise ValueError(f"{'; '.join(problems)}: {self}")
 
+    @classmethod
+    def from_mapping(cls, limits: Mapping[str, Any], *, batch_horizon_s: float) -> LimitConfig:
+        """One key's entry of ``IMAGEGEN_PROVIDER_LIMITS``; what it leaves out takes the defaults above
+        (a key without ``rate_per_s`` learns its rate, so it decreases gently, as ``UNLIMITED`` does)."""
+        base = cls(rate_per_s=None, batch_horizon_s=batch_horizon_s)
+        rate = limits.get("rate_per_s")
+        decrease = base.decrease_factor if rate is not None else LEARNED_DECREASE
+        return cls(
+            rate_per_s=rate,
+            burst=int(limits.get("burst", base.burst)),
+            min_rate_fraction=limits.get("min_rate_fraction", base.min_rate_fraction),
+            decrease_factor=limits.get("decrease_factor", decrease),
+            recover_step=limits.get("recover_step", base.recover_step),
+            batch_horizon_s=limits.get("batch_horizon_s", batch_horizon_s),
+        )
+
 
 #: No configured rate: unlimited until the first 429, then a rate learned from it (see ``_PENALIZE``). A
 #: learned rate is already the upstream's (what it accepted), so later 429s cut it gently: halving it, as
 #: for a configured rate, left a 100-job batch at half the upstream's rate (docs/benchmarks.md).
-UNLIMITED = LimitConfig(rate_per_s=None, decrease_factor=0.8)
+LEARNED_DECREASE = 0.8
+UNLIMITED = LimitConfig(rate_per_s=None, decrease_factor=LEARNED_DECREASE)
 #: Accepted submits are remembered this long (seconds) on keys with no configured rate, to learn from.
 LEARN_WINDOW_S = 1.0
 

@@ -101,11 +101,6 @@ def list_attempts(session: Session, job_id: str) -> Sequence[Attempt]:
     return session.scalars(sa.select(Attempt).where(col(Attempt.job_id) == job_id).order_by(col(Attempt.id))).all()
 
 
-def paused_providers(session: Session) -> set[str]:
-    """Names of provider keys currently paused."""
-    return set(session.scalars(sa.select(col(ProviderState.provider)).where(col(ProviderState.paused).is_(True))))
-
-
 def get_provider_state(session: Session, provider: str) -> ProviderState | None:
     """The pause state of one provider (None for a provider this database does not know)."""
     return session.get(ProviderState, provider, populate_existing=True)

@@ -24,11 +24,6 @@ class Timer:
     values: dict[str, Any]
     countdown: float | None
 
-    @property
-    def publish(self) -> bool:
-        """Whether a message should be sent now (with ``countdown``)."""
-        return self.countdown is not None
-
 
 def schedule(now: datetime, delay_s: float, settings: Settings) -> Timer:
     """Schedule the next attempt ``delay_s`` from ``now``."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from imagegen.ops.pricing import credits_for, job_credits, tier
+from imagegen.ops.pricing import CREDITS, tier
 
 
 @pytest.mark.parametrize(
@@ -22,7 +22,8 @@ from imagegen.ops.pricing import credits_for, job_credits, tier
     ],
 )
 def test_price_table(quality: str, resolution: str, credits: int) -> None:
-    assert credits_for(quality, resolution) == credits
+    q, r = tier(quality, resolution)
+    assert CREDITS[q][r] == credits
 
 
 def test_unknown_values_fall_back_to_medium_and_1k() -> None:
@@ -30,12 +31,3 @@ def test_unknown_values_fall_back_to_medium_and_1k() -> None:
     assert tier("ultra", "8K") == ("medium", "1K")
     assert tier("high", None) == ("high", "1K")
     assert tier(3, ["2K"]) == ("medium", "1K")
-
-
-def test_only_succeeded_apidot_jobs_cost_credits() -> None:
-    request = {"quality": "high", "resolution": "4K", "size": "3840x2160"}  # custom WxH: by resolution
-    assert job_credits("apidot", "succeeded", request) == 48
-    for status in ("failed", "expired", "canceled", "running", "held"):
-        assert job_credits("apidot", status, request) == 0
-    assert job_credits("openai", "succeeded", request) == 0
-    assert job_credits("image2", "succeeded", {}) == 0
