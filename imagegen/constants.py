@@ -39,8 +39,6 @@ SYNC_PROVIDER_QUEUES: Final = {"openai": "openai"}
 SYNC_BATCH_QUEUES: Final = {"openai": "openai-batch"}
 #: Every queue that carries a synchronous provider's submits (they need long time limits).
 SYNC_QUEUES: Final = frozenset({*SYNC_PROVIDER_QUEUES.values(), *SYNC_BATCH_QUEUES.values()})
-#: Every queue that carries submits (their Redis lists are named after them).
-SUBMIT_QUEUES: Final = (*PRIORITIES, *SYNC_PROVIDER_QUEUES.values(), *SYNC_BATCH_QUEUES.values())
 #: Every queue a plain ``celery -A worker worker`` consumes; dedicated workers pick some with ``-Q``.
 QUEUES: Final = ("celery", *PRIORITIES, POLL_QUEUE, "openai", "openai-batch", RECONCILE_QUEUE, NOTIFY_QUEUE)
 

@@ -21,6 +21,7 @@ from sqlmodel import col
 from imagegen.constants import PROVIDERS, QUEUES
 from imagegen.runtime import Runtime
 from imagegen.store.models import Job, ProviderState
+from imagegen.store.softredis import queue_depths
 from imagegen.store.transitions import JobStatus
 
 log = logging.getLogger(__name__)
@@ -89,14 +90,11 @@ class QueueCollector(Collector):
             client = redis.Redis.from_url(
                 self._runtime().settings.redis_url, socket_timeout=1, socket_connect_timeout=1
             )
-            with client.pipeline(transaction=False) as pipe:
-                for queue in QUEUES:
-                    pipe.llen(queue)
-                lengths = pipe.execute()
+            lengths = queue_depths(client, QUEUES)
         except redis.RedisError:
             return []
-        for queue, length in zip(QUEUES, lengths, strict=True):
-            depth.add_metric([queue], int(length))
+        for queue, length in lengths.items():
+            depth.add_metric([queue], length)
         return [depth]
 
 

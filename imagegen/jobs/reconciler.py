@@ -188,11 +188,6 @@ def _recover_submits(rt: Runtime, s: Session, now: datetime, limit: int) -> tupl
     return requeued, unknown
 
 
-def backlog(rt: Runtime, queues: tuple[str, ...]) -> int:
-    """Messages waiting in ``queues`` together (0 when Redis cannot say)."""
-    return sum(recovery.depths(rt, list(queues)).values())
-
-
 def _release_due(rt: Runtime, s: Session, now: datetime, limit: int) -> list[Step]:
     """Publish due work: parked waits always; a message presumed lost (its grace passed) while its own
     queue is short, or whatever the backlog once it is long lost (see recovery.py)."""

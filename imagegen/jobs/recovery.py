@@ -25,6 +25,7 @@ from imagegen.jobs.fallback import next_provider, switch_provider
 from imagegen.messages import Step, submit_step
 from imagegen.runtime import Runtime
 from imagegen.store.models import JOBS, Job, ProviderState
+from imagegen.store.softredis import queue_depths
 from imagegen.store.transitions import JobStatus as S
 
 #: Grace periods after which a message is re-sent even while its queue is deep.
@@ -43,10 +44,7 @@ def submit_routes() -> dict[str, list[tuple[str, str]]]:
 def depths(rt: Runtime, queues: list[str]) -> dict[str, int]:
     """Messages waiting per queue (0 when Redis cannot say: then lost messages are plausible)."""
     try:
-        with rt.redis.pipeline(transaction=False) as pipe:
-            for queue in queues:
-                pipe.llen(queue)
-            return {q: int(n) for q, n in zip(queues, pipe.execute(), strict=True)}
+        return queue_depths(rt.redis, queues)
     except redis.RedisError:
         return dict.fromkeys(queues, 0)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import redis
 
 from imagegen.constants import PROGRESS_KEY
+from imagegen.store.softredis import queue_depths
 
 #: The stamp outlives any sensible --max-idle, then disappears with the worker.
 PROGRESS_TTL_S = 3600
@@ -39,7 +40,7 @@ def check(client: redis.Redis, hostname: str, queues: tuple[str, ...], *, max_id
     """Alive if the worker finished a task within ``max_idle_s``, or if nothing is waiting for it."""
     raw = client.get(PROGRESS_KEY.format(hostname=hostname))
     idle = time.time() - float(raw) if raw is not None else None
-    waiting = sum(int(client.llen(q)) for q in queues)
+    waiting = sum(queue_depths(client, queues).values())
     if idle is not None and idle <= max_idle_s:
         return Liveness(True, idle, waiting, f"last task finished {idle:.0f}s ago")
     if waiting == 0:

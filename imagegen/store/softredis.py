@@ -1,4 +1,5 @@
-"""Redis for soft state (limiter, learned durations): short-timeout clients and a guard that fails open.
+"""Redis for soft state (limiter, learned durations, queue depths): short-timeout clients, a guard that
+fails open, and the one way queue lengths are read.
 
 The job's truth lives in the database; what lives in Redis besides the broker only makes things
 faster or fairer, so a Redis outage must cost one quick failure per call, not a stalled worker.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import redis
@@ -59,3 +60,12 @@ class RedisGuard:
             self.down = False
             log.info("%s: Redis is back", self.what)
         return result
+
+
+def queue_depths(client: redis.Redis, queues: Sequence[str]) -> dict[str, int]:
+    """Messages waiting per Celery queue (kombu's Redis transport keeps each queue as a list named after
+    it), in one round trip. Raises ``redis.RedisError``: each caller knows what "cannot say" means to it."""
+    with client.pipeline(transaction=False) as pipe:
+        for queue in queues:
+            pipe.llen(queue)
+        return {queue: int(n) for queue, n in zip(queues, pipe.execute(), strict=True)}
