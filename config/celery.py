@@ -60,7 +60,7 @@ def publish_options(step: Step, settings: Settings) -> dict[str, Any]:
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings for the broker at ``REDIS_URL``."""
-    interval = settings.imagegen_reconcile_interval_s
+    interval = settings.timers.reconcile_interval_s
     return {
         "broker_url": settings.redis_url,
         # kombu's Redis transport plus a fix that keeps a worker alive when Redis restarts.

@@ -39,13 +39,13 @@ STORE_MARGIN_S = 30.0
 def async_submit_limits(settings: Settings) -> tuple[float, float]:
     """(soft, hard) limits of a submit to an async provider: its connect and submit read timeouts plus
     headroom (the defaults, 5 + 60 s, give the declared 80 / 90 s)."""
-    soft = settings.imagegen_http_connect_timeout_s + settings.imagegen_submit_read_timeout_s + CALL_MARGIN_S
+    soft = settings.http.connect_s + settings.http.submit_read_s + CALL_MARGIN_S
     return soft, soft + HANDBACK_S
 
 
 def sync_submit_limits(settings: Settings) -> tuple[float, float]:
     """(soft, hard) limits of a submit to a synchronous provider: the whole render is one call."""
-    read = settings.imagegen_openai_read_timeout_s
+    read = settings.http.openai_read_s
     return read + 30.0, read + 60.0
 
 
@@ -53,8 +53,8 @@ def submit_lease_s(settings: Settings, *, synchronous: bool) -> float:
     """A submit lease: the configured one, stretched past a synchronous call's hard limit (an async
     submit's is checked at start-up instead: ``order_problems``)."""
     if synchronous:
-        return max(settings.imagegen_submit_lease_s, sync_submit_limits(settings)[1] + LEASE_MARGIN_S)
-    return settings.imagegen_submit_lease_s
+        return max(settings.timers.submit_lease_s, sync_submit_limits(settings)[1] + LEASE_MARGIN_S)
+    return settings.timers.submit_lease_s
 
 
 def finalize_time_limits(settings: Settings) -> tuple[float, float]:
@@ -63,20 +63,20 @@ def finalize_time_limits(settings: Settings) -> tuple[float, float]:
     A fetch checks its budget between network operations, so it can overrun it by one connect and two
     reads (the headers, then the body chunk during which the budget ran out); storing comes after.
     """
-    overrun = settings.imagegen_http_connect_timeout_s + 2 * settings.imagegen_http_read_timeout_s
-    soft = settings.imagegen_download_max_s + overrun + STORE_MARGIN_S
+    overrun = settings.http.connect_s + 2 * settings.http.read_s
+    soft = settings.http.download_max_s + overrun + STORE_MARGIN_S
     return soft, soft + 30.0
 
 
 def finalize_lease_s(settings: Settings) -> float:
     """A finalizing lease outlives the finalize task's hard time limit."""
-    return max(settings.imagegen_submit_lease_s, finalize_time_limits(settings)[1] + LEASE_MARGIN_S)
+    return max(settings.timers.submit_lease_s, finalize_time_limits(settings)[1] + LEASE_MARGIN_S)
 
 
 def order_problems(settings: Settings) -> list[str]:
     """Settings whose order matters and is not derived, as one line each naming the variable."""
-    connect, read = settings.imagegen_http_connect_timeout_s, settings.imagegen_http_read_timeout_s
-    lease = settings.imagegen_submit_lease_s
+    connect, read = settings.http.connect_s, settings.http.read_s
+    lease = settings.timers.submit_lease_s
     poll_soft, poll_hard = TIME_LIMITS[POLL_TASK]
     rules: list[tuple[str, float, str, float]] = [
         # A lease shorter than the task it guards expires under a live call: a second submit pays twice.

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from config.groups import Backoff, Budgets, Http, Polling, Timers
 from config.limits import order_problems
 from imagegen.constants import PROVIDERS
 
@@ -217,6 +218,62 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError(problems[0])
         return self
+
+    # --- value groups (built on each read: cheap, and never stale after ``model_copy(update=...)``) ----
+    @property
+    def backoff(self) -> Backoff:
+        """``IMAGEGEN_BACKOFF_BASE_S`` and ``_CAP_S``."""
+        return Backoff(self.imagegen_backoff_base_s, self.imagegen_backoff_cap_s)
+
+    @property
+    def budgets(self) -> Budgets:
+        """The ``IMAGEGEN_MAX_*`` failure budgets."""
+        return Budgets(
+            rate_limited_submits=self.imagegen_max_submits_rate_limited,
+            unavailable_submits=self.imagegen_max_submits_unavailable,
+            unknown_submits=self.imagegen_max_submits_unknown,
+            poll_errors=self.imagegen_max_poll_errors,
+            download_errors=self.imagegen_max_download_errors,
+            download_attempts=self.imagegen_max_download_attempts,
+            notify_attempts=self.imagegen_notify_max_attempts,
+        )
+
+    @property
+    def timers(self) -> Timers:
+        """Countdowns, grace, leases and the reconciler's pace."""
+        return Timers(
+            eta_max_s=self.imagegen_eta_max_s,
+            dispatch_grace_s=self.imagegen_dispatch_grace_s,
+            reconcile_interval_s=self.imagegen_reconcile_interval_s,
+            release_batch=self.imagegen_release_batch,
+            submit_lease_s=self.imagegen_submit_lease_s,
+            pause_probe_s=self.imagegen_pause_probe_s,
+            default_deadline_s=self.imagegen_default_deadline_s,
+        )
+
+    @property
+    def polling(self) -> Polling:
+        """The poll schedule's bounds and the webhook stretch."""
+        return Polling(
+            min_s=self.imagegen_poll_min_s,
+            cap_s=self.imagegen_poll_cap_s,
+            webhook_factor=self.imagegen_webhook_poll_factor,
+            webhook_cap_s=self.imagegen_webhook_poll_cap_s,
+            learn_durations=self.imagegen_learn_durations,
+        )
+
+    @property
+    def http(self) -> Http:
+        """HTTP timeouts and download limits."""
+        return Http(
+            connect_s=self.imagegen_http_connect_timeout_s,
+            read_s=self.imagegen_http_read_timeout_s,
+            submit_read_s=self.imagegen_submit_read_timeout_s,
+            openai_read_s=self.imagegen_openai_read_timeout_s,
+            download_max_s=self.imagegen_download_max_s,
+            max_result_bytes=self.imagegen_max_result_bytes,
+            allow_private_urls=self.imagegen_allow_private_urls,
+        )
 
     # --- derived values ---------------------------------------------------------------------------
     @property

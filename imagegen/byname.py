@@ -111,7 +111,7 @@ def read_enqueue(rt: Runtime, args: Any, kwargs: Any) -> Intake:
         return Intake(job_id, None, errors)
     raw = values["request"]
     try:
-        request = ImageRequest.from_dict(raw, allow_private_urls=rt.settings.imagegen_allow_private_urls)
+        request = ImageRequest.from_dict(raw, allow_private_urls=rt.settings.http.allow_private_urls)
     except RequestInvalid as exc:
         return Intake(job_id, None, errors + _every_problem(rt, raw, exc.errors), raw)
     except Exception as exc:  # a validation bug must reject this message, not retry or crash on it
@@ -131,7 +131,7 @@ def _every_problem(rt: Runtime, raw: Any, first: list[FieldError]) -> list[Field
         return first
     rest = {k: v for k, v in raw.items() if k not in named}
     try:
-        ImageRequest.from_dict(rest, allow_private_urls=rt.settings.imagegen_allow_private_urls)
+        ImageRequest.from_dict(rest, allow_private_urls=rt.settings.http.allow_private_urls)
     except RequestInvalid as exc:
         return first + [e for e in exc.errors if e.field.split(".", 1)[0] not in named]
     except Exception:  # the first problems are enough to reject
@@ -184,7 +184,7 @@ def reject_enqueue(rt: Runtime, job_id: str | None, errors: Sequence[FieldError]
         created_at=now,
         updated_at=now,
         finished_at=now,
-        deadline_at=now + timedelta(seconds=rt.settings.imagegen_default_deadline_s),
+        deadline_at=now + timedelta(seconds=rt.settings.timers.default_deadline_s),
     )
     try:
         with rt.session() as s:

@@ -49,7 +49,7 @@ def build_job(
     batch_id: str | None = None,
 ) -> Job:
     """A ``queued`` row for ``request``, due now, with its message assumed in flight for the grace time."""
-    deadline_s = request.deadline_s or rt.settings.imagegen_default_deadline_s
+    deadline_s = request.deadline_s or rt.settings.timers.default_deadline_s
     return Job(
         id=job_id or new_job_id(),
         batch_id=batch_id,
@@ -62,7 +62,7 @@ def build_job(
         callback_url=request.callback_url,
         status=JobStatus.QUEUED.value,
         next_attempt_at=now,
-        dispatch_until=now + timedelta(seconds=rt.settings.imagegen_dispatch_grace_s),
+        dispatch_until=now + timedelta(seconds=rt.settings.timers.dispatch_grace_s),
         created_at=now,
         updated_at=now,
         deadline_at=now + timedelta(seconds=deadline_s),

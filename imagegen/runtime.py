@@ -62,9 +62,7 @@ class Runtime:
         if check_schema:
             ensure_schema(engine)
         http = httpx.Client(
-            timeout=httpx.Timeout(
-                settings.imagegen_http_read_timeout_s, connect=settings.imagegen_http_connect_timeout_s
-            ),
+            timeout=httpx.Timeout(settings.http.read_s, connect=settings.http.connect_s),
             follow_redirects=False,
             headers={"User-Agent": "imagegen-queue/0.1"},
         )
@@ -94,12 +92,12 @@ class Runtime:
     def fetch_policy(self) -> FetchPolicy:
         """How result files are downloaded (URL checks, size cap, image types only, the download budget)."""
         settings = self.settings
-        timeout = httpx.Timeout(settings.imagegen_http_read_timeout_s, connect=settings.imagegen_http_connect_timeout_s)
+        timeout = httpx.Timeout(settings.http.read_s, connect=settings.http.connect_s)
         return FetchPolicy(
-            allow_private=settings.imagegen_allow_private_urls,
-            max_bytes=settings.imagegen_max_result_bytes,
+            allow_private=settings.http.allow_private_urls,
+            max_bytes=settings.http.max_result_bytes,
             timeout=timeout,
-            max_seconds=settings.imagegen_download_max_s,
+            max_seconds=settings.http.download_max_s,
         )
 
     @property
@@ -122,7 +120,7 @@ class Runtime:
         unlimited until its first 429, then runs at a rate learned from it (see ``providers.limits``)."""
         if self._limiter is None:
             # Reconciler-released waits arrive up to one run late, in a bunch: the batch horizon covers that.
-            horizon = max(2.0, self.settings.imagegen_reconcile_interval_s + 1.0)
+            horizon = max(2.0, self.settings.timers.reconcile_interval_s + 1.0)
             rates = {
                 provider: LimitConfig.from_mapping(limits, batch_horizon_s=horizon)
                 for provider, limits in self.settings.provider_limits.items()
@@ -133,7 +131,7 @@ class Runtime:
     @property
     def learner(self) -> DurationLearner | None:
         """The running-median learner of durations (``IMAGEGEN_LEARN_DURATIONS``)."""
-        if not self.settings.imagegen_learn_durations:
+        if not self.settings.polling.learn_durations:
             return None
         if self._learner is None:
             self._learner = DurationLearner(self.redis)

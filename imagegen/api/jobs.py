@@ -63,7 +63,7 @@ def _not_found(what: str) -> HTTPException:
 def post_job(body: Body, rt: RuntimeDep, publisher: PublisherDep, settings: SettingsDep) -> JSONResponse:
     """Validate, write the ``queued`` row, then publish its submit. A repeated idempotency key → 200 + that job."""
     try:
-        request = ImageRequest.from_dict(body, allow_private_urls=settings.imagegen_allow_private_urls)
+        request = ImageRequest.from_dict(body, allow_private_urls=settings.http.allow_private_urls)
     except RequestInvalid as exc:
         raise invalid(field_problems(("body",), exc.errors)) from None
     try:
@@ -118,7 +118,7 @@ def _batch_requests(body: Any, allow_private_urls: bool) -> list[ImageRequest]:
 )
 def post_batch(body: Body, rt: RuntimeDep, publisher: PublisherDep, settings: SettingsDep) -> JSONResponse:
     """All-or-nothing: one invalid item → 422 listing every bad item, nothing written or published."""
-    requests = _batch_requests(body, settings.imagegen_allow_private_urls)
+    requests = _batch_requests(body, settings.http.allow_private_urls)
     try:
         batch_id, jobs = create_batch(rt, requests)
     except IdempotencyConflict as exc:

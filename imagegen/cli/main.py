@@ -118,7 +118,7 @@ def submit(
         data["image_files"] = [key for key, _, _ in uploads]
     settings = get_settings()
     try:
-        request = ImageRequest.from_dict(data, allow_private_urls=settings.imagegen_allow_private_urls)
+        request = ImageRequest.from_dict(data, allow_private_urls=settings.http.allow_private_urls)
     except RequestInvalid as exc:
         fail(str(exc))
     rt = _runtime()

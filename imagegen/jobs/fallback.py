@@ -94,7 +94,7 @@ def switch_provider(
             last_error_kind=kind,
             last_error_message=clip(f"{job.provider}: {message}"),
             next_attempt_at=now,
-            dispatch_until=now + timedelta(seconds=rt.settings.imagegen_dispatch_grace_s),
+            dispatch_until=now + timedelta(seconds=rt.settings.timers.dispatch_grace_s),
             **{k: v for k, v in extra.items() if k not in ("rate_limited_submits", "unavailable_submits")},
         )
         if source != S.QUEUED
@@ -111,7 +111,7 @@ def switch_provider(
             last_error_kind=kind,
             last_error_message=clip(f"{job.provider}: {message}"),
             next_attempt_at=now,
-            dispatch_until=now + timedelta(seconds=rt.settings.imagegen_dispatch_grace_s),
+            dispatch_until=now + timedelta(seconds=rt.settings.timers.dispatch_grace_s),
         )
     )
     if not moved:

@@ -43,7 +43,7 @@ from imagegen.store import repo
 from imagegen.store.models import ATTEMPTS, JOBS, Job
 from imagegen.store.transitions import JobStatus as S
 from imagegen.store.transitions import transition, update_in
-from imagegen.timing.backoff import compute_backoff
+from imagegen.timing.backoff import retry_delay
 from imagegen.timing.timers import EARLY_SLACK, schedule
 
 #: The attempt-log kind of a failed result download.
@@ -72,7 +72,7 @@ def claim(
         target=S.FINALIZING,
         where=where,
         lease_token=None,
-        lease_until=rt.now() + timedelta(seconds=rt.settings.imagegen_dispatch_grace_s),
+        lease_until=rt.now() + timedelta(seconds=rt.settings.timers.dispatch_grace_s),
         dispatch_until=None,
         **fresh,
         **values,
@@ -109,7 +109,7 @@ def finalize(rt: Runtime, job_id: str) -> tuple[Job | None, Step | None]:
             return None, None  # a duplicate message: another finalizer holds the claim
     started = time.monotonic()
     try:
-        entries = download_pending(rt, job_id, job.result or [], rt.settings.imagegen_download_max_s)
+        entries = download_pending(rt, job_id, job.result or [], rt.settings.http.download_max_s)
     except DownloadFailed as failed:
         return job, _failed(rt, job, token, failed.failure, failed.entries, started)
     with rt.session() as s:
@@ -159,18 +159,17 @@ def _failed(
             message=failure.message,
         )
         definite = _definite_failures(s, job) if failure.definite else 0
-        if failure.refused or definite >= settings.imagegen_max_download_errors:
+        if failure.refused or definite >= settings.budgets.download_errors:
             counted = "" if failure.refused else f" ({definite} definite failures)"
             kind = ErrorKind.UPSTREAM_UNAVAILABLE if failure.refused else ErrorKind.RESULT_UNAVAILABLE
             _end(s, job, mine, kind, failure.message + counted, failure.http_status, entries, errors)
             return None
-        if errors >= settings.imagegen_max_download_attempts:
+        if errors >= settings.budgets.download_attempts:
             message = f"{failure.message} ({errors} failed download attempts)"
             _end(s, job, mine, ErrorKind.RESULT_UNAVAILABLE, message, failure.http_status, entries, errors)
             return None
-        base, cap = settings.imagegen_backoff_base_s, settings.imagegen_backoff_cap_s
         # Full jitter, but never less than the base: three definite failures must span a little time.
-        delay = max(base, compute_backoff(errors, base=base, cap=cap, rng=rt.rng))
+        delay = retry_delay(errors, settings.backoff, rt.rng, floor=True)
         timer = schedule(rt.now(), delay, settings)
         back = transition(
             s,

@@ -74,7 +74,7 @@ def resume(rt: Runtime, provider: str) -> str:
 
 def probe_succeeded(rt: Runtime, job: Job) -> None:
     """Called after an upstream call for ``job`` succeeded: if it was the probe, lift the pause."""
-    if rt.settings.imagegen_pause_probe_s <= 0:
+    if rt.settings.timers.pause_probe_s <= 0:
         return  # no probes are ever sent, so there is nothing to look up on this hot path
     with rt.session() as s:
         state = repo.get_provider_state(s, job.provider)
@@ -85,7 +85,7 @@ def probe_succeeded(rt: Runtime, job: Job) -> None:
 
 def send_probes(rt: Runtime, s: Session, now: datetime) -> list[Step]:
     """Pick one job per paused key whose probe is due and release it (held → queued/running)."""
-    interval = rt.settings.imagegen_pause_probe_s
+    interval = rt.settings.timers.pause_probe_s
     if interval <= 0:
         return []
     due = now - timedelta(seconds=interval)
@@ -133,7 +133,7 @@ def _probe_candidate(s: Session, provider: str) -> Job | None:
 
 
 def _release(rt: Runtime, s: Session, job: Job, now: datetime) -> Step | None:
-    grace = now + timedelta(seconds=rt.settings.imagegen_dispatch_grace_s)
+    grace = now + timedelta(seconds=rt.settings.timers.dispatch_grace_s)
     timer: dict[str, Any] = {"next_attempt_at": now, "dispatch_until": grace}
     if job.status == S.QUEUED:
         return (

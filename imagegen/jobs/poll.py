@@ -30,7 +30,7 @@ from imagegen.store import repo
 from imagegen.store.models import JOBS, Job
 from imagegen.store.transitions import JobStatus as S
 from imagegen.store.transitions import transition, update_in
-from imagegen.timing.backoff import compute_backoff
+from imagegen.timing.backoff import retry_delay
 from imagegen.timing.polls import next_poll_delay, poll_cap, uses_progress, webhook_factor
 from imagegen.timing.timers import EARLY_SLACK, schedule
 
@@ -129,7 +129,7 @@ def _still_running(rt: Runtime, s: Session, job: Job, state: UpstreamState) -> S
         expected_s=expected * webhook_factor(settings, job.provider),
         elapsed_s=elapsed,
         progress=state.progress if uses_progress(settings, job.provider) else None,
-        min_s=settings.imagegen_poll_min_s,
+        min_s=settings.polling.min_s,
         cap_s=poll_cap(settings, job.provider),
         rng=rt.rng,
     )
@@ -151,7 +151,7 @@ def _poll_failed(rt: Runtime, s: Session, job: Job, exc: ProviderError) -> Step 
     if not exc.retryable:
         return fail_or_hold(rt, s, job, S.RUNNING, exc.kind, exc.message, exc.http_status)
     errors = job.poll_errors + 1
-    if errors >= settings.imagegen_max_poll_errors:
+    if errors >= settings.budgets.poll_errors:
         transition(
             s,
             job.id,
@@ -163,13 +163,7 @@ def _poll_failed(rt: Runtime, s: Session, job: Job, exc: ProviderError) -> Step 
             error_http_status=exc.http_status,
         )
         return None
-    delay = (
-        exc.retry_after
-        if exc.retry_after is not None
-        else compute_backoff(
-            errors, base=settings.imagegen_backoff_base_s, cap=settings.imagegen_backoff_cap_s, rng=rt.rng
-        )
-    )
+    delay = exc.retry_after if exc.retry_after is not None else retry_delay(errors, settings.backoff, rt.rng)
     timer = schedule(rt.now(), delay, settings)
     won = update_in(
         s,

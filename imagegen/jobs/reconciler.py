@@ -57,7 +57,7 @@ def reconcile(rt: Runtime) -> ReconcileReport:
     """One pass; the caller publishes ``report.steps`` after this returns (all changes are committed)."""
     report = ReconcileReport()
     now = rt.now()
-    limit = rt.settings.imagegen_release_batch
+    limit = rt.settings.timers.release_batch
     with rt.session() as s:
         report.expired += _expire(s, now, limit)
     with rt.session() as s:
@@ -117,7 +117,7 @@ def _expire(s: Session, now: datetime, limit: int) -> list[str]:
 
 def _fail_dead_downloads(rt: Runtime, s: Session, now: datetime, limit: int) -> list[str]:
     """Finalizers died mid-download of this job's files ``IMAGEGEN_MAX_DOWNLOAD_ATTEMPTS`` times in all."""
-    attempts = rt.settings.imagegen_max_download_attempts
+    attempts = rt.settings.budgets.download_attempts
     return transition_many(
         s,
         source={S.FINALIZING},
@@ -155,7 +155,7 @@ def _recover_submits(rt: Runtime, s: Session, now: datetime, limit: int) -> tupl
     settings = rt.settings
     over = [lapsed]
     if settings.imagegen_submit_policy != "at_most_once":
-        over.append(col(Job.unknown_submits) >= settings.imagegen_max_submits_unknown)
+        over.append(col(Job.unknown_submits) >= settings.budgets.unknown_submits)
     unknown = transition_many(
         s,
         source={S.SUBMITTING},
@@ -166,7 +166,7 @@ def _recover_submits(rt: Runtime, s: Session, now: datetime, limit: int) -> tupl
         error_message=(
             "the worker died during the upstream submit; it may or may not have been accepted "
             f"(policy {settings.imagegen_submit_policy}, IMAGEGEN_MAX_SUBMITS_UNKNOWN "
-            f"{settings.imagegen_max_submits_unknown})"
+            f"{settings.budgets.unknown_submits})"
         ),
         unknown_submits=spent,
         **clear,
@@ -191,7 +191,7 @@ def _recover_submits(rt: Runtime, s: Session, now: datetime, limit: int) -> tupl
 def _release_due(rt: Runtime, s: Session, now: datetime, limit: int) -> list[Step]:
     """Publish due work: parked waits always; a message presumed lost (its grace passed) while its own
     queue is short, or whatever the backlog once it is long lost (see recovery.py)."""
-    grace = now + timedelta(seconds=rt.settings.imagegen_dispatch_grace_s)
+    grace = now + timedelta(seconds=rt.settings.timers.dispatch_grace_s)
     parked = col(Job.dispatch_until).is_(None)
     due = col(Job.next_attempt_at) <= now
     paused = sa.select(col(ProviderState.provider)).where(col(ProviderState.paused).is_(True))

@@ -50,7 +50,7 @@ def depths(rt: Runtime, queues: list[str]) -> dict[str, int]:
 
 
 def _long_lost(rt: Runtime, now: datetime) -> ColumnElement[bool]:
-    grace = timedelta(seconds=rt.settings.imagegen_dispatch_grace_s)
+    grace = timedelta(seconds=rt.settings.timers.dispatch_grace_s)
     # dispatch_until is the send time plus one grace: past it by (LOST_GRACES - 1) more, it is long lost.
     return col(Job.dispatch_until) < now - grace * (LOST_GRACES - 1)
 
@@ -59,7 +59,7 @@ def lost_submits(rt: Runtime, now: datetime) -> ColumnElement[bool]:
     """Queued jobs whose submit message is presumed lost and should be re-sent now."""
     routes = submit_routes()
     depth = depths(rt, sorted(routes))
-    short = rt.settings.imagegen_release_batch
+    short = rt.settings.timers.release_batch
     pairs = [pair for queue, members in routes.items() if depth[queue] < short for pair in members]
     lost = col(Job.dispatch_until) < now
     on_short = sa.or_(*(sa.and_(col(Job.provider) == p, col(Job.priority) == pr) for p, pr in pairs))
@@ -68,7 +68,7 @@ def lost_submits(rt: Runtime, now: datetime) -> ColumnElement[bool]:
 
 def lost_polls(rt: Runtime, now: datetime) -> ColumnElement[bool]:
     """Running jobs whose poll message is presumed lost and should be re-sent now."""
-    if depths(rt, [POLL_QUEUE])[POLL_QUEUE] < rt.settings.imagegen_release_batch:
+    if depths(rt, [POLL_QUEUE])[POLL_QUEUE] < rt.settings.timers.release_batch:
         return col(Job.dispatch_until) < now
     return _long_lost(rt, now)
 

@@ -82,7 +82,7 @@ def release(rt: Runtime, s: Session, provider: str, now: datetime) -> list[Step]
     idle = sa.or_(JOBS.c.dispatch_until.is_(None), JOBS.c.dispatch_until < now)
     if cap is None:
         # No cap (any more: parked under a cap the processes were restarted without): release them all.
-        free = rt.settings.imagegen_release_batch
+        free = rt.settings.timers.release_batch
     else:
         # A job released earlier whose message is still on its way holds its slot: else each batch job that
         # yields to it would release the next batch job into that slot (a busy loop until it lands).
@@ -101,7 +101,7 @@ def release(rt: Runtime, s: Session, provider: str, now: datetime) -> list[Step]
         .order_by(sa.case((JOBS.c.priority == "interactive", 0), else_=1), JOBS.c.created_at)
         .limit(free)
     )
-    grace = now + timedelta(seconds=rt.settings.imagegen_dispatch_grace_s)
+    grace = now + timedelta(seconds=rt.settings.timers.dispatch_grace_s)
     stmt = (
         sa.update(JOBS)
         .where(JOBS.c.id.in_(candidates.scalar_subquery()), *_waiting(provider), idle)

@@ -32,7 +32,7 @@ from imagegen.store import repo
 from imagegen.store.models import JOBS, Job
 from imagegen.store.transitions import JobStatus as S
 from imagegen.store.transitions import transition, update_in
-from imagegen.timing.backoff import compute_backoff
+from imagegen.timing.backoff import retry_delay
 from imagegen.timing.polls import first_poll_delay, webhook_factor
 from imagegen.timing.timers import EARLY_SLACK, schedule
 from imagegen.webhooks.inbound import callback_url
@@ -234,7 +234,7 @@ def _outcome_unknown(rt: Runtime, s: Session, job: Job, token: str, exc: Provide
     too. Only errors where nothing was sent spend the ``upstream_unavailable`` budget."""
     settings = rt.settings
     spent = job.unknown_submits + 1
-    if settings.imagegen_submit_policy == "at_most_once" or spent > settings.imagegen_max_submits_unknown:
+    if settings.imagegen_submit_policy == "at_most_once" or spent > settings.budgets.unknown_submits:
         message = (
             f"{exc.message}: the upstream may have accepted the request (after {spent} submit "
             f"{'call' if spent == 1 else 'calls'} with an unknown outcome; policy {settings.imagegen_submit_policy})"
@@ -253,9 +253,9 @@ def _outcome_unknown(rt: Runtime, s: Session, job: Job, token: str, exc: Provide
 def _retry_submit(rt: Runtime, s: Session, job: Job, token: str, exc: ProviderError) -> Step | None:
     settings = rt.settings
     if exc.kind == ErrorKind.RATE_LIMITED:
-        counter, budget = "rate_limited_submits", settings.imagegen_max_submits_rate_limited
+        counter, budget = "rate_limited_submits", settings.budgets.rate_limited_submits
     else:
-        counter, budget = "unavailable_submits", settings.imagegen_max_submits_unavailable
+        counter, budget = "unavailable_submits", settings.budgets.unavailable_submits
     spent = getattr(job, counter) + 1
     if spent >= budget:
         message = f"{exc.message} (after {spent} submit calls)"
@@ -272,9 +272,7 @@ def _requeue_submit(
     settings = rt.settings
     delay = exc.retry_after
     if delay is None:
-        delay = compute_backoff(
-            spent, base=settings.imagegen_backoff_base_s, cap=settings.imagegen_backoff_cap_s, rng=rt.rng
-        )
+        delay = retry_delay(spent, settings.backoff, rt.rng)
     if exc.kind == ErrorKind.RATE_LIMITED and rt.limiter is not None:
         # Every worker backs off together until the shared not-before; the adaptive rate drops.
         delay = max(delay, rt.limiter.penalize(job.provider, exc.retry_after))

@@ -51,14 +51,14 @@ def retry(rt: Runtime, job_id: str) -> ActionResult:
         job = repo.get_job(s, job_id)
         if job is None:
             raise JobNotFound(job_id)
-        deadline_s = job.request.get("deadline_s") or rt.settings.imagegen_default_deadline_s
+        deadline_s = job.request.get("deadline_s") or rt.settings.timers.default_deadline_s
         # The old upstream task id stays in the attempt log; the row forgets it for the new submit.
         won = transition(
             s,
             job_id,
             source=RETRYABLE_FROM,
             target=S.QUEUED,
-            **requeue_values(now, float(deadline_s), rt.settings.imagegen_dispatch_grace_s),
+            **requeue_values(now, float(deadline_s), rt.settings.timers.dispatch_grace_s),
         )
     if won:
         return ActionResult(True, steps=(submit_step(job_id, job.priority, job.provider),))

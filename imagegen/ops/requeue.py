@@ -95,10 +95,10 @@ def retry_many(
         # One CAS per (deadline, chunk): each job keeps its own requested deadline, as admin.retry does.
         groups: dict[float, list[str]] = defaultdict(list)
         for job_id, _, _, deadline_s in rows:
-            groups[float(deadline_s or settings.imagegen_default_deadline_s)].append(job_id)
+            groups[float(deadline_s or settings.timers.default_deadline_s)].append(job_id)
         moved: list[str] = []
         for deadline_s, ids in groups.items():
-            values = requeue_values(now, deadline_s, settings.imagegen_dispatch_grace_s)
+            values = requeue_values(now, deadline_s, settings.timers.dispatch_grace_s)
             for chunk in chunks(ids):
                 moved += transition_many(
                     s, source={wanted}, target=JobStatus.QUEUED, where=[col(Job.id).in_(chunk), *where], **values

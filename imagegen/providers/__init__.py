@@ -31,9 +31,7 @@ def build_providers(
 ) -> dict[str, Provider]:
     """One client per provider, sharing the process's httpx client (``read_upload``: our storage)."""
     # A submit waits longer than a status call before giving up: past its read timeout the outcome is unknown.
-    submit_timeout = httpx.Timeout(
-        settings.imagegen_submit_read_timeout_s, connect=settings.imagegen_http_connect_timeout_s
-    )
+    submit_timeout = httpx.Timeout(settings.http.submit_read_s, connect=settings.http.connect_s)
     return {
         "apidot": APIDotProvider(
             client,
@@ -45,8 +43,8 @@ def build_providers(
             client,
             base_url=settings.openai_base_url,
             api_key=settings.openai_api_key.get_secret_value(),
-            fetch_policy=FetchPolicy(allow_private=settings.imagegen_allow_private_urls),
-            read_timeout_s=settings.imagegen_openai_read_timeout_s,
+            fetch_policy=FetchPolicy(allow_private=settings.http.allow_private_urls),
+            read_timeout_s=settings.http.openai_read_s,
             read_upload=read_upload,
         ),
         "image2": Image2Provider(

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+from config.groups import Backoff
+
 #: Never trust an upstream asking us to wait longer than a day; the job deadline ends it earlier anyway.
 MAX_RETRY_AFTER_S = 86_400.0
 
@@ -26,6 +28,13 @@ def compute_backoff(
     if not jitter:
         return ceiling
     return (rng or random).uniform(0.0, ceiling)
+
+
+def retry_delay(attempt: int, policy: Backoff, rng: random.Random | None = None, *, floor: bool = False) -> float:
+    """``compute_backoff`` with the configured base and cap (``settings.backoff``); ``floor``: never
+    less than the base (so a few quick failures still span a little time)."""
+    delay = compute_backoff(attempt, base=policy.base_s, cap=policy.cap_s, rng=rng)
+    return max(policy.base_s, delay) if floor else delay
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:

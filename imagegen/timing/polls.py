@@ -84,12 +84,12 @@ def calls_back(settings: Settings, provider: str) -> bool:
 
 def webhook_factor(settings: Settings, provider: str) -> float:
     """How much longer polls wait when the provider calls back (the poll is then only a safety net)."""
-    return settings.imagegen_webhook_poll_factor if calls_back(settings, provider) else 1.0
+    return settings.polling.webhook_factor if calls_back(settings, provider) else 1.0
 
 
 def poll_cap(settings: Settings, provider: str) -> float:
     """The longest wait between polls: much longer when the provider calls back (polls are a safety net)."""
-    return settings.imagegen_webhook_poll_cap_s if calls_back(settings, provider) else settings.imagegen_poll_cap_s
+    return settings.polling.webhook_cap_s if calls_back(settings, provider) else settings.polling.cap_s
 
 
 def uses_progress(settings: Settings, provider: str) -> bool:

@@ -29,8 +29,8 @@ def schedule(now: datetime, delay_s: float, settings: Settings) -> Timer:
     """Schedule the next attempt ``delay_s`` from ``now``."""
     delay_s = max(0.0, delay_s)
     due = now + timedelta(seconds=delay_s)
-    if delay_s <= settings.imagegen_eta_max_s:
-        grace = timedelta(seconds=settings.imagegen_dispatch_grace_s)
+    if delay_s <= settings.timers.eta_max_s:
+        grace = timedelta(seconds=settings.timers.dispatch_grace_s)
         return Timer({"next_attempt_at": due, "dispatch_until": due + grace}, delay_s)
     return Timer({"next_attempt_at": due, "dispatch_until": None}, None)
 

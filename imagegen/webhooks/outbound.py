@@ -62,7 +62,7 @@ def headers_for(secret: str, msg_id: str, body: bytes, now: float | None = None)
 
 def claim(rt: Runtime, job_id: str) -> Step | None:
     """If the job ended and wants a notification that nobody claimed yet, claim it (CAS) and say so."""
-    due = rt.now() + timedelta(seconds=rt.settings.imagegen_dispatch_grace_s)
+    due = rt.now() + timedelta(seconds=rt.settings.timers.dispatch_grace_s)
     with rt.session() as s:
         won = s.execute(
             sa.update(Job)
@@ -81,7 +81,7 @@ def claim_due(rt: Runtime, now: datetime, limit: int) -> list[Step]:
     """Reconciler: claim up to ``limit`` ended jobs owed a notification and lost pending ones (a quarter
     of ``limit`` is kept for the lost, so a stream of new endings cannot starve them). Each claim is one
     bounded ``UPDATE … WHERE id IN (SELECT … LIMIT n)``: a run costs the same whatever the backlog."""
-    grace = now + timedelta(seconds=rt.settings.imagegen_dispatch_grace_s)
+    grace = now + timedelta(seconds=rt.settings.timers.dispatch_grace_s)
     new = [col(Job.callback_url).is_not(None), col(Job.notify_status).is_(None), _ended()]
     lost = [*_owed(), col(Job.notify_next_at) < now]
     with rt.session() as s:
@@ -121,7 +121,7 @@ def deliver(rt: Runtime, job_id: str) -> Step | None:
     headers = headers_for(settings.imagegen_webhook_secret.get_secret_value(), message_id(job), body)
     # The outcome this delivery is about: a retry that ended the job again meanwhile is not touched.
     same = [col(Job.id) == job_id, *_owed(), col(Job.finished_at) == job.finished_at]
-    policy = FetchPolicy(allow_private=settings.imagegen_allow_private_urls, max_bytes=64 * 1024, content_types=())
+    policy = FetchPolicy(allow_private=settings.http.allow_private_urls, max_bytes=64 * 1024, content_types=())
     attempt = job.notify_attempts + 1
     started = time.monotonic()
     status: int | None = None
@@ -149,15 +149,15 @@ def deliver(rt: Runtime, job_id: str) -> Step | None:
                 .values(notify_status=DELIVERED, notify_attempts=attempt, notify_next_at=None)
             )
             return None
-        if attempt >= settings.imagegen_notify_max_attempts:
+        if attempt >= settings.budgets.notify_attempts:
             s.execute(
                 sa.update(Job).where(*same).values(notify_status=FAILED, notify_attempts=attempt, notify_next_at=None)
             )
             return None
         delay = compute_backoff(
             attempt,
-            base=settings.imagegen_backoff_base_s * 2,
-            cap=settings.imagegen_eta_max_s,
+            base=settings.backoff.base_s * 2,
+            cap=settings.timers.eta_max_s,
             rng=rt.rng,
             jitter=False,
         )
