@@ -1,4 +1,5 @@
-"""imagegen-queue core: requests, lifecycle, providers, scheduling. Never imports Celery.
+"""imagegen-queue's Celery-free core, and its public names (``__all__``). docs/architecture.md maps the
+packages; the core never imports Celery.
 
 Producer API::
 
