@@ -1,7 +1,7 @@
 """Polling efficiency: status calls per job and detection lag, informed schedule vs the usual baselines.
 
 The schedules are pure functions, so this replays each policy against the same sampled job durations
-(lognormal, sigma 0.3, around the tier means of SPEC §3: low 70 s, medium 120 s, high 276 s), with the
+(lognormal, sigma 0.3, around the default expected durations: low 70 s, medium 120 s, high 276 s), with the
 real ``imagegen.timing.polls`` code for our policy and the simulator's linear ``progress`` model. Time is
 scaled down by --scale for the printed seconds only; ratios do not depend on it.
 

@@ -3,7 +3,7 @@ memory (PSS) of the worker processes and Redis' memory as the in-flight count gr
 
 Waits longer than ``IMAGEGEN_ETA_MAX_S`` are due times in the database, released by the reconciler, so
 worker memory should stay flat however many jobs are in flight (Celery would otherwise hold one ETA
-message per job in worker memory; see celery_anchors.md §1.3). Baseline in the same run: the memory of the
+message per job in worker memory; see celery#9849). Baseline in the same run: the memory of the
 same worker idle before the load.
 
     python -m bench.scale [--jobs 10000]

@@ -1,6 +1,6 @@
 """Throughput: N jobs through the whole pipeline (simulator answers at once), against two baselines on the
 same Redis, DB and worker settings, in the same run:
-- bare Celery moving the same number of messages (2 per job) with one DB write each (issue 6's target);
+- bare Celery moving the same number of messages (2 per job) with one DB write each (the target to match);
 - the naive hand-written loop: the same messages and writes plus our three upstream calls per job (submit,
   status, download), with none of our safety (what "the cost of correctness" is measured against).
 Worker CPU per job is reported too: unlike jobs/s it does not depend on what else the two cores run.

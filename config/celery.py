@@ -1,4 +1,4 @@
-"""The Celery configuration, built from ``Settings`` (see ../shared/reference/celery_anchors.md).
+"""The Celery configuration, built from ``Settings`` (README, 'Celery settings and why').
 
 Choices, and why:
 - ``task_acks_late`` + ``worker_prefetch_multiplier=1``: a message leaves Redis only after its task ran,

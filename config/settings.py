@@ -1,4 +1,4 @@
-"""Typed settings read from the environment (SPEC §5). Nothing else in the project reads ``os.environ``."""
+"""Typed settings read from the environment (README, 'Configuration'); nothing else reads ``os.environ``."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from config.groups import Backoff, Budgets, Http, Polling, Timers
 from config.limits import order_problems
 from imagegen.constants import PROVIDERS
 
-#: Tier means from the provider docs (SPEC §3 Polling), 1K resolution.
+#: Tier means from the provider docs, 1K resolution: where the first poll of a job aims.
 DEFAULT_EXPECTED_DURATIONS: dict[str, float] = {
     "*/*/low/*": 70.0,
     "*/*/medium/*": 120.0,
@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     #: OpenAI answers only when the image is done (≈ 70–280 s): its calls get their own read timeout.
     imagegen_openai_read_timeout_s: float = Field(default=600.0, gt=0)
 
-    # --- budgets and backoff (SPEC §3) ----------------------------------------------------------
+    # --- budgets and backoff --------------------------------------------------------------------
     imagegen_max_submits_rate_limited: int = Field(default=10, ge=1)
     imagegen_max_submits_unavailable: int = Field(default=6, ge=1)
     #: Times a submit whose outcome is unknown (it may have created a task) is POSTed again under
@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     #: ...up to this cap (the webhook may never come).
     imagegen_webhook_poll_cap_s: float = Field(default=300.0, gt=0)
     imagegen_notify_max_attempts: int = Field(default=8, ge=1)
-    #: Tolerance for X-Webhook-Timestamp (SPEC §4: 300 s).
+    #: Tolerance for APIDot's X-Webhook-Timestamp (its webhook docs reject timestamps more than 300 s off).
     imagegen_webhook_tolerance_s: float = Field(default=300.0, gt=0)
 
     # --- scheduling, leases, submit policy ------------------------------------------------------
@@ -128,7 +128,7 @@ class Settings(BaseSettings):
     #: While a provider key is paused, retry one held job this often as a probe (0 = never).
     imagegen_pause_probe_s: float = Field(default=0.0, ge=0)
 
-    # --- global limits per provider key (shared by every worker; issue 6) --------------------------
+    # --- global limits per provider key (shared by every worker) --------------------------------
     #: JSON: {"apidot": {"rate_per_s": 5, "burst": 5, "max_in_flight": 500}}; missing = unlimited.
     imagegen_provider_limits: str | None = None
     #: Learn expected durations from finished jobs (a running median per provider/model/quality/resolution).
@@ -290,7 +290,7 @@ class Settings(BaseSettings):
 
     @property
     def expected_durations(self) -> dict[str, float]:
-        """The expected-duration table (SPEC §3 Polling), parsed."""
+        """The expected-duration table (``provider/model/quality/resolution`` → seconds), parsed."""
         if self.imagegen_expected_duration_s is None:
             return dict(DEFAULT_EXPECTED_DURATIONS)
         return parse_expected_durations(self.imagegen_expected_duration_s)
@@ -320,7 +320,7 @@ class Settings(BaseSettings):
 
 
 def normalize_database_url(url: str) -> str:
-    """Use psycopg 3 for ``postgresql://`` URLs (SPEC §5), whatever spelling was given."""
+    """Use psycopg 3 for ``postgresql://`` URLs, whatever spelling was given."""
     for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]

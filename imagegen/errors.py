@@ -36,7 +36,7 @@ from typing import Any
 
 
 class ErrorKind(StrEnum):
-    """Stable error strings shown to users and used in metrics (SPEC §3)."""
+    """Stable error strings shown to users and used in metrics (README, 'How a job flows')."""
 
     INVALID_REQUEST = "invalid_request"
     CONTENT_REJECTED = "content_rejected"

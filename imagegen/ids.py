@@ -1,4 +1,4 @@
-"""Job ids: UUID4 strings (SPEC §5)."""
+"""Job ids: making and checking UUID4 strings."""
 
 from __future__ import annotations
 

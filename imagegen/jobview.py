@@ -1,4 +1,4 @@
-"""The job JSON of SPEC §5 (CLI ``--json``, HTTP API)."""
+"""The job JSON, one shape for the CLI's ``--json`` and the HTTP API."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from imagegen.store.models import Job
 from imagegen.store.transitions import JobStatus
 
-#: Statuses that show ``error`` (SPEC §5); others show the latest retryable error as ``last_error``.
+#: Statuses that show ``error`` (why it ended or is held); others show the latest retryable error as ``last_error``.
 _ERROR_STATUSES = {JobStatus.HELD, JobStatus.FAILED, JobStatus.EXPIRED, JobStatus.CANCELED}
 
 

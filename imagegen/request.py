@@ -1,4 +1,4 @@
-"""Image requests and their validation (SPEC §3 "Request").
+"""Image requests and their validation, before anything is queued.
 
 ``ImageRequest`` validates itself on construction and raises ``RequestInvalid`` listing every bad field,
 so nothing invalid is ever queued or sent upstream.
@@ -61,7 +61,7 @@ class ImageRequest:
     allow_private_urls: bool = field(default=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # Normalise "absent" spellings before validating, so an empty list counts as absent (SPEC §3).
+        # Normalise "absent" spellings before validating, so an empty list counts as absent.
         if self.image_urls is not None and not isinstance(self.image_urls, str):
             object.__setattr__(self, "image_urls", tuple(self.image_urls))
         if self.fallback is not None and not isinstance(self.fallback, str):
@@ -232,7 +232,7 @@ def _validate_quality_size(req: ImageRequest) -> list[FieldError]:
 
 
 def openai_size_problem(size: str, model: str) -> str | None:
-    """OpenAI's size rules (SPEC §3): named sizes, or for gpt-image-2 a bounded custom WxH."""
+    """OpenAI's size rules: named sizes, or for gpt-image-2 a bounded custom WxH."""
     if size in OPENAI_SIZES:
         return None
     match = _WXH.match(size)

@@ -1,4 +1,4 @@
-"""Facts of the public contract (SPEC §5) that several test modules check."""
+"""Facts of the public contract (CLI, task names, job JSON) that several test modules check."""
 
 #: The keys every job JSON object has, at least (CLI ``--json`` and the HTTP API).
 JOB_KEYS = frozenset(

@@ -35,6 +35,6 @@ app = create_app(_settings_or_exit())
 # Signal handlers (database check, per-process runtime, argument redaction) register on import.
 from worker import liveness, metrics, readiness, signals  # noqa: E402,F401
 
-# httpx logs every request URL at INFO; URLs may be private (SPEC §6), so only warnings get through.
+# httpx logs every request URL at INFO; URLs may be private (signed links, tokens), so only warnings get through.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 logging.getLogger("httpcore").setLevel(logging.WARNING)

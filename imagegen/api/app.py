@@ -1,4 +1,4 @@
-"""The FastAPI application: intake (``/v1``), upstream webhooks, health and metrics (SPEC §5 "HTTP API").
+"""The FastAPI application: intake (``/v1``), upstream webhooks, health and metrics (README, 'Using it').
 
 ``create_app`` is the factory (``uvicorn --factory imagegen.api.app:create_app`` or ``imagegen api``).
 Tests inject a runtime and a recording publisher; production builds both at startup, so a database

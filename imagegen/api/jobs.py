@@ -1,4 +1,4 @@
-"""Intake routes: ``/v1/jobs`` and ``/v1/batches`` (SPEC §5 "HTTP API")."""
+"""Intake routes: ``/v1/jobs`` and ``/v1/batches`` (README, 'Using it')."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def _batch_requests(body: Any, allow_private_urls: bool) -> list[ImageRequest]:
     valid: list[ImageRequest] = []
     for i, item in enumerate(items):
         try:
-            # Batch items default to the batch queue, like `imagegen batch` (SPEC §5).
+            # Batch items default to the batch queue, like `imagegen batch`.
             valid.append(ImageRequest.from_dict(item, allow_private_urls=allow_private_urls, priority="batch"))
         except RequestInvalid as exc:
             problems += field_problems(("body", "requests", i), exc.errors)

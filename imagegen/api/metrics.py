@@ -1,4 +1,4 @@
-"""Prometheus metrics computed from the database at scrape time (SPEC §6).
+"""Prometheus metrics computed from the database at scrape time (``GET /metrics``).
 
 A custom collector rather than gauges updated by code paths: the database is the source of truth and
 many processes change it, so the only correct count is the one read when Prometheus asks.

@@ -1,4 +1,4 @@
-"""Pydantic models that describe the HTTP API in OpenAPI (SPEC §5 "HTTP API").
+"""Pydantic models that describe the HTTP API in OpenAPI (served at ``/docs``).
 
 Responses are rendered by ``jobview.job_to_dict`` and sent as they are; these models document them (and
 schemathesis checks the documentation against what is sent). Job requests are *not* validated by
@@ -36,7 +36,7 @@ JOB_REQUEST_EXAMPLE: dict[str, Any] = {
 
 
 class JobRequest(BaseModel):
-    """One image request (SPEC §3). Optional fields may be null, which counts as absent."""
+    """One image request (the fields of ``ImageRequest``). Optional fields may be null, which counts as absent."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": JOB_REQUEST_EXAMPLE})
 
@@ -79,7 +79,7 @@ class JobError(BaseModel):
 
 
 class JobOut(BaseModel):
-    """The job JSON (SPEC §5 "Command line", shared with ``imagegen status --json``)."""
+    """The job JSON (``jobview.job_to_dict``, shared with ``imagegen status --json``)."""
 
     id: str = Field(description="UUID4")
     batch_id: str | None

@@ -1,1 +1,1 @@
-"""The ``imagegen`` command line (SPEC §5)."""
+"""The ``imagegen`` command line (README, 'Using it')."""

@@ -1,4 +1,4 @@
-"""``imagegen``: submit, watch and operate jobs (SPEC §5 "Command line")."""
+"""``imagegen``: submit, watch and operate jobs (README, 'Using it')."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from imagegen.store import repo
 from imagegen.store.models import Job
 from imagegen.store.transitions import TERMINAL, JobStatus
 
-#: Exit codes (SPEC §5).
+#: Exit codes (README, 'Using it'): success, some job failed/expired/canceled, bad input, --wait gave up.
 OK, SOME_FAILED, BAD_INPUT, GAVE_UP = 0, 1, 2, 3
 _SETTLED = {s.value for s in TERMINAL} | {JobStatus.HELD.value}
 

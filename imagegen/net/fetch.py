@@ -1,4 +1,4 @@
-"""Fetching URLs the worker does not control, safely (SSRF-proof; SPEC §5 ``IMAGEGEN_ALLOW_PRIVATE_URLS``).
+"""Fetching URLs the worker does not control, safely (SSRF-proof; ``IMAGEGEN_ALLOW_PRIVATE_URLS`` relaxes it).
 
 Every URL the worker fetches (upstream result files, reference images, caller callbacks) goes through here:
 

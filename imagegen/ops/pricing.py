@@ -1,4 +1,4 @@
-"""Credits a job costs, by the APIDot price table (SPEC §4): charged on success only.
+"""Credits a job costs, by the APIDot price table: charged on success only.
 
 | quality | 1K | 2K | 4K |
 |---------|----|----|----|

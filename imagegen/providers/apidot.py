@@ -1,4 +1,4 @@
-"""APIDot client (SPEC §4): ``/api/generate/submit`` and ``/api/generate/status/{task_id}``."""
+"""APIDot client: ``/api/generate/submit`` and ``/api/generate/status/{task_id}``."""
 
 from __future__ import annotations
 

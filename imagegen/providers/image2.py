@@ -1,4 +1,4 @@
-"""image2 client (SPEC §4 image2): an OpenAI-shaped API run asynchronously with ``"async": true``.
+"""image2 client: an OpenAI-shaped API run asynchronously with ``"async": true``.
 
 ``POST {base}/images/generations`` answers ``{"task_id", "status": "pending"}``; ``GET
 {base}/images/tasks/{task_id}`` answers ``{"status", "progress", "data": [{"url", "revised_prompt"}],

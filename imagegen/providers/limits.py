@@ -1,4 +1,4 @@
-"""A global limiter per provider key, shared by every worker process on every host (issue 6 items 1–2).
+"""A global limiter per provider key, shared by every worker process on every host.
 
 Celery's ``rate_limit`` counts per worker instance (four workers at ``R`` send ``4R``). Here the state lives
 in Redis and changes only inside Lua scripts, so all processes share one budget: **GCRA** (``rate``/s with
@@ -18,7 +18,7 @@ slot per provider, as multi-key scripts need), and every key has a TTL so idle p
 **Fail open.** If Redis is unreachable, ``acquire`` returns 0.0 (one warning per
 outage, then Redis is skipped for a few seconds so a dead server cannot slow every task). The limiter
 protects the provider from us; halting the pipeline over a Redis hiccup would be worse, and upstream 429s
-(retried with backoff, SPEC §3) still bound us meanwhile.
+(retried with backoff within the job's submit budget) still bound us meanwhile.
 """
 
 from __future__ import annotations

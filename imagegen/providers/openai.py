@@ -1,4 +1,4 @@
-"""OpenAI Images API client (SPEC §4 openai): synchronous ``/images/generations`` and ``/images/edits``.
+"""OpenAI Images API client: synchronous ``/images/generations`` and ``/images/edits``.
 
 One call is the whole generation (minutes at high quality) and answers with the images themselves
 (``data[].b64_json``), so ``submit`` returns decoded bytes and there is no task to poll. Reference images

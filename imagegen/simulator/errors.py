@@ -113,7 +113,7 @@ def render_fault(fault: Fault, *, detail: bool, now: float) -> Rendered:
 
 @dataclass(frozen=True)
 class OpenAIError:
-    """An OpenAI error: ``{"error": {"message", "type", "param", "code"}}`` (providers.md §2.4)."""
+    """An OpenAI error: ``{"error": {"message", "type", "param", "code"}}``, as the real API sends."""
 
     status: int
     message: str

@@ -1,4 +1,4 @@
-"""The fake image2.vip API (providers.md §3, an OpenAI-shaped async relay), mounted under ``/image2/api/v1``.
+"""The fake image2.vip API (an OpenAI-shaped async relay), mounted under ``/image2/api/v1``.
 
 ``POST /images/generations`` with ``"async": true`` creates a task; ``GET /images/tasks/{task_id}``
 reports ``pending`` → ``processing`` (with ``progress``) → ``completed`` (``data[].url`` served by the

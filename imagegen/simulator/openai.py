@@ -1,4 +1,4 @@
-"""The fake OpenAI Images API (providers.md §2), mounted under ``/openai/v1``.
+"""The fake OpenAI Images API, mounted under ``/openai/v1``.
 
 ``POST /images/generations`` (JSON) and ``POST /images/edits`` (multipart, ``image[]`` parts) answer
 synchronously after the task duration with ``data[].b64_json`` and ``usage``, or with an OpenAI-style

@@ -1,4 +1,4 @@
-"""APIDot submit-body validation (providers.md §1.2). Pure: returns a message or None."""
+"""APIDot submit-body validation, by the fields APIDot documents. Pure: returns a message or None."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SQLModel tables: jobs, the upstream attempt log, and per-provider state (SPEC §3 "Stored per job")."""
+"""SQLModel tables: jobs, the upstream attempt log, and per-provider state."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ class Job(SQLModel, table=True):
     #: Every upstream submit call and every status call, failed ones included.
     submit_attempts: int = 0
     polls: int = 0
-    #: Budget counters (SPEC §3): 429 submits, 5xx/transport submits, consecutive failing polls.
+    #: Budget counters: 429 submits, 5xx/transport submits, consecutive failing polls.
     rate_limited_submits: int = 0
     unavailable_submits: int = 0
     poll_errors: int = 0

@@ -22,7 +22,7 @@ from imagegen.store.models import JOBS, Job, utcnow
 
 
 class JobStatus(StrEnum):
-    """Where a job is in its life (SPEC §3 Lifecycle)."""
+    """Where a job is in its life (README, 'How a job flows')."""
 
     QUEUED = "queued"
     SUBMITTING = "submitting"
@@ -40,7 +40,7 @@ TERMINAL: frozenset[JobStatus] = frozenset({S.SUCCEEDED, S.FAILED, S.EXPIRED, S.
 ACTIVE: frozenset[JobStatus] = frozenset(JobStatus) - TERMINAL
 RETRYABLE_FROM: frozenset[JobStatus] = frozenset({S.FAILED, S.EXPIRED, S.CANCELED})
 
-#: Allowed edges. Beyond SPEC §3: ``held → running`` (a job held on a *poll* already has an upstream
+#: Allowed edges. Beyond the plain lifecycle: ``held → running`` (a job held on a *poll* already has an upstream
 #: task; resuming it must poll again, not pay for a second generation) and ``finalizing → running``
 #: (a finalizer died: the reconciler hands the job back to polling).
 TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {

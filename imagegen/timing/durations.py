@@ -1,4 +1,4 @@
-"""Learned durations (SPEC §3 Polling, issue 6 item 5): a running median per provider/model/quality/resolution.
+"""Learned durations: a running median per provider/model/quality/resolution.
 
 The configured table (``IMAGEGEN_EXPECTED_DURATION_S``) is a guess per quality tier; the median of recently
 finished jobs measures what this deployment actually sees, so the first poll lands near the real finish

@@ -1,4 +1,4 @@
-"""The informed poll schedule (SPEC §3 Polling): pure functions, no I/O.
+"""The informed poll schedule: pure functions, no I/O.
 
 The first poll comes near the expected duration for the job's provider/model/quality/resolution; later
 polls back off exponentially (with jitter) to a cap, or, when the upstream reports ``progress``,

@@ -1,4 +1,4 @@
-"""Upstream webhooks (SPEC §4 "Webhook", §5 ``POST /webhooks/{provider}``).
+"""Upstream webhooks: verifying ``POST /webhooks/{provider}`` and turning it into a forced poll.
 
 The callback URL we give a provider carries a per-job token, ``<job id>.<HMAC(key, job id)>``, so the
 token is verified before anything is looked up. When ``APIDOT_WEBHOOK_SECRET`` is set, the provider's

@@ -13,7 +13,7 @@ from imagegen.runtime import Runtime
 from tests.api.conftest import ClientFactory, RecordingPublisher, count_jobs
 from tests.contract import JOB_KEYS as CONTRACT_KEYS
 
-#: The job JSON keys of SPEC §5 plus the extras jobview adds.
+#: The job JSON keys of the public contract plus the extras jobview adds.
 JOB_KEYS = CONTRACT_KEYS | {"priority", "idempotency_key", "progress", "last_error", "next_attempt_at"}
 
 

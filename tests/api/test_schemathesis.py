@@ -64,7 +64,7 @@ def _cleanup() -> Iterator[None]:
 @schema.parametrize()
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_schema(case: schemathesis.Case[Any]) -> None:
-    # positive_data_acceptance is off: the schema cannot express every cross-field rule of SPEC §3
+    # positive_data_acceptance is off: the schema cannot express every cross-field rule of a request
     # (e.g. a custom WxH size needs resolution 2K), so schema-valid requests may rightly get a 422.
     excluded: list[CheckFunction] = [positive_data_acceptance]
     if case.path == "/healthz":

@@ -1,4 +1,4 @@
-"""The APIDot credit table (SPEC §4): low 1/2/4, medium 3/6/12, high 12/24/48; success only."""
+"""The APIDot credit table: low 1/2/4, medium 3/6/12, high 12/24/48; success only."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One test per row of the SPEC §3 error table, through the whole pipeline, with exact upstream counts."""
+"""One test per upstream failure and the error kind it ends in, through the pipeline, with exact upstream counts."""
 
 from __future__ import annotations
 

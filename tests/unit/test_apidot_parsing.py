@@ -1,4 +1,4 @@
-"""APIDot client (SPEC §4): status parsing, in-body codes, HTTP error mapping and the submit body."""
+"""APIDot client: status parsing, in-body codes, HTTP error mapping and the submit body."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Exponential backoff with full jitter, and Retry-After parsing (SPEC §3 budgets, §4 openai headers)."""
+"""Exponential backoff with full jitter, and Retry-After parsing (including OpenAI's retry-after-ms)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Learned durations (SPEC §3 Polling, issue 6 item 5): running medians in Redis, blending, extrapolation."""
+"""Learned durations: running medians in Redis, blending, extrapolation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Error kinds, HTTP classification and the httpx → ProviderError boundary (SPEC §3 "Error kinds")."""
+"""Error kinds, HTTP classification and the httpx → ProviderError boundary (README, 'How a job flows')."""
 
 from __future__ import annotations
 

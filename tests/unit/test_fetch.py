@@ -1,4 +1,4 @@
-"""SSRF-proof fetching (issue 3 §5 Security; SPEC §5 IMAGEGEN_ALLOW_PRIVATE_URLS).
+"""SSRF-proof fetching, and what IMAGEGEN_ALLOW_PRIVATE_URLS relaxes.
 
 Real HTTP (a threaded ``http.server`` on loopback, plus a TLS one) where the wire matters: size caps,
 chunked bodies, content types, redirect chains, Host/SNI pinning. ``httpx.MockTransport`` where the

@@ -1,4 +1,4 @@
-"""image2 client (SPEC §4 image2): submit body, task parsing, error mapping; MockTransport and simulator."""
+"""image2 client: submit body, task parsing, error mapping; MockTransport and simulator."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The lifecycle table against SPEC §3 "Lifecycle" (pure parts only; the CAS statements are tested elsewhere)."""
+"""The lifecycle table against the documented lifecycle (pure parts only; the CAS statements are tested elsewhere)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ SPEC_STATUSES = {
 SPEC_TERMINAL = {S.SUCCEEDED, S.FAILED, S.CANCELED, S.EXPIRED}
 SPEC_NON_TERMINAL = {S.QUEUED, S.SUBMITTING, S.RUNNING, S.FINALIZING, S.HELD}
 
-#: Every row of the SPEC §3 lifecycle table, spelled out.
+#: Every edge of the documented lifecycle, spelled out.
 SPEC_EDGES: set[tuple[JobStatus, JobStatus]] = {
     (S.QUEUED, S.SUBMITTING),
     (S.SUBMITTING, S.RUNNING),
@@ -46,7 +46,7 @@ SPEC_EDGES: set[tuple[JobStatus, JobStatus]] = {
     (S.CANCELED, S.QUEUED),
 }
 
-#: The two edges the module documents beyond the SPEC (held on a poll → running; dead finalizer → running).
+#: The two edges the module documents beyond that lifecycle (held on a poll → running; dead finalizer → running).
 DOCUMENTED_EXTRA_EDGES = {(S.HELD, S.RUNNING), (S.FINALIZING, S.RUNNING)}
 
 CODE_EDGES = {(src, dst) for src, targets in TRANSITIONS.items() for dst in targets}

@@ -1,4 +1,4 @@
-"""OpenAI client (SPEC §4 openai): request shapes, b64 decoding, error mapping; MockTransport and simulator."""
+"""OpenAI client: request shapes, b64 decoding, error mapping; MockTransport and simulator."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ GEN = ImageRequest(provider="openai", model="gpt-image-2", prompt="a cat", quali
 
 def edit_request(urls: list[str], prompt: str = "make it blue") -> ImageRequest:
     req = ImageRequest(provider="openai", prompt=prompt, quality="low", size="1024x1536", image_urls=["https://x/y"])
-    # Requests admit https image URLs only (SPEC §3); the local reference server is plain http, which the
+    # Requests admit https image URLs only; the local reference server is plain http, which the
     # provider's own FetchPolicy(allow_private=True) accepts, so the URLs are swapped in after validation.
     object.__setattr__(req, "image_urls", tuple(urls))
     return req

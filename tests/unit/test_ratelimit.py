@@ -1,4 +1,4 @@
-"""The shared Redis limiter (issue 6 items 1–2): GCRA, shared not-before, AIMD, concurrency cap, fail-open.
+"""The shared Redis limiter: GCRA, shared not-before, AIMD, concurrency cap, fail-open.
 
 Runs against a private redis-server. Most tests inject ``now`` (a simulated clock on one key) so they are
 exact and instant; the thread and process tests use Redis' own clock.

@@ -1,4 +1,4 @@
-"""Task-argument redaction for monitors (SPEC §5 Celery task names): job ids only, no prompts, no URLs."""
+"""Task-argument redaction for monitors (every ``imagegen.*`` task): job ids only, no prompts, no URLs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Request validation (SPEC §3 "Request"): every rule, the field each error names, and fuzzing of from_dict."""
+"""Request validation: every rule, the field each error names, and fuzzing of from_dict."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The informed poll schedule (SPEC §3 Polling): expected durations with wildcards, growing poll delays."""
+"""The informed poll schedule: expected durations with wildcards, growing poll delays."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Typed settings (SPEC §5 Environment): defaults, validation, expected durations, database URLs, secrets."""
+"""Typed settings (README, 'Configuration'): defaults, validation, expected durations, database URLs, secrets."""
 
 from __future__ import annotations
 
