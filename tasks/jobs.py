@@ -1,4 +1,4 @@
-"""The ``imagegen.*`` tasks. No business logic here: see ``imagegen.jobs.submit``/``polling``/``reconciler``."""
+"""The ``imagegen.*`` tasks: thin wrappers; the logic is in ``imagegen.jobs`` (submit, poll, finalize, reconciler)."""
 
 from __future__ import annotations
 

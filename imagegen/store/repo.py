@@ -1,4 +1,4 @@
-"""Typed, keyword-only queries on the store. Status changes are not here: they live in ``lifecycle``."""
+"""Typed, keyword-only queries on the store. Status changes are not here: they live in ``transitions``."""
 
 from __future__ import annotations
 
