@@ -23,7 +23,6 @@ from imagegen.producer import create_batch, publish_submits
 from imagegen.request import ImageRequest
 from imagegen.runtime import Runtime
 from imagegen.store import repo
-from imagegen.store.db import upgrade
 from imagegen.store.models import Job
 from imagegen.store.transitions import TERMINAL
 from worker.app import create_app
@@ -49,20 +48,11 @@ class BenchStack:
             "IMAGEGEN_SOFT_SHUTDOWN_S": "1",
             **env,
         }
-        if with_api:
-            port = devstack.free_port()
-            self.env["IMAGEGEN_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
-        upgrade(self.env["DATABASE_URL"])
-        sim, self.sim_url = devstack.start_simulator(self.env, log_dir=self.dir)
-        self.procs.append(sim)
-        self.env["APIDOT_BASE_URL"] = self.sim_url
-        for i in range(workers):
-            self.procs.append(
-                devstack.start_worker(self.env, concurrency=concurrency, log_dir=self.dir, name=f"worker{i}")
-            )
-        self.procs.append(devstack.start_beat(self.env, log_dir=self.dir))
-        if with_api:
-            self.procs.append(devstack.start_api(self.env, port=port, log_dir=self.dir))
+        services = devstack.start_services(
+            self.env, log_dir=self.dir, workers=workers, concurrency=concurrency, api=with_api
+        )
+        self.procs += services.processes
+        self.env, self.sim_url = services.env, services.sim_url
         # This process's runtime sees what the workers see (simulator URL, key, expected durations, …).
         fields = {k.lower(): v for k, v in self.env.items() if k.lower() in Settings.model_fields}
         settings = Settings(**{**fields, "imagegen_home": self.dir})
