@@ -74,46 +74,35 @@ def switch_provider(
         return None
     target, request = hop
     now = rt.now()
-    moved = (
-        transition(
+    moved_to: dict[str, Any] = {
+        "provider": target,
+        "model": request["model"],
+        "request": request,
+        "wait_reason": None,
+        "rate_reserved": False,  # a rate slot is only good on the key that reserved it
+        "last_error_kind": kind,
+        "last_error_message": clip(f"{job.provider}: {message}"),
+        "next_attempt_at": now,
+        "dispatch_until": now + timedelta(seconds=rt.settings.timers.dispatch_grace_s),
+    }
+    if source == S.QUEUED:
+        moved = update_in(s, job.id, status=S.QUEUED, where=where, **moved_to)
+    else:
+        budgets = ("rate_limited_submits", "unavailable_submits")
+        moved = transition(
             s,
             job.id,
             source={source},
             target=S.QUEUED,
             where=where,
-            provider=target,
-            model=request["model"],
-            request=request,
             lease_token=None,
             lease_until=None,
             submit_inflight_at=None,
             rate_limited_submits=0,
-            unavailable_submits=0,
-            wait_reason=None,
-            rate_reserved=False,  # a rate slot is only good on the key that reserved it
-            last_error_kind=kind,
-            last_error_message=clip(f"{job.provider}: {message}"),
-            next_attempt_at=now,
-            dispatch_until=now + timedelta(seconds=rt.settings.timers.dispatch_grace_s),
-            **{k: v for k, v in extra.items() if k not in ("rate_limited_submits", "unavailable_submits")},
+            unavailable_submits=0,  # fresh budgets on the new key
+            **moved_to,
+            **{k: v for k, v in extra.items() if k not in budgets},
         )
-        if source != S.QUEUED
-        else update_in(
-            s,
-            job.id,
-            status=S.QUEUED,
-            where=where,
-            provider=target,
-            model=request["model"],
-            request=request,
-            wait_reason=None,
-            rate_reserved=False,
-            last_error_kind=kind,
-            last_error_message=clip(f"{job.provider}: {message}"),
-            next_attempt_at=now,
-            dispatch_until=now + timedelta(seconds=rt.settings.timers.dispatch_grace_s),
-        )
-    )
     if not moved:
         return None
     repo.record_attempt(

@@ -10,6 +10,7 @@ import httpx
 from imagegen.constants import clip
 from imagegen.errors import ErrorKind, provider_error
 from imagegen.providers.base import (
+    AsyncTaskClient,
     Phase,
     SubmitResult,
     UpstreamState,
@@ -40,22 +41,11 @@ _PHASES = {
 }
 
 
-class APIDotProvider:
+class APIDotProvider(AsyncTaskClient):
     """Talks to APIDot (or anything speaking its contract, such as the simulator)."""
 
     name = "apidot"
-    synchronous = False
     key_variable = "APIDOT_API_KEY"
-
-    def __init__(
-        self, client: httpx.Client, *, base_url: str, api_key: str, submit_timeout: httpx.Timeout | None = None
-    ) -> None:
-        self._client = client
-        self._base = base_url.rstrip("/")
-        self._key_set = bool(api_key.strip())
-        self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
-        # The submit's own timeouts (None: the client's); a status call keeps the client's.
-        self._submit_timeout = submit_timeout
 
     def submit(
         self, request: ImageRequest, *, callback_url: str | None = None, idempotency_key: str | None = None

@@ -154,3 +154,22 @@ def body_urls(items: Any, key: str) -> list[str]:
         ):
             urls.append(url)
     return urls
+
+
+class AsyncTaskClient:
+    """What the asynchronous providers' clients share: an injected ``httpx.Client`` (tests pass one with
+    a ``MockTransport``), the base URL, and a bearer key that is checked before any call is made."""
+
+    name: str
+    key_variable: str
+    synchronous = False
+
+    def __init__(
+        self, client: httpx.Client, *, base_url: str, api_key: str, submit_timeout: httpx.Timeout | None = None
+    ) -> None:
+        self._client = client
+        self._base = base_url.rstrip("/")
+        self._key_set = bool(api_key.strip())
+        self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+        # The submit's own timeouts (None: the client's); a status call keeps the client's.
+        self._submit_timeout = submit_timeout

@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
 from imagegen.constants import clip
 from imagegen.errors import ErrorKind, provider_error
 from imagegen.providers.base import (
+    AsyncTaskClient,
     Phase,
     SubmitResult,
     UpstreamState,
@@ -34,21 +33,11 @@ _MAX_TEXT = 500
 _MAX_TASK_ID = 200
 
 
-class Image2Provider:
+class Image2Provider(AsyncTaskClient):
     """Talks to image2 (or anything speaking its contract, such as the simulator)."""
 
     name = "image2"
-    synchronous = False
     key_variable = "IMAGE2_API_KEY"
-
-    def __init__(
-        self, client: httpx.Client, *, base_url: str, api_key: str, submit_timeout: httpx.Timeout | None = None
-    ) -> None:
-        self._client = client
-        self._base = base_url.rstrip("/")
-        self._key_set = bool(api_key.strip())
-        self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
-        self._submit_timeout = submit_timeout
 
     def submit(
         self, request: ImageRequest, *, callback_url: str | None = None, idempotency_key: str | None = None
