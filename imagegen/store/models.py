@@ -90,7 +90,7 @@ class Job(SQLModel, table=True):
 
     #: When the next submit or poll is due (the durable timer; Redis holds at most a copy of it).
     next_attempt_at: datetime | None = _ts(index=True)
-    #: The job holds a reserved slot of its provider's rate limiter (it waited for it; see ratelimit.py).
+    #: The job holds a reserved slot of its provider's rate limiter (it waited for it; see ``providers.limits``).
     rate_reserved: bool = False
     #: Until when a published message is believed in flight; NULL = parked, nothing in flight.
     dispatch_until: datetime | None = _ts()
