@@ -19,14 +19,18 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/imagegen demo
 
-# The whole suite on SQLite; then, when TEST_DATABASE_URL points at PostgreSQL, the store and
-# pipeline tests again on it (.ci/run sets it). Tests mostly wait on real processes, so a few xdist
-# workers (each with its own private Redis, database and pipeline) cut the wall time even on 2 cores.
+# The whole suite on SQLite; then, when TEST_DATABASE_URL points at PostgreSQL, the tests marked `db`
+# again on it (.ci/run sets it). `db` marks tests that run database-specific SQL: every test in
+# tests/store and tests/pipeline (tests/conftest.py adds it), and any test elsewhere that says so. Other
+# tests touch a database too (the API tier's own SQLite files, the system, deploy and bench stacks) but
+# through the code those tiers already cover, so they run once; marking them would rerun the heavy
+# system stacks for no new SQL. Tests mostly wait on real processes, so a few xdist workers (each with
+# its own private Redis, database and pipeline) cut the wall time even on 2 cores.
 test: $(STAMP)
 	env -u TEST_DATABASE_URL $(BIN)/pytest -q -n 3
 	@if [ -n "$$TEST_DATABASE_URL" ]; then \
-		echo "--- store and pipeline tests on PostgreSQL ($$TEST_DATABASE_URL)"; \
-		$(BIN)/pytest -q -n 2 -m "store or pipeline" tests/store tests/pipeline; \
+		echo "--- tests marked db on PostgreSQL ($$TEST_DATABASE_URL)"; \
+		$(BIN)/pytest -q -n 2 -m db tests; \
 	fi
 
 test-chaos: $(STAMP)

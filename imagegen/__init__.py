@@ -43,3 +43,8 @@ def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'imagegen' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # The lazy names are not in the module's namespace until used; dir() and completion list them anyway.
+    return sorted({*globals(), *__all__})

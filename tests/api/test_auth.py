@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from imagegen.api.auth import token_matches
-from tests.api.conftest import GOOD_TOKEN, ClientFactory
+from tests.support.api import GOOD_TOKEN, ClientFactory
 
 
 @pytest.fixture

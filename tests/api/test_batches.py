@@ -6,7 +6,8 @@ from fastapi.testclient import TestClient
 
 from imagegen.constants import SUBMIT_TASK
 from imagegen.runtime import Runtime
-from tests.api.conftest import RecordingPublisher, count_jobs
+from tests.support.api import count_jobs
+from tests.support.recorder import RecordingPublisher
 
 
 def test_batch_queues_every_request_on_the_batch_queue(client: TestClient, publisher: RecordingPublisher) -> None:

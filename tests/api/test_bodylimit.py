@@ -16,7 +16,7 @@ import pytest
 from config.settings import Settings
 from imagegen import devstack
 from imagegen.webhooks.inbound import callback_token
-from tests.api.conftest import UNREACHABLE_REDIS
+from tests.support.api import UNREACHABLE_REDIS
 
 MIB = 1024 * 1024
 HUGE = 64 * MIB

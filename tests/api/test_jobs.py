@@ -10,8 +10,9 @@ from fastapi.testclient import TestClient
 
 from imagegen.constants import SUBMIT_TASK
 from imagegen.runtime import Runtime
-from tests.api.conftest import ClientFactory, RecordingPublisher, count_jobs
-from tests.contract import JOB_KEYS as CONTRACT_KEYS
+from tests.support.api import ClientFactory, count_jobs
+from tests.support.contract import JOB_KEYS as CONTRACT_KEYS
+from tests.support.recorder import RecordingPublisher
 
 #: The job JSON keys of the public contract plus the extras jobview adds.
 JOB_KEYS = CONTRACT_KEYS | {"priority", "idempotency_key", "progress", "last_error", "next_attempt_at"}

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from imagegen import devstack
 from imagegen.runtime import Runtime
 from imagegen.store import repo
-from tests.api.conftest import ClientFactory
+from tests.support.api import ClientFactory
 
 
 @pytest.fixture(scope="module")

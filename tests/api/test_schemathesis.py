@@ -17,7 +17,8 @@ from config.settings import Settings
 from imagegen.api import create_app
 from imagegen.runtime import Runtime
 from imagegen.webhooks.inbound import WebhookAccepted
-from tests.api.conftest import GOOD_TOKEN, UNREACHABLE_REDIS, FakeWebhookCore, RecordingPublisher
+from tests.support.api import GOOD_TOKEN, UNREACHABLE_REDIS, FakeWebhookCore
+from tests.support.recorder import RecordingPublisher
 
 # Built at import: schemathesis needs the schema when it collects the tests (its lazy ``from_fixture``
 # loader does not work with pytest 9). The database lives in a temporary directory removed at the end.

@@ -12,7 +12,8 @@ from config.settings import Settings
 from imagegen.api import create_app
 from imagegen.errors import SchemaBehind
 from imagegen.runtime import Runtime
-from tests.api.conftest import UNREACHABLE_REDIS, RecordingPublisher
+from tests.support.api import UNREACHABLE_REDIS
+from tests.support.recorder import RecordingPublisher
 
 
 def test_startup_builds_the_runtime_and_closes_it(tmp_path: Path) -> None:

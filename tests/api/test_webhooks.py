@@ -6,7 +6,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from imagegen.constants import POLL_TASK
-from tests.api.conftest import FAKE_JOB_ID, GOOD_TOKEN, ClientFactory, FakeWebhookCore, RecordingPublisher
+from tests.support.api import FAKE_JOB_ID, GOOD_TOKEN, ClientFactory, FakeWebhookCore
+from tests.support.recorder import RecordingPublisher
 
 
 def test_accepted_delivery_publishes_the_forced_poll(

@@ -28,7 +28,8 @@ from imagegen.runtime import Runtime
 from imagegen.store.models import Job
 from imagegen.store.transitions import JobStatus
 from imagegen.webhooks.inbound import callback_token
-from tests.api.conftest import UNREACHABLE_REDIS, RecordingPublisher
+from tests.support.api import UNREACHABLE_REDIS
+from tests.support.recorder import RecordingPublisher
 
 TASK_ID = "task-123"
 

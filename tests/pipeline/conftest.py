@@ -2,51 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import time
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from config.settings import Settings
 from imagegen import devstack
-from imagegen.jobs import pauses
 from imagegen.ops import actions as admin
-from imagegen.producer import create_job, publish_submits
-from imagegen.request import ImageRequest
-from imagegen.runtime import Runtime
 from imagegen.store import repo
-from imagegen.store.db import upgrade
-from imagegen.store.models import Job
-from imagegen.store.transitions import TERMINAL, JobStatus
-from worker.app import create_app
-from worker.publisher import CeleryPublisher
-
-SETTLED = {s.value for s in TERMINAL} | {JobStatus.HELD.value}
-
-#: Fast timings so every scenario finishes in seconds; the logic is the production logic.
-PIPELINE_ENV = {
-    "APIDOT_API_KEY": "sk-test-key",
-    "OPENAI_API_KEY": "sk-test-openai",
-    "IMAGE2_API_KEY": "sk-test-image2",
-    "IMAGEGEN_ALLOW_PRIVATE_URLS": "true",
-    "IMAGEGEN_EXPECTED_DURATION_S": "0.3",
-    "IMAGEGEN_POLL_MIN_S": "0.3",
-    "IMAGEGEN_POLL_CAP_S": "1",
-    "IMAGEGEN_BACKOFF_BASE_S": "0.1",
-    "IMAGEGEN_BACKOFF_CAP_S": "0.5",
-    "IMAGEGEN_RECONCILE_INTERVAL_S": "1",
-    "IMAGEGEN_HTTP_READ_TIMEOUT_S": "2",
-    "IMAGEGEN_SUBMIT_READ_TIMEOUT_S": "2",
-    "IMAGEGEN_SUBMIT_LEASE_S": "65",  # above the task time limits it guards (Settings enforce it)
-    "IMAGEGEN_DISPATCH_GRACE_S": "15",
-    "SIM_DURATION_S": "0.5",
-    "IMAGEGEN_SOFT_SHUTDOWN_S": "1",
-}
+from tests.support.stack import Stack, start_stack
 
 
 @pytest.fixture(scope="session")
@@ -55,127 +18,6 @@ def redis_url() -> Iterator[str]:
     proc, url = devstack.start_redis()
     yield url
     proc.stop()
-
-
-class Stack:
-    """Handles on the running pipeline, plus helpers that talk to it the way a service would."""
-
-    def __init__(self, env: dict[str, str], sim_url: str, log_dir: Path) -> None:
-        self.env = env
-        self.sim_url = sim_url
-        self.log_dir = log_dir
-        self.settings = Settings(
-            redis_url=env["REDIS_URL"],
-            database_url=env["DATABASE_URL"],
-            apidot_base_url=sim_url,
-            apidot_api_key=env["APIDOT_API_KEY"],
-            imagegen_allow_private_urls=env.get("IMAGEGEN_ALLOW_PRIVATE_URLS") == "true",
-            imagegen_home=env["IMAGEGEN_HOME"],
-        )
-        self.rt = Runtime.create(self.settings)
-        self.publisher = CeleryPublisher(create_app(self.settings, name="tests"))
-        self.processes: list[devstack.Process] = []
-        self.worker: devstack.Process | None = None
-        self.api_url: str | None = None
-
-    # --- jobs -------------------------------------------------------------------------------------
-    @staticmethod
-    def prompt(text: str) -> str:
-        """``text`` made unique, so the simulator's record and fault counters are per test."""
-        return f"{text} #{uuid.uuid4().hex[:12]}"
-
-    def submit(self, prompt: str, **fields: Any) -> str:
-        """Queue one request through the producer API; returns the job id."""
-        request = ImageRequest.from_dict({"prompt": prompt, **fields}, allow_private_urls=True)
-        job, created = create_job(self.rt, request)
-        if created:
-            publish_submits(self.publisher, [job])
-        return job.id
-
-    def job(self, job_id: str) -> Job:
-        """The job row as it is now."""
-        with self.rt.session() as s:
-            job = repo.get_job(s, job_id)
-        assert job is not None
-        return job
-
-    def wait(self, job_id: str, timeout: float = 30, statuses: set[str] | None = None) -> Job:
-        """Wait until the job is terminal or held (or in ``statuses``)."""
-        targets = statuses or SETTLED
-        deadline = time.monotonic() + timeout
-        while True:
-            job = self.job(job_id)
-            if job.status in targets:
-                return job
-            if time.monotonic() > deadline:
-                raise AssertionError(f"job {job_id} still {job.status} after {timeout}s (logs: {self.log_dir})")
-            time.sleep(0.1)
-
-    # --- the simulator's record -----------------------------------------------------------------
-    def records(self, prompt: str, endpoint: str | None = None) -> list[dict[str, Any]]:
-        """What the simulator received for this prompt (submits and polls)."""
-        rows = httpx.get(f"{self.sim_url}/_sim/requests", params={"prompt_contains": prompt}, timeout=5).json()
-        return [r for r in rows if endpoint is None or r["endpoint"] == endpoint]
-
-    def submits(self, prompt: str) -> int:
-        """How many submit calls the upstream saw for this prompt."""
-        return len(self.records(prompt, "submit"))
-
-    def polls(self, prompt: str) -> int:
-        """How many status calls the upstream saw for this prompt."""
-        return len(self.records(prompt, "status"))
-
-    def resume(self, provider: str = "apidot") -> None:
-        """``imagegen resume`` through the core."""
-        pauses.resume(self.rt, provider)
-
-    def close(self) -> None:
-        """Stop every process and release the runtime."""
-        devstack.stop_all(list(reversed(self.processes)), timeout=8)
-        self.rt.close()
-
-
-def start_stack(
-    redis_url: str,
-    database_url: str,
-    tmp_path_factory: pytest.TempPathFactory,
-    *,
-    with_api: bool = False,
-    **overrides: str,
-) -> Stack:
-    """Simulator + ``celery -A worker worker -P prefork -c 2`` + beat on this Redis and database."""
-    log_dir = tmp_path_factory.mktemp("logs")
-    env = {
-        **os.environ,
-        **PIPELINE_ENV,
-        "REDIS_URL": redis_url,
-        "DATABASE_URL": database_url,
-        "IMAGEGEN_HOME": str(tmp_path_factory.mktemp("home")),
-        **overrides,
-    }
-    if "IMAGEGEN_SUBMIT_POLICY" not in overrides:
-        env.pop("IMAGEGEN_SUBMIT_POLICY", None)
-    upgrade(env["DATABASE_URL"])
-    api_port = devstack.free_port() if with_api else None
-    if api_port:
-        # Providers call back here; the worker puts this base in every callback_url it submits.
-        env["IMAGEGEN_PUBLIC_URL"] = f"http://127.0.0.1:{api_port}"
-    sim, sim_url = devstack.start_simulator(env, log_dir=log_dir)
-    env["APIDOT_BASE_URL"] = sim_url
-    env["OPENAI_BASE_URL"] = f"{sim_url}/openai/v1"
-    env["IMAGE2_BASE_URL"] = f"{sim_url}/image2/api/v1"
-    stack = Stack(env, sim_url, log_dir)
-    stack.processes.append(sim)
-    stack.worker = devstack.start_worker(env, concurrency=2, log_dir=log_dir)
-    stack.processes.append(stack.worker)
-    stack.processes.append(devstack.start_beat(env, log_dir=log_dir))
-    if api_port:
-        stack.api_url = f"http://127.0.0.1:{api_port}"
-        stack.processes.append(devstack.start_api(env, port=api_port, log_dir=log_dir))
-    # Ready when a job goes all the way through.
-    probe = stack.submit(stack.prompt("warm-up [[instant]]"))
-    stack.wait(probe, timeout=60)
-    return stack
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pytest
 
 from imagegen import devstack
 from imagegen.store import repo
-from tests.pipeline.conftest import Stack, start_stack
+from tests.support.stack import Stack, start_stack
 
 pytestmark = pytest.mark.pipeline
 

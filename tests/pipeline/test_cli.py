@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.contract import JOB_KEYS
-from tests.pipeline.conftest import Stack
+from tests.support.contract import JOB_KEYS
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.pipeline
 

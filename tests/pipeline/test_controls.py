@@ -12,7 +12,7 @@ import pytest
 
 from imagegen.ops import actions as admin
 from imagegen.store import repo
-from tests.pipeline.conftest import Stack
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.pipeline
 

@@ -18,37 +18,26 @@ import httpx
 import pytest
 
 from imagegen import devstack
-from imagegen.store import repo
-from imagegen.store.models import Job
-from tests.pipeline.conftest import Stack, start_stack
+from tests.support.hostile import kombu_envelope, push_raw, still_serving, wait_row, worker_log
+from tests.support.stack import Stack, revive_worker, stack_of_its_own
 
 pytestmark = pytest.mark.pipeline
 
 
 @pytest.fixture(scope="module")
 def own_stack(database_factory: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    redis_proc, redis_url = devstack.start_redis()
     metrics = {
         "IMAGEGEN_WORKER_METRICS_PORT": str(devstack.free_port()),
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("prometheus")),
     }
-    stack = start_stack(redis_url, database_factory(), tmp_path_factory, **metrics)
-    try:
+    with stack_of_its_own(database_factory(), tmp_path_factory, **metrics) as stack:
         yield stack
-    finally:
-        stack.close()
-        redis_proc.stop()
 
 
 @pytest.fixture(autouse=True)
 def _live_worker(own_stack: Stack) -> None:
     """A test starts with a live worker even if the one before killed it (so each failure is its own)."""
-    worker = own_stack.worker
-    assert worker is not None
-    if not worker.alive():
-        own_stack.processes.remove(worker)
-        own_stack.worker = devstack.start_worker(own_stack.env, log_dir=own_stack.log_dir, name="worker")
-        own_stack.processes.append(own_stack.worker)
+    revive_worker(own_stack)
 
 
 def _nested(depth: int) -> dict[str, Any]:
@@ -71,26 +60,11 @@ def _send_foreign(
     subprocess.run(argv, check=True, timeout=30)
 
 
-def _wait_row(stack: Stack, job_id: str, timeout: float = 20) -> Job | None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with stack.rt.session() as s:
-            job = repo.get_job(s, job_id)
-        if job is not None:
-            return job
-        time.sleep(0.2)
-    return None
-
-
-def _worker_log(stack: Stack) -> str:
-    return (stack.log_dir / "worker.log").read_text(errors="replace")
-
-
 def test_deep_metadata_by_name_does_not_crash_the_worker(own_stack: Stack) -> None:
     stack = own_stack
     assert stack.worker is not None
     main_pid = stack.worker.pid
-    before = len(_worker_log(stack))
+    before = len(worker_log(stack))
     job_id = str(uuid.uuid4())
     request = {"prompt": stack.prompt("poison [[instant]]"), "metadata": _nested(500)}
     _send_foreign(stack, "imagegen.enqueue", kwargs={"request": request, "job_id": job_id})
@@ -99,30 +73,11 @@ def test_deep_metadata_by_name_does_not_crash_the_worker(own_stack: Stack) -> No
     assert ok.status == "succeeded", ok.error_message
     assert stack.worker.alive(), f"the worker died (logs: {stack.log_dir})"
     assert stack.worker.pid == main_pid
-    job = _wait_row(stack, job_id)
+    job = wait_row(stack, job_id)
     assert job is not None, "the rejected job id was not recorded"
     assert (job.status, job.error_kind) == ("failed", "invalid_request")
     assert "metadata: nested too deeply" in (job.error_message or "")
-    assert "RecursionError" not in _worker_log(stack)[before:]
-
-
-def _envelope(stack: Stack, task: str) -> dict[str, Any]:
-    """A real kombu envelope for ``task`` (sent to a queue nobody consumes, then taken back)."""
-    import redis
-
-    queue = f"poison-template-{uuid.uuid4().hex[:8]}"
-    stack.publisher._app.send_task(task, args=[str(uuid.uuid4())], queue=queue)
-    raw = redis.Redis.from_url(stack.env["REDIS_URL"]).rpop(queue)
-    assert raw is not None
-    envelope: dict[str, Any] = json.loads(raw)
-    envelope["properties"]["delivery_info"]["routing_key"] = "celery"
-    return envelope
-
-
-def _push_raw(stack: Stack, payload: bytes | str) -> None:
-    import redis
-
-    redis.Redis.from_url(stack.env["REDIS_URL"]).lpush("celery", payload)
+    assert "RecursionError" not in worker_log(stack)[before:]
 
 
 def _body(envelope: dict[str, Any], body: str) -> str:
@@ -130,14 +85,6 @@ def _body(envelope: dict[str, Any], body: str) -> str:
 
     envelope = {**envelope, "body": base64.b64encode(body.encode()).decode()}
     return json.dumps(envelope)
-
-
-def _still_serving(stack: Stack, main_pid: int) -> None:
-    assert stack.worker is not None
-    ok = stack.wait(stack.submit(stack.prompt("after the poison [[instant]]")), timeout=60)
-    assert ok.status == "succeeded", ok.error_message
-    assert stack.worker.alive(), f"the worker died (logs: {stack.log_dir})"
-    assert stack.worker.pid == main_pid
 
 
 DEEP = '{"a":' * 5000 + "{}" + "}" * 5000
@@ -160,7 +107,7 @@ def test_malformed_raw_messages_do_not_crash_the_worker(own_stack: Stack, case: 
     stack = own_stack
     assert stack.worker is not None
     main_pid = stack.worker.pid
-    envelope = _envelope(stack, "imagegen.submit")
+    envelope = kombu_envelope(stack, "imagegen.submit")
     if case == "not-json":
         payload = "this is not a kombu message"
     elif case == "envelope-list":
@@ -178,9 +125,9 @@ def test_malformed_raw_messages_do_not_crash_the_worker(own_stack: Stack, case: 
     else:
         text = json.dumps(envelope)
         payload = text.replace('"headers": {', f'"headers": {{"x-deep": {DEEP}, ', 1)
-    _push_raw(stack, payload)
+    push_raw(stack, payload)
     time.sleep(1)
-    _still_serving(stack, main_pid)
+    still_serving(stack, main_pid)
 
 
 @pytest.mark.parametrize("task", ["imagegen.submit", "imagegen.poll", "imagegen.notify", "imagegen.reconcile"])
@@ -190,7 +137,7 @@ def test_deep_arguments_and_headers_for_every_task(own_stack: Stack, task: str) 
     main_pid = stack.worker.pid
     stack.publisher._app.send_task(task, args=[_nested(500)], queue="celery")
     stack.publisher._app.send_task(task, args=[str(uuid.uuid4())], headers={"x-deep": _nested(500)}, queue="celery")
-    _still_serving(stack, main_pid)
+    still_serving(stack, main_pid)
 
 
 def test_rejected_enqueue_is_recorded_listing_every_problem(own_stack: Stack) -> None:
@@ -202,7 +149,7 @@ def test_rejected_enqueue_is_recorded_listing_every_problem(own_stack: Stack) ->
     stack.publisher._app.send_task(
         "imagegen.enqueue", kwargs={"request": request, "job_id": job_id, "extra": 1}, queue="celery"
     )
-    job = _wait_row(stack, job_id)
+    job = wait_row(stack, job_id)
     assert job is not None
     assert (job.status, job.error_kind) == ("failed", "invalid_request")
     message = job.error_message or ""
@@ -227,19 +174,19 @@ def test_rejection_never_overwrites_an_existing_job(own_stack: Stack) -> None:
     job_id = str(uuid.uuid4())
     prompt = stack.prompt("first [[instant]]")
     stack.publisher._app.send_task("imagegen.enqueue", kwargs={"request": {"prompt": prompt}, "job_id": job_id})
-    assert _wait_row(stack, job_id) is not None
+    assert wait_row(stack, job_id) is not None
     assert stack.wait(job_id).status == "succeeded"
     stack.publisher._app.send_task("imagegen.enqueue", kwargs={"request": {"prompt": ""}, "job_id": job_id})
     stack.publisher._app.send_task("imagegen.enqueue", kwargs={"request": {"prompt": "ok"}, "job_id": job_id, "x": 1})
     time.sleep(2)
     job = stack.job(job_id)
     assert (job.status, job.error_kind, job.request["prompt"]) == ("succeeded", None, prompt)
-    assert "rejected for existing job " + job_id in _worker_log(stack)
+    assert "rejected for existing job " + job_id in worker_log(stack)
 
 
 def test_misspelled_arguments_are_rejections_not_type_errors(own_stack: Stack) -> None:
     stack = own_stack
-    before = len(_worker_log(stack))
+    before = len(worker_log(stack))
     job_id = str(uuid.uuid4())
     send = stack.publisher._app.send_task
     send("imagegen.enqueue", kwargs={"request": {"prompt": stack.prompt("typo")}, "jobid": job_id})
@@ -252,12 +199,12 @@ def test_misspelled_arguments_are_rejections_not_type_errors(own_stack: Stack) -
     ok = stack.wait(stack.submit(stack.prompt("after the typos [[instant]]")), timeout=60)
     assert ok.status == "succeeded"
     time.sleep(1)
-    log = _worker_log(stack)[before:]
+    log = worker_log(stack)[before:]
     assert "jobid: unknown argument" in log
     assert "imagegen.reconcile rejected: args: at most 0 positional arguments (2 given); x: unknown argument" in log
     assert "TypeError" not in log and "Traceback" not in log
     # The positional form carries the job id: that rejection is recorded (the misspelled one cannot be).
-    job = _wait_row(stack, job_id)
+    job = wait_row(stack, job_id)
     assert job is not None and "args: at most 2 positional arguments (3 given)" in (job.error_message or "")
 
 
@@ -300,9 +247,9 @@ def test_messages_for_jobs_this_database_lacks_are_logged_and_counted(own_stack:
     stack.publisher._app.send_task("imagegen.submit", args=[foreign[0]], queue="interactive")
     stack.publisher._app.send_task("imagegen.poll", args=[foreign[1]], kwargs={"force": True}, queue="poll")
     devstack.wait_until(
-        lambda: all(f"no job {i} in this database" in _worker_log(stack) for i in foreign), timeout=30, what="warnings"
+        lambda: all(f"no job {i} in this database" in worker_log(stack) for i in foreign), timeout=30, what="warnings"
     )
-    lines = [line for line in _worker_log(stack).splitlines() if "in this database" in line]
+    lines = [line for line in worker_log(stack).splitlines() if "in this database" in line]
     assert any("WARNING" in line and foreign[0] in line and "imagegen.submit" in line for line in lines)
     assert any("WARNING" in line and foreign[1] in line and "imagegen.poll" in line for line in lines)
     for task in ("imagegen.submit", "imagegen.poll"):

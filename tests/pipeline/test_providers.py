@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from imagegen.store import repo
-from tests.pipeline.conftest import Stack
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.pipeline
 

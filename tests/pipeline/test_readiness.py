@@ -14,7 +14,7 @@ import redis
 
 from imagegen import devstack
 from imagegen.store.db import upgrade
-from tests.pipeline.conftest import PIPELINE_ENV
+from tests.support.stack import PIPELINE_ENV
 
 pytestmark = pytest.mark.pipeline
 

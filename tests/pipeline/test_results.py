@@ -18,7 +18,7 @@ from imagegen.jobs.submit import submit_job
 from imagegen.producer import create_job
 from imagegen.request import ImageRequest
 from imagegen.store.models import Job
-from tests.pipeline.conftest import SETTLED, Stack
+from tests.support.stack import SETTLED, Stack
 
 pytestmark = pytest.mark.pipeline
 

@@ -19,31 +19,21 @@ import httpx
 import pytest
 
 from imagegen import devstack
-from tests.pipeline.conftest import Stack, start_stack
-from tests.pipeline.test_poison import _envelope, _push_raw, _still_serving, _wait_row, _worker_log
+from tests.support.hostile import kombu_envelope, push_raw, still_serving, wait_row, worker_log
+from tests.support.stack import Stack, revive_worker, stack_of_its_own
 
 pytestmark = pytest.mark.pipeline
 
 
 @pytest.fixture(scope="module")
 def own_stack(database_factory: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    redis_proc, redis_url = devstack.start_redis()
-    stack = start_stack(redis_url, database_factory(), tmp_path_factory, with_api=True)
-    try:
+    with stack_of_its_own(database_factory(), tmp_path_factory, with_api=True) as stack:
         yield stack
-    finally:
-        stack.close()
-        redis_proc.stop()
 
 
 @pytest.fixture(autouse=True)
 def _live_worker(own_stack: Stack) -> None:
-    worker = own_stack.worker
-    assert worker is not None
-    if not worker.alive():
-        own_stack.processes.remove(worker)
-        own_stack.worker = devstack.start_worker(own_stack.env, log_dir=own_stack.log_dir, name="worker")
-        own_stack.processes.append(own_stack.worker)
+    revive_worker(own_stack)
 
 
 def _with_headers(envelope: dict[str, Any], **headers: Any) -> str:
@@ -80,10 +70,10 @@ def test_absurd_headers_do_not_crash_the_worker(own_stack: Stack, headers: dict[
     stack = own_stack
     assert stack.worker is not None
     main_pid = stack.worker.pid
-    envelope = _envelope(stack, "imagegen.submit")
-    _push_raw(stack, _with_headers(envelope, **headers))
+    envelope = kombu_envelope(stack, "imagegen.submit")
+    push_raw(stack, _with_headers(envelope, **headers))
     time.sleep(1)
-    _still_serving(stack, main_pid)
+    still_serving(stack, main_pid)
 
 
 @pytest.mark.parametrize(
@@ -103,14 +93,14 @@ def test_odd_bodies_do_not_crash_the_worker(own_stack: Stack, body: str) -> None
     stack = own_stack
     assert stack.worker is not None
     main_pid = stack.worker.pid
-    before = len(_worker_log(stack))
-    envelope = _envelope(stack, "imagegen.poll")
+    before = len(worker_log(stack))
+    envelope = kombu_envelope(stack, "imagegen.poll")
     raw = body.encode("latin-1") if body.startswith("\xff") else body.encode()
     payload = json.dumps({**envelope, "body": base64.b64encode(raw).decode()})
-    _push_raw(stack, payload)
+    push_raw(stack, payload)
     time.sleep(1)
-    _still_serving(stack, main_pid)
-    assert "Traceback" not in _worker_log(stack)[before:]
+    still_serving(stack, main_pid)
+    assert "Traceback" not in worker_log(stack)[before:]
 
 
 def test_unknown_task_name_does_not_crash_the_worker(own_stack: Stack) -> None:
@@ -120,7 +110,7 @@ def test_unknown_task_name_does_not_crash_the_worker(own_stack: Stack) -> None:
     stack.publisher._app.send_task("imagegen.nope", args=[1], queue="celery")
     stack.publisher._app.send_task("celery.chord_unlock", args=[1], queue="celery")
     stack.publisher._app.send_task("celery.backend_cleanup", queue="celery")
-    _still_serving(stack, main_pid)
+    still_serving(stack, main_pid)
 
 
 @pytest.mark.parametrize(
@@ -137,10 +127,10 @@ def test_enqueued_requests_always_render(own_stack: Stack, request_: dict[str, A
     stack = own_stack
     assert stack.worker is not None and stack.api_url is not None
     main_pid = stack.worker.pid
-    before = len(_worker_log(stack))
+    before = len(worker_log(stack))
     job_id = str(uuid.uuid4())
     stack.publisher._app.send_task("imagegen.enqueue", kwargs={"request": request_, "job_id": job_id}, queue="celery")
-    job = _wait_row(stack, job_id)
+    job = wait_row(stack, job_id)
     assert job is not None
     time.sleep(1)
     one = httpx.get(f"{stack.api_url}/v1/jobs/{job_id}", timeout=10)
@@ -153,8 +143,8 @@ def test_enqueued_requests_always_render(own_stack: Stack, request_: dict[str, A
         )
         assert done.returncode == 0, done.stderr[-300:]
         json.loads(done.stdout)
-    _still_serving(stack, main_pid)
-    assert "Traceback" not in _worker_log(stack)[before:]
+    still_serving(stack, main_pid)
+    assert "Traceback" not in worker_log(stack)[before:]
 
 
 def test_discarded_messages_never_log_their_prompt(own_stack: Stack) -> None:
@@ -163,21 +153,21 @@ def test_discarded_messages_never_log_their_prompt(own_stack: Stack) -> None:
     stack = own_stack
     assert stack.worker is not None
     main_pid = stack.worker.pid
-    before = len(_worker_log(stack))
+    before = len(worker_log(stack))
     secret = f"PRIVATE-PROMPT-{uuid.uuid4().hex}"
     url = f"https://private.example/{uuid.uuid4().hex}.png"
     request = {"prompt": secret, "image_urls": [url], "model": "gpt-image-2-edit"}
     send = stack.publisher._app.send_task
     send("imagegen.enqueue_v2", kwargs={"request": request}, argsrepr=repr(request), queue="celery")
-    envelope = _envelope(stack, "imagegen.enqueue")
+    envelope = kombu_envelope(stack, "imagegen.enqueue")
     body = json.dumps([[], {"request": request}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}])
     invalid = {**envelope, "body": base64.b64encode(body.encode()).decode()}
-    _push_raw(stack, _with_headers(invalid, timelimit=["soon", 1], kwargsrepr=repr(request)))
-    _push_raw(stack, json.dumps({**invalid, "content-type": "application/x-unknown"}))
+    push_raw(stack, _with_headers(invalid, timelimit=["soon", 1], kwargsrepr=repr(request)))
+    push_raw(stack, json.dumps({**invalid, "content-type": "application/x-unknown"}))
     devstack.wait_until(
-        lambda: _worker_log(stack)[before:].count("discarded") >= 3, timeout=30, what="rejections logged"
+        lambda: worker_log(stack)[before:].count("discarded") >= 3, timeout=30, what="rejections logged"
     )
-    _still_serving(stack, main_pid)
-    log = _worker_log(stack)[before:]
+    still_serving(stack, main_pid)
+    log = worker_log(stack)[before:]
     assert "imagegen.enqueue_v2" in log  # the rejection itself is logged, by task name
     assert secret not in log and url not in log

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.pipeline.conftest import Stack
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.pipeline
 

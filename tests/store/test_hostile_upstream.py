@@ -13,19 +13,18 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from config.settings import Settings
 from imagegen.constants import FINALIZE_TASK
 from imagegen.errors import ErrorKind
 from imagegen.jobs.finalize import finalize_job
 from imagegen.jobs.poll import poll_job
 from imagegen.jobs.submit import submit_job
 from imagegen.producer import create_job
-from imagegen.providers.apidot import APIDotProvider
 from imagegen.request import ImageRequest
 from imagegen.runtime import Runtime
 from imagegen.store import repo
 from imagegen.store.models import Job
 from imagegen.store.transitions import JobStatus
+from tests.support.upstream import scripted_runtime, serve
 
 pytestmark = pytest.mark.store
 
@@ -77,20 +76,9 @@ ALLOWED_KINDS = {k.value for k in ErrorKind} | {None}
 
 @pytest.fixture
 def hostile_rt(migrated_url: str) -> Iterator[Runtime]:
-    rt = Runtime.create(Settings(database_url=migrated_url, redis_url="redis://unused:1/0"), check_schema=False)
+    rt = scripted_runtime(migrated_url)
     yield rt
     rt.close()
-
-
-def _serve(rt: Runtime, status: int, body: str, hdrs: dict[str, str]) -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(status, text=body, headers=hdrs)
-
-    rt.providers = {
-        "apidot": APIDotProvider(
-            httpx.Client(transport=httpx.MockTransport(handler)), base_url="https://api.example", api_key="k"
-        )
-    }
 
 
 def _job_in(rt: Runtime, status: str, **values: Any) -> str:
@@ -103,7 +91,7 @@ def _job_in(rt: Runtime, status: str, **values: Any) -> str:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(status=statuses, body=bodies, hdrs=headers)
 def test_submit_survives_any_answer(hostile_rt: Runtime, status: int, body: str, hdrs: dict[str, str]) -> None:
-    _serve(hostile_rt, status, body, hdrs)
+    serve(hostile_rt, lambda request: httpx.Response(status, text=body, headers=hdrs))
     job_id = _job_in(hostile_rt, "queued")
     submit_job(hostile_rt, job_id)  # must not raise
     with hostile_rt.session() as s:
@@ -121,7 +109,7 @@ def test_submit_survives_any_answer(hostile_rt: Runtime, status: int, body: str,
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(status=statuses, body=bodies, hdrs=headers)
 def test_poll_survives_any_answer(hostile_rt: Runtime, status: int, body: str, hdrs: dict[str, str]) -> None:
-    _serve(hostile_rt, status, body, hdrs)
+    serve(hostile_rt, lambda request: httpx.Response(status, text=body, headers=hdrs))
     now = hostile_rt.now()
     job_id = _job_in(hostile_rt, "running", upstream_task_id="t-1", next_attempt_at=now, submitted_at=now)
     for step in poll_job(hostile_rt, job_id):  # must not raise

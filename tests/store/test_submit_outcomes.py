@@ -16,17 +16,17 @@ import pytest
 import sqlalchemy as sa
 from botocore.exceptions import EndpointConnectionError
 
-from config.settings import Settings
 from imagegen.jobs.reconciler import reconcile
 from imagegen.jobs.submit import submit_job
 from imagegen.net.fetch import FetchPolicy
 from imagegen.producer import create_job
-from imagegen.providers.apidot import APIDotProvider
 from imagegen.providers.openai import OpenAIProvider
 from imagegen.request import ImageRequest
 from imagegen.runtime import Runtime
 from imagegen.store import repo
 from imagegen.store.models import Job
+from tests.support.recorder import Recorder
+from tests.support.upstream import raising, scripted_runtime, serve
 
 pytestmark = pytest.mark.store
 
@@ -35,24 +35,18 @@ TINY_PNG = (
     b"\x00\x00\x00\rIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa7V\xbd\xfa\x00\x00\x00\x00IEND\xaeB`\x82"
 )
 
-Answer = Callable[[httpx.Request], httpx.Response]
-
 
 @pytest.fixture
 def make_rt(migrated_url: str) -> Iterator[Callable[..., Runtime]]:
     made: list[Runtime] = []
 
     def make(**settings: Any) -> Runtime:
-        rt = Runtime.create(
-            Settings(
-                database_url=migrated_url,
-                redis_url="redis://unused:1/0",
-                imagegen_learn_durations=False,
-                imagegen_backoff_base_s=0.01,
-                imagegen_backoff_cap_s=0.01,
-                **settings,
-            ),
-            check_schema=False,
+        rt = scripted_runtime(
+            migrated_url,
+            imagegen_learn_durations=False,
+            imagegen_backoff_base_s=0.01,
+            imagegen_backoff_cap_s=0.01,
+            **settings,
         )
         with rt.session() as s:
             s.execute(sa.text("UPDATE provider_state SET paused = false"))
@@ -62,32 +56,6 @@ def make_rt(migrated_url: str) -> Iterator[Callable[..., Runtime]]:
     yield make
     for rt in made:
         rt.close()
-
-
-class Upstream:
-    """Counts POSTs and answers each with ``answer`` (which may raise an httpx error)."""
-
-    def __init__(self, answer: Answer) -> None:
-        self.answer = answer
-        self.posts: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.posts.append(request)
-        return self.answer(request)
-
-
-def serve(rt: Runtime, answer: Answer) -> Upstream:
-    upstream = Upstream(answer)
-    client = httpx.Client(transport=httpx.MockTransport(upstream))
-    rt.providers = {"apidot": APIDotProvider(client, base_url="https://api.example", api_key="k")}
-    return upstream
-
-
-def raising(exc: Exception) -> Answer:
-    def answer(request: httpx.Request) -> httpx.Response:
-        raise exc
-
-    return answer
 
 
 def run_until_settled(rt: Runtime, job_id: str, limit: int = 20) -> Job:
@@ -122,7 +90,7 @@ def test_nothing_sent_spends_the_unavailable_budget_under_both_policies(
     upstream = serve(rt, raising(exc))
     job = run_until_settled(rt, new_job(rt))
     assert (job.status, job.error_kind) == ("failed", "upstream_unavailable")
-    assert (len(upstream.posts), job.unavailable_submits, job.unknown_submits) == (6, 6, 0)
+    assert (len(upstream.requests), job.unavailable_submits, job.unknown_submits) == (6, 6, 0)
 
 
 @pytest.mark.parametrize("exc", MAYBE_SENT, ids=lambda e: type(e).__name__)
@@ -136,8 +104,8 @@ def test_maybe_sent_is_bounded_by_the_unknown_budget(
     job_id = new_job(rt)
     job = run_until_settled(rt, job_id)
     assert (job.status, job.error_kind) == ("failed", "submit_outcome_unknown")
-    assert (len(upstream.posts), job.unknown_submits, job.unavailable_submits) == (posts, posts, 0)
-    assert {r.headers["Idempotency-Key"] for r in upstream.posts} == {job_id}
+    assert (len(upstream.requests), job.unknown_submits, job.unavailable_submits) == (posts, posts, 0)
+    assert {r.headers["Idempotency-Key"] for r in upstream.requests} == {job_id}
     assert "may have accepted the request" in (job.error_message or "")
     with rt.session() as s:
         kinds = [a.error_kind for a in repo.list_attempts(s, job_id) if a.kind == "submit"]
@@ -158,7 +126,7 @@ def test_the_two_budgets_are_separate(make_rt: Callable[..., Runtime]) -> None:
     upstream = serve(rt, answer)
     job = run_until_settled(rt, new_job(rt))
     assert (job.status, job.upstream_task_id) == ("running", "t-7")
-    assert (len(upstream.posts), job.unavailable_submits, job.unknown_submits) == (7, 5, 1)
+    assert (len(upstream.requests), job.unavailable_submits, job.unknown_submits) == (7, 5, 1)
 
 
 def test_a_gateway_502_is_maybe_sent_but_a_503_is_an_answer(make_rt: Callable[..., Runtime]) -> None:
@@ -251,7 +219,7 @@ def test_an_ambiguous_post_and_a_dead_worker_share_the_budget(make_rt: Callable[
     reconcile(rt)
     with rt.session() as s:
         job = repo.get_job(s, job_id)
-    assert job is not None and len(upstream.posts) == 1
+    assert job is not None and len(upstream.requests) == 1
     assert (job.status, job.error_kind, job.unknown_submits) == ("failed", "submit_outcome_unknown", 2)
 
 
@@ -282,7 +250,7 @@ def test_a_synchronous_answer_that_cannot_be_stored_is_paid_once(make_rt: Callab
     # The job must end there, not stay submitting until its lease lapses and be POSTed (paid) again.
     rt = make_rt(imagegen_submit_policy="at_least_once", imagegen_max_submits_unknown=3)
     png = base64.b64encode(TINY_PNG).decode()
-    upstream = Upstream(lambda r: httpx.Response(200, json={"created": 1, "data": [{"b64_json": png}]}))
+    upstream = Recorder(lambda r: httpx.Response(200, json={"created": 1, "data": [{"b64_json": png}]}))
     client = httpx.Client(transport=httpx.MockTransport(upstream))
     rt.providers = {
         "openai": OpenAIProvider(client, base_url="https://openai.example/v1", api_key="k", fetch_policy=FetchPolicy())
@@ -299,6 +267,6 @@ def test_a_synchronous_answer_that_cannot_be_stored_is_paid_once(make_rt: Callab
             s.execute(sa.update(Job).where(Job.id == job.id).values(next_attempt_at=None))
     with rt.session() as s:
         row = repo.get_job(s, job.id)
-    assert row is not None and len(upstream.posts) == 1, f"{len(upstream.posts)} paid POSTs for one job"
+    assert row is not None and len(upstream.requests) == 1, f"{len(upstream.requests)} paid POSTs for one job"
     assert (row.status, row.error_kind) == ("failed", "upstream_unavailable")
     assert "storing the result failed" in (row.error_message or "")

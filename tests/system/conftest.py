@@ -7,9 +7,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from imagegen import devstack
-from tests.pipeline.conftest import Stack, start_stack
-
-StackFactory = Callable[..., tuple[Stack, devstack.Process, str]]
+from tests.support.stack import Stack, StackFactory, start_stack
 
 
 @pytest.fixture

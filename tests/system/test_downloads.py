@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.system.conftest import StackFactory
+from tests.support.stack import StackFactory
 
 pytestmark = pytest.mark.pipeline
 

@@ -14,8 +14,7 @@ import sqlalchemy as sa
 
 from imagegen.producer import create_batch, publish_submits
 from imagegen.request import ImageRequest
-from tests.pipeline.conftest import Stack
-from tests.system.conftest import StackFactory
+from tests.support.stack import Stack, StackFactory
 
 pytestmark = pytest.mark.pipeline
 

@@ -8,7 +8,7 @@ import pytest
 
 from imagegen.producer import create_batch, publish_submits
 from imagegen.request import ImageRequest
-from tests.system.conftest import StackFactory
+from tests.support.stack import StackFactory
 
 pytestmark = pytest.mark.pipeline
 

@@ -22,7 +22,7 @@ from imagegen.producer import create_batch, create_job, publish_submits
 from imagegen.request import ImageRequest
 from imagegen.store import repo
 from imagegen.store.models import Job
-from tests.pipeline.conftest import Stack, start_stack
+from tests.support.stack import Stack, start_stack
 
 pytestmark = pytest.mark.pipeline
 

@@ -13,42 +13,10 @@ import pytest
 import redis
 
 from imagegen import devstack
-from tests.pipeline.conftest import SETTLED, Stack
-from tests.system.conftest import StackFactory
+from tests.support.chaos import CHAOS_ENV, restart_worker, submit_many, wait_all
+from tests.support.stack import Stack, StackFactory
 
 pytestmark = pytest.mark.chaos
-
-#: Recovery timings for chaos: a lost message is presumed lost after 3 s, a dead submit after 65 s (a
-#: lease must outlive the submit task's 60 s hard time limit, which Settings enforce).
-CHAOS_ENV = {
-    "IMAGEGEN_DISPATCH_GRACE_S": "3",
-    "IMAGEGEN_SUBMIT_LEASE_S": "65",
-    "IMAGEGEN_EXPECTED_DURATION_S": "4",
-    "IMAGEGEN_POLL_MIN_S": "0.5",
-    "IMAGEGEN_POLL_CAP_S": "2",
-}
-
-
-def _submit_many(stack: Stack, n: int, tag: str) -> dict[str, str]:
-    prompts = {stack.prompt(f"{tag} {i}"): "" for i in range(n)}
-    for prompt in prompts:
-        prompts[prompt] = stack.submit(prompt, priority="batch")
-    return prompts
-
-
-def _wait_all(stack: Stack, ids: list[str], timeout: float) -> float:
-    start = time.monotonic()
-    deadline = start + timeout
-    while time.monotonic() < deadline:
-        with stack.rt.session() as s:
-            from imagegen.store import repo
-
-            statuses = [repo.get_job(s, i).status for i in ids]  # type: ignore[union-attr]
-        if all(st in SETTLED for st in statuses):
-            return time.monotonic() - start
-        time.sleep(0.5)
-    counts = Counter(statuses)
-    raise AssertionError(f"not all jobs settled after {timeout}s: {dict(counts)} (logs: {stack.log_dir})")
 
 
 def _duplicate_submits(stack: Stack, prompts: dict[str, str]) -> int:
@@ -59,27 +27,17 @@ def _duplicate_submits(stack: Stack, prompts: dict[str, str]) -> int:
     return sum(max(0, accepted[p] - 1) for p in prompts)
 
 
-def _restart_worker(stack: Stack) -> None:
-    assert stack.worker is not None
-    if stack.worker.alive():
-        stack.worker.kill_group(signal.SIGKILL)
-        stack.worker.popen.wait(10)
-    stack.processes.remove(stack.worker)
-    stack.worker = devstack.start_worker(stack.env, concurrency=2, log_dir=stack.log_dir, name="worker")
-    stack.processes.append(stack.worker)
-
-
 def test_sigkill_worker_three_times_loses_nothing(private_stack: StackFactory) -> None:
     stack, _, _ = private_stack(**CHAOS_ENV, SIM_DURATION_S="uniform:2:10")
-    prompts = _submit_many(stack, 200, "kill-test")
+    prompts = submit_many(stack, 200, "kill-test")
     ids = list(prompts.values())
     begin = time.monotonic()
     kills = 3
     for pause in (1.0, 3.0, 4.0):  # the first kill lands while submits are still in flight
         time.sleep(pause)
-        _restart_worker(stack)
+        restart_worker(stack)
     last_kill = time.monotonic()
-    _wait_all(stack, ids, timeout=240)
+    wait_all(stack, ids, timeout=240)
     recovered = time.monotonic() - last_kill
     jobs = [stack.job(i) for i in ids]
     statuses = Counter(j.status for j in jobs)
@@ -95,13 +53,13 @@ def test_sigkill_worker_three_times_loses_nothing(private_stack: StackFactory) -
 
 def test_flushall_with_worker_restart_loses_nothing(private_stack: StackFactory) -> None:
     stack, _, redis_url = private_stack(**CHAOS_ENV, SIM_DURATION_S="uniform:3:6")
-    prompts = _submit_many(stack, 50, "flush-test")
+    prompts = submit_many(stack, 50, "flush-test")
     ids = list(prompts.values())
     time.sleep(2)  # submitted and running, polls in flight
     redis.Redis.from_url(redis_url).flushall()
-    _restart_worker(stack)  # nothing survives in its memory either
+    restart_worker(stack)  # nothing survives in its memory either
     flushed = time.monotonic()
-    _wait_all(stack, ids, timeout=120)
+    wait_all(stack, ids, timeout=120)
     jobs = [stack.job(i) for i in ids]
     print(
         f"\n[chaos flushall] jobs=50 statuses={dict(Counter(j.status for j in jobs))} "
@@ -113,7 +71,7 @@ def test_flushall_with_worker_restart_loses_nothing(private_stack: StackFactory)
 def test_redis_restart_workers_reconnect(private_stack: StackFactory) -> None:
     stack, redis_proc, redis_url = private_stack(**CHAOS_ENV, SIM_DURATION_S="uniform:2:5")
     port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
-    prompts = _submit_many(stack, 30, "redis-restart")
+    prompts = submit_many(stack, 30, "redis-restart")
     ids = list(prompts.values())
     time.sleep(2)
     redis_proc.kill_group(signal.SIGKILL)
@@ -122,7 +80,7 @@ def test_redis_restart_workers_reconnect(private_stack: StackFactory) -> None:
     new_proc, _ = devstack.start_redis(port)
     stack.processes.insert(0, new_proc)  # stopped with the stack
     restarted = time.monotonic()
-    _wait_all(stack, ids, timeout=120)
+    wait_all(stack, ids, timeout=120)
     jobs = [stack.job(i) for i in ids]
     print(
         f"\n[chaos redis restart] jobs=30 statuses={dict(Counter(j.status for j in jobs))} "
@@ -148,9 +106,9 @@ def test_kill_inside_the_submit_window(private_stack: StackFactory, policy: str)
     for prompt in prompts:
         prompts[prompt] = stack.submit(prompt)
     time.sleep(0.7)
-    _restart_worker(stack)
+    restart_worker(stack)
     killed = time.monotonic()
-    _wait_all(stack, list(prompts.values()), timeout=180)
+    wait_all(stack, list(prompts.values()), timeout=180)
     jobs = [stack.job(i) for i in prompts.values()]
     statuses = Counter(j.status for j in jobs)
     kinds = Counter(j.error_kind for j in jobs if j.error_kind)

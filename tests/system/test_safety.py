@@ -18,8 +18,8 @@ from config.settings import Settings
 from imagegen import devstack
 from imagegen.jobs.poll import claim_finalizing, finish
 from imagegen.runtime import Runtime
-from tests.system.conftest import StackFactory
-from tests.system.test_recovery import CHAOS_ENV, _restart_worker, _submit_many, _wait_all
+from tests.support.chaos import CHAOS_ENV, restart_worker, submit_many, wait_all
+from tests.support.stack import StackFactory
 
 pytestmark = pytest.mark.chaos
 
@@ -158,13 +158,13 @@ def test_refetch_and_poll_racing_finalize_once(private_stack: StackFactory) -> N
 
 def test_warm_shutdown_mid_run_loses_nothing(private_stack: StackFactory) -> None:
     stack, _, _ = private_stack(**CHAOS_ENV, SIM_DURATION_S="uniform:1:3")
-    prompts = _submit_many(stack, 40, "sigterm")
+    prompts = submit_many(stack, 40, "sigterm")
     time.sleep(1)
     assert stack.worker is not None
     stack.worker.kill_group(signal.SIGTERM)  # warm shutdown: finish or requeue in-flight work
     stack.worker.popen.wait(40)
-    _restart_worker(stack)
-    _wait_all(stack, list(prompts.values()), timeout=120)
+    restart_worker(stack)
+    wait_all(stack, list(prompts.values()), timeout=120)
     assert {stack.job(i).status for i in prompts.values()} == {"succeeded"}
 
 

@@ -21,7 +21,7 @@ from config.settings import Settings
 from imagegen.ops import actions as admin
 from imagegen.webhooks import outbound as notifications
 from imagegen.webhooks.inbound import callback_token
-from tests.pipeline.conftest import Stack
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.pipeline
 
@@ -65,7 +65,7 @@ class Receiver:
 @pytest.fixture(scope="module")
 def webhook_stack(database_factory: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     from imagegen import devstack
-    from tests.pipeline.conftest import start_stack
+    from tests.support.stack import start_stack
 
     redis_proc, redis_url = devstack.start_redis()
     stack = start_stack(redis_url, database_factory(), tmp_path_factory, with_api=True, **WEBHOOK_ENV)

@@ -23,8 +23,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from imagegen import devstack
-from tests.ops.conftest import MARKER_API_KEY
-from tests.pipeline.conftest import Stack
+from tests.support.stack import MARKER_API_KEY, Stack
 
 pytestmark = pytest.mark.pipeline
 

@@ -16,6 +16,8 @@ from imagegen.providers.http import is_safety_message
 from imagegen.providers.image2 import Image2Provider, build_body, parse_task
 from imagegen.request import ImageRequest
 from imagegen.simulator import SimSettings, create_app
+from tests.support import recorder
+from tests.support.clock import FakeClock
 
 BASE = "https://image2.test/api/v1/"
 KEY = "i2-key"
@@ -23,16 +25,9 @@ REQ = ImageRequest(provider="image2", prompt="a cat", size="1536x1024", quality=
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-class Recorder:
-    def __init__(self, status: int = 200, body: Any = None, headers: dict[str, str] | None = None) -> None:
-        self.requests: list[httpx.Request] = []
-        self.status, self.headers = status, headers
-        self.body = body if body is not None else {"task_id": "img2-1", "status": "pending", "created": 1}
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        request.read()
-        self.requests.append(request)
-        return httpx.Response(self.status, json=self.body, headers=self.headers)
+class Recorder(recorder.Recorder):
+    def default_body(self, request: httpx.Request) -> Any:
+        return {"task_id": "img2-1", "status": "pending", "created": 1}
 
 
 def provider(handler: Handler) -> Image2Provider:
@@ -230,17 +225,9 @@ def test_html_200_is_upstream_unavailable() -> None:
 # --- against the simulator ------------------------------------------------------------------------
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1_700_000_000.0)
 
 
 @pytest.fixture

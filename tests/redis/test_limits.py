@@ -12,7 +12,6 @@ import multiprocessing
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,25 +19,11 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imagegen.devstack import free_port, start_redis
+from imagegen.devstack import free_port
 from imagegen.providers.limits import AIMD_TTL_S, LimitConfig, RateLimiter, keys
 from imagegen.store.softredis import RedisGuard, fast_client
 
 T0 = 1_000_000.0
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    proc, url = start_redis()
-    try:
-        yield url
-    finally:
-        proc.stop()
-
-
-@pytest.fixture
-def client(redis_url: str) -> redis.Redis:
-    return fast_client(redis_url)
 
 
 @pytest.fixture

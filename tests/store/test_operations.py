@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import col
 
+from config.settings import Settings
 from imagegen.ids import new_job_id
 from imagegen.ops import actions as admin
 from imagegen.ops import purge as purge_ops
@@ -22,6 +24,25 @@ from imagegen.store.models import Attempt, Delivery, Job
 from imagegen.store.transitions import TERMINAL, JobStatus
 
 pytestmark = pytest.mark.store
+
+
+@pytest.fixture
+def rt(ops_database_url: str, tmp_path: Path) -> Iterator[Runtime]:
+    """A runtime on an emptied database of the operations tests' own, with its results directory under
+    ``tmp_path`` (replaces the store tier's ``rt`` here: purge deletes files and deliveries)."""
+    settings = Settings(
+        database_url=ops_database_url,
+        redis_url="redis://127.0.0.1:1/0",
+        imagegen_home=tmp_path / "home",
+        imagegen_results_dir=tmp_path / "results",
+    )
+    runtime = Runtime.create(settings)
+    with runtime.session() as s:
+        for table in ("jobs", "attempts", "deliveries"):
+            s.execute(sa.text(f"DELETE FROM {table}"))
+    yield runtime
+    runtime.close()
+
 
 NOW = datetime(2030, 1, 2, 12, 0, 0, tzinfo=UTC)
 

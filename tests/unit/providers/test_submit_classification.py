@@ -24,6 +24,7 @@ from imagegen.providers.image2 import Image2Provider
 from imagegen.providers.openai import OpenAIProvider
 from imagegen.request import ImageRequest
 from imagegen.timing.backoff import parse_retry_after
+from tests.support import recorder
 
 Handler = Callable[[httpx.Request], httpx.Response]
 REQ = ImageRequest(prompt="a cat", quality="low")
@@ -32,23 +33,15 @@ OA_REQ = ImageRequest(provider="openai", prompt="a cat", quality="low")
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
 
-class Recorder:
-    """A MockTransport handler that keeps every request and answers ``answer``."""
+class Recorder(recorder.Recorder):
+    """Keeps every request and answers what each endpoint answers when all goes well (unless told)."""
 
-    def __init__(self, answer: Callable[[httpx.Request], httpx.Response] | None = None) -> None:
-        self.requests: list[httpx.Request] = []
-        self.answer = answer
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        request.read()
-        self.requests.append(request)
-        if self.answer is not None:
-            return self.answer(request)
+    def default_body(self, request: httpx.Request) -> Any:
         if request.url.path.endswith("/submit"):
-            return httpx.Response(200, json={"code": 200, "data": {"task_id": "t-1", "status": "not_started"}})
+            return {"code": 200, "data": {"task_id": "t-1", "status": "not_started"}}
         if request.url.path.endswith("/generations"):
-            return httpx.Response(200, json={"task_id": "img2-1", "status": "pending"})
-        return httpx.Response(200, json={"code": 200, "data": {"status": "running"}, "status": "processing"})
+            return {"task_id": "img2-1", "status": "pending"}
+        return {"code": 200, "data": {"status": "running"}, "status": "processing"}
 
 
 def client(handler: Handler) -> httpx.Client:

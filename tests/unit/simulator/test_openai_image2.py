@@ -14,20 +14,14 @@ from fastapi.testclient import TestClient
 from imagegen.simulator import SimSettings, create_app
 from imagegen.simulator.directives import Fault, parse_directives
 from imagegen.simulator.png import solid_png
+from tests.support.clock import FakeClock
 
 AUTH = {"Authorization": "Bearer sk-sim"}
+T0 = 1_700_000_000.4
 PNG = solid_png(4, 4, (9, 9, 9))
 GEN = "/openai/v1/images/generations"
 EDIT = "/openai/v1/images/edits"
 I2 = "/image2/api/v1"
-
-
-class FakeClock:
-    def __init__(self, t: float = 1_700_000_000.4) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def make_client(duration: float = 0, clock: FakeClock | None = None) -> TestClient:
@@ -83,7 +77,7 @@ def test_apidot_quota_is_its_402() -> None:
 
 
 def test_generation_answer_shape() -> None:
-    c = make_client(clock=FakeClock())
+    c = make_client(clock=FakeClock(T0))
     r = generate(c, "a cat", quality="high", size="1536x1024", n=2)
     assert r.status_code == 200 and r.headers["x-request-id"].startswith("req_")
     body = r.json()
@@ -131,7 +125,7 @@ def test_edit_records_the_uploaded_images() -> None:
 
 
 def test_rate_limit_headers() -> None:
-    c = make_client(clock=FakeClock())
+    c = make_client(clock=FakeClock(T0))
     r = generate(c, "a [[429x1]]")
     assert r.status_code == 429
     assert r.json() == {
@@ -290,7 +284,7 @@ def test_edit_needs_multipart() -> None:
 
 
 def test_image2_lifecycle_and_files() -> None:
-    clock = FakeClock()
+    clock = FakeClock(T0)
     c = make_client(duration=10, clock=clock)
     r = i2_submit(c, "a fox", size="1024x1024", image=["https://a.example/r.png"])
     assert r.status_code == 200
@@ -328,7 +322,7 @@ def test_image2_failed_tasks(directive: str, message: str, code: str) -> None:
 
 
 def test_image2_never_slow_instant() -> None:
-    clock = FakeClock()
+    clock = FakeClock(T0)
     c = make_client(duration=100, clock=clock)
     never = i2_submit(c, "x [[never]]").json()["task_id"]
     slow = i2_submit(c, "x [[slow:2]]").json()["task_id"]
@@ -343,7 +337,7 @@ def test_image2_never_slow_instant() -> None:
 
 
 def test_image2_faults_and_records() -> None:
-    c = make_client(clock=FakeClock())
+    c = make_client(clock=FakeClock(T0))
     r = i2_submit(c, "q [[429x1]]")
     assert r.status_code == 429 and r.headers["retry-after-ms"] == "1000"
     assert r.json()["error"]["code"] == "rate_limit_exceeded"

@@ -21,6 +21,7 @@ from imagegen.request import ImageRequest
 from imagegen.simulator import SimSettings, create_app
 from imagegen.simulator.openai import parse_multipart
 from imagegen.simulator.png import solid_png
+from tests.support import recorder
 
 # The provider passes a per-request timeout, which starlette's TestClient (used as the client) ignores.
 pytestmark = pytest.mark.filterwarnings("ignore:You should not use the 'timeout' argument")
@@ -34,18 +35,11 @@ LOCAL = FetchPolicy(allow_private=True)
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-class Recorder:
-    """A MockTransport handler that records requests and answers with a canned response."""
+class Recorder(recorder.Recorder):
+    """Records requests and answers with a canned response (``images_body()`` unless told)."""
 
-    def __init__(self, status: int = 200, body: Any = None, headers: dict[str, str] | None = None) -> None:
-        self.requests: list[httpx.Request] = []
-        self.status, self.headers = status, headers
-        self.body = body if body is not None else images_body()
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        request.read()
-        self.requests.append(request)
-        return httpx.Response(self.status, json=self.body, headers=self.headers)
+    def default_body(self, request: httpx.Request) -> Any:
+        return images_body()
 
 
 def images_body(*items: dict[str, Any], usage: Any = None) -> dict[str, Any]:

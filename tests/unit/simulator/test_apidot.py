@@ -25,17 +25,10 @@ from imagegen.simulator import SimSettings, create_app
 from imagegen.simulator.directives import Fault, parse_directives, pick_fault
 from imagegen.simulator.png import solid_png
 from imagegen.simulator.settings import DurationSpec
+from tests.support.clock import FakeClock
 
 AUTH = {"Authorization": "Bearer test-key"}
 T0 = 1_700_000_000.25
-
-
-class FakeClock:
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def make_client(duration: str | float = 0, clock: FakeClock | None = None, **kw: Any) -> TestClient:
@@ -153,7 +146,7 @@ def test_png_is_valid() -> None:
 
 
 def test_submit_and_progression_to_finished() -> None:
-    clock = FakeClock()
+    clock = FakeClock(T0)
     c = make_client(duration=10, clock=clock)
     r = submit(c, "a cat")
     assert r.status_code == 200
@@ -188,7 +181,7 @@ def test_submit_and_progression_to_finished() -> None:
 
 
 def test_instant_and_slow_directives_override_default_duration() -> None:
-    clock = FakeClock()
+    clock = FakeClock(T0)
     c = make_client(duration="lognormal:3:0.3", clock=clock)
     assert status(c, submit_ok(c, "x [[instant]]")).json()["data"]["status"] == "finished"
     slow = submit_ok(c, "x [[slow:8]]")
@@ -214,7 +207,7 @@ def test_failed_outcomes(directive: str, message: str) -> None:
 
 
 def test_never_stays_running_until_forced() -> None:
-    clock = FakeClock()
+    clock = FakeClock(T0)
     c = make_client(duration=1, clock=clock)
     tid = submit_ok(c, "x [[never]]")
     clock.t += 3600
@@ -227,7 +220,7 @@ def test_never_stays_running_until_forced() -> None:
 
 
 def test_shape_b_code0_and_processing() -> None:
-    clock = FakeClock()
+    clock = FakeClock(T0)
     c = make_client(duration=10, clock=clock)
     tid = submit_ok(c, "x [[shapeb]]")
     clock.t += 10
@@ -247,7 +240,7 @@ def test_shape_b_code0_and_processing() -> None:
 
 
 def test_global_shape_and_duration_config() -> None:
-    clock = FakeClock()
+    clock = FakeClock(T0)
     c = make_client(duration=100, clock=clock)
     assert c.post("/_sim/config", json={"shape": "B", "duration_s": 0}).json() == {
         "submit_fault": None,
@@ -693,7 +686,7 @@ def test_code0_applies_to_webhook_body(receiver: Receiver) -> None:
 
 
 def test_submit_rate_limit_answers_429_beyond_the_rate() -> None:
-    clock = FakeClock()
+    clock = FakeClock(T0)
     c = make_client(clock=clock)
     c.post("/_sim/config", json={"submit_rate": 2})  # 2/s: a bucket of 2, refilled every 0.5 s
     assert [submit(c, f"r{i}").status_code for i in range(3)] == [200, 200, 429]
@@ -702,7 +695,7 @@ def test_submit_rate_limit_answers_429_beyond_the_rate() -> None:
 
 
 def test_submit_rate_limit_can_omit_retry_after() -> None:
-    clock = FakeClock()
+    clock = FakeClock(T0)
     c = make_client(clock=clock)
     c.post("/_sim/config", json={"submit_rate": 1, "submit_rate_retry_after": False})
     assert submit(c, "a").status_code == 200

@@ -20,6 +20,8 @@ from imagegen.request import ImageRequest
 from imagegen.runtime import Runtime
 from imagegen.store.db import upgrade
 
+pytestmark = pytest.mark.store
+
 _PREFIXES = ("IMAGEGEN_", "APIDOT_", "OPENAI_", "IMAGE2_", "REDIS_URL", "DATABASE_URL")
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
 

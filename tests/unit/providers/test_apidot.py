@@ -15,6 +15,7 @@ from imagegen.errors import AccountError, ErrorKind, FinalError, ProviderError, 
 from imagegen.providers.apidot import APIDotProvider, build_input, parse_status
 from imagegen.providers.base import Phase, SubmitResult, UpstreamState
 from imagegen.request import ImageRequest
+from tests.support import recorder
 
 BASE = "https://api.apidot.test/"
 KEY = "sk-test-key"
@@ -259,18 +260,9 @@ def test_parse_status_is_total(data: Any, http_status: int) -> None:
 # --- submit: the request we send --------------------------------------------------------------------
 
 
-class Recorder:
-    def __init__(self, response: httpx.Response | None = None) -> None:
-        self.requests: list[httpx.Request] = []
-        self.response = response
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        return self.response or httpx.Response(200, json=submit_ok())
-
-    @property
-    def body(self) -> dict[str, Any]:
-        return json.loads(self.requests[-1].content)
+class Recorder(recorder.Recorder):
+    def default_body(self, request: httpx.Request) -> Any:
+        return submit_ok()
 
 
 def test_submit_sends_the_documented_body() -> None:

@@ -8,14 +8,13 @@ import random
 import statistics
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imagegen.devstack import free_port, start_redis
+from imagegen.devstack import free_port
 from imagegen.store.softredis import fast_client
 from imagegen.timing.durations import (
     CENSORED_FRACTION,
@@ -28,36 +27,13 @@ from imagegen.timing.durations import (
     observed_duration,
 )
 from imagegen.timing.polls import next_poll_delay
+from tests.support.clock import FakeClock
 
 DURATIONS = st.floats(0.0, 3600.0, allow_nan=False)
 
 
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    proc, url = start_redis()
-    try:
-        yield url
-    finally:
-        proc.stop()
-
-
-@pytest.fixture
-def client(redis_url: str) -> redis.Redis:
-    return fast_client(redis_url)
-
-
 def fresh_key() -> str:
     return duration_key("apidot", f"m-{uuid.uuid4().hex[:8]}", "high", "2K")
-
-
-class Clock:
-    """A hand-driven monotonic clock."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # --- the learner -----------------------------------------------------------------------------------------
@@ -110,7 +86,7 @@ def test_foreign_values_are_skipped(client: redis.Redis) -> None:
 
 
 def test_cache_ttl(client: redis.Redis) -> None:
-    clock = Clock()
+    clock = FakeClock()
     poller = DurationLearner(client, window=10, min_samples=1, cache_ttl_s=10.0, clock=clock)
     finisher = DurationLearner(client, window=10, min_samples=1, cache_ttl_s=10.0)  # another process
     key = fresh_key()

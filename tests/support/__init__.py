@@ -1,0 +1,1 @@
+"""Helpers shared across the test tiers, as plain modules (fixtures live in the conftest.py files)."""
