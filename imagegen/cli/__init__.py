@@ -1,1 +1,1 @@
-"""The ``imagegen`` command line (SPEC §5)."""
+"""The ``imagegen`` command line: ``main`` is the group, each command lives in the module ``main.COMMANDS`` names."""

@@ -117,3 +117,10 @@ def run_demo(count: int = 20) -> int:
             proc.stop()
         shutil.rmtree(workdir, ignore_errors=True)
         click.echo("stopped worker, beat, simulator" + (" and redis" if started and started[0].name == "redis" else ""))
+
+
+@click.command()
+@click.option("--jobs", "count", type=int, default=20, help="How many requests in the demo batch.")
+def demo(count: int) -> None:
+    """Start Redis (if needed), the simulator, a worker and beat; run a mixed batch; print the results."""
+    raise SystemExit(run_demo(count))
