@@ -279,11 +279,12 @@ def start_services(
     api_port = free_port() if api else None
     if api_port:
         # Providers call back here; the worker puts this base in every callback_url it submits.
-        env.setdefault("IMAGEGEN_PUBLIC_URL", f"http://127.0.0.1:{api_port}")
+        env["IMAGEGEN_PUBLIC_URL"] = f"http://127.0.0.1:{api_port}"
     sim, sim_url = start_simulator(env, log_dir=log_dir)
-    env.setdefault("APIDOT_BASE_URL", sim_url)
-    env.setdefault("OPENAI_BASE_URL", f"{sim_url}/openai/v1")
-    env.setdefault("IMAGE2_BASE_URL", f"{sim_url}/image2/api/v1")
+    # Always the simulator: an APIDOT_BASE_URL exported in the shell must never send a demo job upstream.
+    env["APIDOT_BASE_URL"] = sim_url
+    env["OPENAI_BASE_URL"] = f"{sim_url}/openai/v1"
+    env["IMAGE2_BASE_URL"] = f"{sim_url}/image2/api/v1"
     services = Services(env, sim_url, [sim])
     try:
         for index in range(workers):

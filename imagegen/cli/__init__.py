@@ -1,1 +1,1 @@
-"""The ``imagegen`` command line (README, 'Using it')."""
+"""The ``imagegen`` command line: ``main`` is the group, each command lives in the module ``main.COMMANDS`` names."""

@@ -5,13 +5,16 @@ Each bad value is one line on stderr and exit 2 (``output.fail``), before anythi
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 import click
+from sqlalchemy.orm import Session
 
 from imagegen.cli.output import fail
+from imagegen.constants import PROVIDERS
+from imagegen.errors import ErrorKind
 from imagegen.ids import is_job_id
-from imagegen.runtime import Runtime
 from imagegen.store import repo
 from imagegen.store.transitions import JobStatus
 
@@ -31,7 +34,13 @@ def timeout_needs_wait(timeout: float | None, wait: bool) -> None:
         fail("--timeout: needs --wait (without it the command returns at once)")
 
 
-def existing_job(rt: Runtime, job_id: str) -> Any:
+class Sessions(Protocol):
+    """What looking a job up needs: a ``Runtime``, or the CLI's database-only ``Database``."""
+
+    def session(self) -> AbstractContextManager[Session]: ...
+
+
+def existing_job(rt: Sessions, job_id: str) -> Any:
     """The job named by a full id, or by a unique prefix of one (the short ids ``imagegen jobs`` prints)."""
     prefix = job_id.strip().lower()
     with rt.session() as s:
@@ -54,4 +63,19 @@ def status_callback(_ctx: click.Context, param: click.Parameter, value: str | No
     statuses = [s.value for s in JobStatus]
     if value is not None and value not in statuses:
         fail(f"{param.opts[0]}: unknown status {value!r} (one of {', '.join(statuses)})")
+    return value
+
+
+def provider_callback(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback: a known provider name or nothing (exit 2 with one line otherwise)."""
+    if value is not None and value not in PROVIDERS:
+        fail(f"{param.opts[0]}: unknown provider {value!r} (one of {', '.join(PROVIDERS)})")
+    return value
+
+
+def error_kind_callback(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback: a known error kind or nothing (exit 2 with one line otherwise)."""
+    kinds = [k.value for k in ErrorKind]
+    if value is not None and value not in kinds:
+        fail(f"{param.opts[0]}: unknown error kind {value!r} (one of {', '.join(kinds)})")
     return value

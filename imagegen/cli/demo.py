@@ -74,18 +74,10 @@ def run_demo(count: int = 20) -> int:
             "IMAGEGEN_BACKOFF_CAP_S": "4",
             "SIM_DURATION_S": "uniform:1:4",
         }
-        sim, sim_url = devstack.start_simulator(env, log_dir=logs)
-        started.append(sim)
-        env["APIDOT_BASE_URL"] = sim_url
-        click.echo(f"simulator: {sim_url}")
-        subprocess.run(
-            [sys.executable, "-m", "imagegen.cli.main", "db", "upgrade"],
-            env=env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        started.append(devstack.start_worker(env, concurrency=2, log_dir=logs))
-        started.append(devstack.start_beat(env, log_dir=logs))
+        services = devstack.start_services(env, log_dir=logs, concurrency=2)
+        started += services.processes
+        env = services.env
+        click.echo(f"simulator: {services.sim_url}")
         click.echo(f"worker and beat started (logs in {logs})")
         batch = workdir / "batch.jsonl"
         lines = [SCENARIOS[i % len(SCENARIOS)] for i in range(max(count, 1))]
@@ -117,3 +109,10 @@ def run_demo(count: int = 20) -> int:
             proc.stop()
         shutil.rmtree(workdir, ignore_errors=True)
         click.echo("stopped worker, beat, simulator" + (" and redis" if started and started[0].name == "redis" else ""))
+
+
+@click.command()
+@click.option("--jobs", "count", type=int, default=20, help="How many requests in the demo batch.")
+def demo(count: int) -> None:
+    """Start Redis (if needed), the simulator, a worker and beat; run a mixed batch; print the results."""
+    raise SystemExit(run_demo(count))

@@ -1,8 +1,7 @@
-"""Operator commands: ``imagegen stats``, ``imagegen requeue`` and ``imagegen purge``.
+"""Operator commands: ``imagegen jobs``, ``stats``, ``requeue`` and ``purge`` (listing and bulk work by filters).
 
-The commands are plain click commands; ``register(group)`` adds them to the ``imagegen`` group. This
-module never imports ``imagegen.cli.main`` (so ``main`` can import it without a cycle). Until ``main``
-calls ``register``, ``python -m imagegen.cli.ops …`` runs the ``imagegen`` group with these commands.
+Plain click commands, loaded by ``imagegen.cli.main`` when one of them runs (its ``COMMANDS`` table).
+``python -m imagegen.cli.ops …`` runs the whole ``imagegen`` group.
 """
 
 from __future__ import annotations
@@ -16,9 +15,12 @@ from typing import Any
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
+from imagegen.cli.args import error_kind_callback, provider_callback, status_callback
+from imagegen.cli.database import open_database
 from imagegen.cli.output import SOME_FAILED, fail, print_json
-from imagegen.constants import PROVIDERS
-from imagegen.errors import ErrorKind, ImagegenError
+from imagegen.cli.render import jobs_table
+from imagegen.errors import ImagegenError
+from imagegen.jobview import job_to_dict
 from imagegen.messages import Step
 from imagegen.ops import purge as purge_ops
 from imagegen.ops import requeue as requeue_ops
@@ -27,6 +29,7 @@ from imagegen.ops.purge import PurgeResult
 from imagegen.ops.stats import Stats, format_duration, parse_duration
 from imagegen.producer import default_publisher
 from imagegen.runtime import Runtime
+from imagegen.store import repo
 from imagegen.store.transitions import TERMINAL
 
 log = logging.getLogger(__name__)
@@ -66,19 +69,46 @@ def duration_callback(_ctx: click.Context, param: click.Parameter, value: str | 
         fail(f"{param.opts[0]}: {exc}")
 
 
-def provider_callback(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """Click callback: a known provider name or nothing (exit 2 with one line otherwise)."""
-    if value is not None and value not in PROVIDERS:
-        fail(f"{param.opts[0]}: unknown provider {value!r} (one of {', '.join(PROVIDERS)})")
-    return value
+# --- jobs ---------------------------------------------------------------------------------------
 
 
-def error_kind_callback(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """Click callback: a known error kind or nothing (exit 2 with one line otherwise)."""
-    kinds = [k.value for k in ErrorKind]
-    if value is not None and value not in kinds:
-        fail(f"{param.opts[0]}: unknown error kind {value!r} (one of {', '.join(kinds)})")
-    return value
+@click.command()
+@click.option("--status", "status_", default=None, callback=status_callback, help="Only jobs in this status.")
+@click.option("--batch", "batch_id", default=None)
+@click.option("--provider", default=None, callback=provider_callback)
+@click.option("--error-kind", default=None, callback=error_kind_callback)
+@click.option("--older-than", default=None, callback=duration_callback, help="Created before this long ago (2h, 30d).")
+@click.option("--newer-than", default=None, callback=duration_callback, help="Created within this long (30m, 2h).")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100)
+@click.option("--json", "as_json", is_flag=True)
+def jobs(
+    status_: str | None,
+    batch_id: str | None,
+    provider: str | None,
+    error_kind: str | None,
+    older_than: timedelta | None,
+    newer_than: timedelta | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List jobs, newest first."""
+    database = open_database()  # the database alone: listing needs no Runtime
+    now = database.now()
+    with database.read_session() as s:
+        found = repo.list_jobs(
+            s,
+            status=status_,
+            batch_id=batch_id,
+            provider=provider,
+            error_kind=error_kind,
+            created_after=now - newer_than if newer_than else None,
+            created_before=now - older_than if older_than else None,
+            limit=limit,
+        )
+    if as_json:
+        print_json([job_to_dict(j) for j in found])
+    else:
+        jobs_table(found)
 
 
 # --- stats --------------------------------------------------------------------------------------
@@ -270,17 +300,6 @@ def render_purge(result: PurgeResult, statuses: frozenset[Any]) -> str:
     if result.files_kept:
         line += f" ({result.files_kept} remote or outside-the-results-dir files left in place)"
     return line
-
-
-#: Every command this module adds to ``imagegen``.
-COMMANDS: tuple[click.Command, ...] = (stats, requeue, purge)
-
-
-def register(group: click.Group) -> click.Group:
-    """Add the operator commands to ``group`` (the ``imagegen`` click group)."""
-    for command in COMMANDS:
-        group.add_command(command)
-    return group
 
 
 if __name__ == "__main__":

@@ -1,28 +1,19 @@
-"""Rendering for the CLI: JSON, tables, one-line errors, and waiting with a progress bar."""
+"""The CLI's exit codes, its one-line errors and its JSON output: what every command (and the group) needs.
+
+It imports nothing but click, so ``imagegen --help`` can use it; showing jobs (tables, the progress bar)
+is ``imagegen.cli.render``.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-import time
-from collections import Counter
-from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from imagegen.jobview import job_to_dict
-from imagegen.runtime import Runtime
-from imagegen.store import repo
-from imagegen.store.models import Job
-from imagegen.store.transitions import TERMINAL, JobStatus
-
-#: Exit codes (README, 'Using it'): success, some job failed/expired/canceled, bad input, --wait gave up.
+#: Exit codes (README "Using it").
 OK, SOME_FAILED, BAD_INPUT, GAVE_UP = 0, 1, 2, 3
-_SETTLED = {s.value for s in TERMINAL} | {JobStatus.HELD.value}
 
 
 def fail(message: str, code: int = BAD_INPUT) -> NoReturn:
@@ -34,81 +25,3 @@ def fail(message: str, code: int = BAD_INPUT) -> NoReturn:
 def print_json(value: Any) -> None:
     """JSON on stdout."""
     click.echo(json.dumps(value, indent=2, default=str))
-
-
-def wait_for(rt: Runtime, ids: Sequence[str], *, timeout: float | None, progress: bool) -> tuple[list[Job], bool]:
-    """Wait until every job is terminal or held (or ``timeout``); returns ``(jobs, timed_out)``."""
-    deadline = time.monotonic() + timeout if timeout else None
-    bar = Progress(
-        TextColumn("[bold]jobs"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-        disable=not progress,
-    )
-    with bar:
-        task = bar.add_task("", total=len(ids))
-        while True:
-            jobs = load(rt, ids)
-            settled = sum(j.status in _SETTLED for j in jobs)
-            counts = Counter(j.status for j in jobs)
-            bar.update(task, completed=settled, description=" ".join(f"{k}:{v}" for k, v in sorted(counts.items())))
-            if settled == len(jobs):
-                return jobs, False
-            if deadline is not None and time.monotonic() >= deadline:
-                return jobs, True
-            time.sleep(0.25)
-
-
-def load(rt: Runtime, ids: Sequence[str]) -> list[Job]:
-    """The jobs with these ids, in that order (missing ids skipped)."""
-    with rt.read_session() as s:
-        found = [repo.get_job(s, i) for i in ids]
-    return [j for j in found if j is not None]
-
-
-def exit_code(jobs: Sequence[Job], timed_out: bool) -> int:
-    """0 all succeeded; 3 gave up (timeout or a held job); 1 some job failed, expired or was canceled."""
-    if timed_out or any(j.status == JobStatus.HELD for j in jobs):
-        return GAVE_UP
-    if all(j.status == JobStatus.SUCCEEDED for j in jobs):
-        return OK
-    return SOME_FAILED
-
-
-def jobs_table(jobs: Sequence[Job], *, title: str | None = None) -> None:
-    """A readable table of jobs on stdout."""
-    table = Table(title=title, show_lines=False)
-    for col in ("id", "status", "error kind", "provider", "polls", "submits", "result url / upstream task"):
-        table.add_column(col, overflow="fold")
-    for job in jobs:
-        view = job_to_dict(job)
-        # A recovered job shows the retryable error it got past, in parentheses.
-        kind = job.error_kind or (f"({job.last_error_kind})" if job.last_error_kind else "")
-        result = view["result"][0]["url"] if view["result"] else (view["upstream_task_id"] or "")
-        table.add_row(
-            job.id[:8],
-            job.status,
-            kind,
-            job.provider,
-            str(job.polls),
-            str(job.submit_attempts),
-            result,
-        )
-    Console(width=max(120, Console().width)).print(table)
-
-
-def describe(job: Job) -> str:
-    """A few human lines about one job."""
-    view = job_to_dict(job)
-    lines = [f"{job.id}  {job.status}  ({job.provider}/{job.model})"]
-    if view["error"]:
-        lines.append(f"  error: {view['error']['kind']}: {view['error']['message']}")
-    elif view["last_error"]:
-        lines.append(f"  last error: {view['last_error']['kind']}: {view['last_error']['message']}")
-    lines.append(f"  submits: {job.submit_attempts}  polls: {job.polls}  upstream: {job.upstream_task_id or '-'}")
-    lines += [f"  result: {r['url']}" for r in view["result"]]
-    return "\n".join(lines)

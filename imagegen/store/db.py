@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+import ast
 import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.orm import Session, sessionmaker
 
 from imagegen.errors import DatabaseUnusable, SchemaBehind
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -125,10 +125,14 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 
 # --- migrations -------------------------------------------------------------------------------------
+# Alembic is imported by the functions that read or run migrations, not by this module: a process whose
+# schema is current (every start after the first) never needs it (``ensure_schema``'s fast path).
 
 
 def alembic_config(url: str) -> Config:
     """An Alembic config pointing at the packaged migrations (no alembic.ini needed)."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -137,23 +141,31 @@ def alembic_config(url: str) -> Config:
 
 def head_revision(url: str) -> str | None:
     """The newest migration shipped with this code."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config(url)).get_current_head()
 
 
 def current_revision(engine: sa.Engine) -> str | None:
     """The migration the database is at (None for an empty database)."""
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def upgrade(url: str) -> None:
     """Bring the schema to the newest migration (``imagegen db upgrade``)."""
+    from alembic import command
+
     with _migration_lock(url):
         command.upgrade(alembic_config(url), "head")
 
 
 def ensure_schema(engine: sa.Engine) -> None:
     """SQLite: upgrade in place. PostgreSQL: refuse to run on an old schema (compose migrates once)."""
+    if schema_is_current(engine):
+        return
     url = engine.url.render_as_string(hide_password=False)
     head = head_revision(url)
     if current_revision(engine) == head:
@@ -164,6 +176,70 @@ def ensure_schema(engine: sa.Engine) -> None:
     raise SchemaBehind(
         f"the database schema is at {current_revision(engine)!r}, this code needs {head!r}: run `imagegen db upgrade`"
     )
+
+
+def schema_is_current(engine: sa.Engine) -> bool:
+    """True when the database is, for certain, at the newest shipped migration; checked with one plain
+    query and the migration files' ``revision``/``down_revision`` lines, so without importing Alembic
+    and the migrations (a few hundred milliseconds of every CLI command's start).
+
+    False means "ask Alembic" (``ensure_schema`` does): an empty or older database, several heads, or
+    migration files this simple reading does not understand.
+    """
+    head = shipped_head()
+    if head is None:
+        return False
+    with engine.execution_options(**{READ_ONLY: True}).connect() as conn:
+        try:
+            recorded = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+        except sa.exc.DBAPIError:  # no version table yet: a new database
+            return False
+    return recorded == [head]
+
+
+def shipped_head() -> str | None:
+    """The newest migration in ``migrations/versions``, read from each file's module-level ``revision``
+    and ``down_revision`` literals (the files Alembic loads).
+
+    None unless every file states both as plain strings (or None) and exactly one revision is nobody's
+    parent.
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        if path.name.startswith(("__init__", ".#")):  # what Alembic skips too
+            continue
+        values = _literals(path, ("revision", "down_revision"))
+        revision, down = values.get("revision"), values.get("down_revision", ...)
+        if not isinstance(revision, str) or not (down is None or isinstance(down, str)):
+            return None  # computed, missing, or a merge (several parents): Alembic answers
+        revisions.add(revision)
+        if down is not None:
+            parents.add(down)
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _literals(path: Path, names: tuple[str, ...]) -> dict[str, Any]:
+    """The module-level ``name = <literal>`` (or ``name: T = <literal>``) assignments of ``path``."""
+    found: dict[str, Any] = {}
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except (OSError, SyntaxError, ValueError):
+        return found
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and target.id in names:
+            try:
+                found[target.id] = ast.literal_eval(value)
+            except ValueError:
+                found[target.id] = ...  # not a literal: unknown
+    return found
 
 
 @contextmanager

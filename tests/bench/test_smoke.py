@@ -48,3 +48,8 @@ def test_ratelimit() -> None:
 def test_scale() -> None:
     out = run("bench.scale", "--jobs", "40", "--durations", "uniform:0.5:1.5", "--concurrency", "2")
     assert "succeeded=40" in out and "peak" in out and "one countdown message per in-flight job" in out
+
+
+def test_startup() -> None:
+    out = run("bench.startup", "--runs", "1", timeout=120)
+    assert "celery --help" in out and "imagegen --help" in out and "imagegen status <missing>" in out

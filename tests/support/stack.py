@@ -21,7 +21,6 @@ from imagegen.producer import create_job, publish_submits
 from imagegen.request import ImageRequest
 from imagegen.runtime import Runtime
 from imagegen.store import repo
-from imagegen.store.db import upgrade
 from imagegen.store.models import Job
 from imagegen.store.transitions import TERMINAL, JobStatus
 from worker.app import create_app
@@ -148,23 +147,11 @@ def start_stack(
     }
     if "IMAGEGEN_SUBMIT_POLICY" not in overrides:
         env.pop("IMAGEGEN_SUBMIT_POLICY", None)
-    upgrade(env["DATABASE_URL"])
-    api_port = devstack.free_port() if with_api else None
-    if api_port:
-        # Providers call back here; the worker puts this base in every callback_url it submits.
-        env["IMAGEGEN_PUBLIC_URL"] = f"http://127.0.0.1:{api_port}"
-    sim, sim_url = devstack.start_simulator(env, log_dir=log_dir)
-    env["APIDOT_BASE_URL"] = sim_url
-    env["OPENAI_BASE_URL"] = f"{sim_url}/openai/v1"
-    env["IMAGE2_BASE_URL"] = f"{sim_url}/image2/api/v1"
-    stack = Stack(env, sim_url, log_dir)
-    stack.processes.append(sim)
-    stack.worker = devstack.start_worker(env, concurrency=2, log_dir=log_dir)
-    stack.processes.append(stack.worker)
-    stack.processes.append(devstack.start_beat(env, log_dir=log_dir))
-    if api_port:
-        stack.api_url = f"http://127.0.0.1:{api_port}"
-        stack.processes.append(devstack.start_api(env, port=api_port, log_dir=log_dir))
+    services = devstack.start_services(env, log_dir=log_dir, concurrency=2, api=with_api)
+    stack = Stack(services.env, services.sim_url, log_dir)
+    stack.processes += services.processes
+    stack.worker = services.workers[0]
+    stack.api_url = services.api_url
     # Ready when a job goes all the way through.
     probe = stack.submit(stack.prompt("warm-up [[instant]]"))
     stack.wait(probe, timeout=60)
