@@ -48,7 +48,7 @@ def _tracked_files() -> list[Path]:
 
 def test_the_scan_sees_the_repository() -> None:
     names = {p.relative_to(ROOT).as_posix() for p in _tracked_files()}
-    assert {"README.md", "imagegen/__init__.py", "tests/unit/test_requests.py"} <= names
+    assert {"README.md", "imagegen/__init__.py", "tests/unit/test_request.py"} <= names
 
 
 def test_the_pattern_catches_what_it_is_for() -> None:
