@@ -18,6 +18,7 @@ from sqlalchemy.exc import ArgumentError
 from config.groups import Backoff, Budgets, Http, Polling, Timers
 from config.limits import order_problems
 from imagegen.constants import PROVIDERS
+from imagegen.request import DEFAULT_TENANT, TENANT_RULE, is_tenant
 
 #: Tier means from the provider docs, 1K resolution: where the first poll of a job aims.
 DEFAULT_EXPECTED_DURATIONS: dict[str, float] = {
@@ -143,7 +144,10 @@ class Settings(BaseSettings):
     # --- safety and logging ---------------------------------------------------------------------
     imagegen_allow_private_urls: bool = False
     imagegen_log_prompts: bool = False
+    #: Intake bearer tokens, comma-separated; each ``tenant:token`` or a bare token (tenant ``default``).
     imagegen_api_tokens: str = ""
+    #: Bearer tokens (comma-separated, no tenant part) that see and act on every tenant's jobs.
+    imagegen_admin_tokens: str = ""
     #: Largest HTTP request body the API reads (bytes); upstream webhooks get 64 KiB whatever this is.
     imagegen_api_max_body_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
     #: Port on which each worker host serves its Prometheus metrics (needs PROMETHEUS_MULTIPROC_DIR).
@@ -155,6 +159,15 @@ class Settings(BaseSettings):
         if value is not None:
             parse_provider_limits(value)
         return value
+
+    @model_validator(mode="after")
+    def _check_tokens(self) -> Settings:
+        # Parsed here so that a bad list stops every process at start, in one line naming the variable.
+        tenants = parse_api_tokens(self.imagegen_api_tokens)
+        admins = parse_admin_tokens(self.imagegen_admin_tokens)
+        if admins & tenants.keys():
+            raise ValueError("IMAGEGEN_ADMIN_TOKENS: a token is also in IMAGEGEN_API_TOKENS (give it one role)")
+        return self
 
     @field_validator("imagegen_webhook_secret")
     @classmethod
@@ -315,8 +328,23 @@ class Settings(BaseSettings):
 
     @property
     def api_tokens(self) -> frozenset[str]:
-        """Bearer tokens accepted by the intake API; empty means no auth."""
-        return frozenset(t.strip() for t in self.imagegen_api_tokens.split(",") if t.strip())
+        """The tenant tokens of ``IMAGEGEN_API_TOKENS`` (without their ``tenant:`` part)."""
+        return frozenset(self.token_tenants)
+
+    @property
+    def token_tenants(self) -> dict[str, str]:
+        """``IMAGEGEN_API_TOKENS`` as token → tenant (a bare token's tenant is ``default``)."""
+        return parse_api_tokens(self.imagegen_api_tokens)
+
+    @property
+    def admin_tokens(self) -> frozenset[str]:
+        """``IMAGEGEN_ADMIN_TOKENS``: tokens that see and act on every tenant."""
+        return parse_admin_tokens(self.imagegen_admin_tokens)
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether the intake API asks for a token (any token of either list configured)."""
+        return bool(self.token_tenants or self.admin_tokens)
 
 
 def normalize_database_url(url: str) -> str:
@@ -325,6 +353,53 @@ def normalize_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+def _token_problem(token: str) -> str | None:
+    if not token:
+        return "has an empty token"
+    if any(c.isspace() for c in token):
+        return "has a token with whitespace in it (a bearer token cannot carry it)"
+    return None
+
+
+def parse_api_tokens(value: str) -> dict[str, str]:
+    """Parse ``IMAGEGEN_API_TOKENS``: comma-separated ``tenant:token`` or bare ``token`` → {token: tenant}.
+
+    The tenant is what comes before the first ``:`` (so a token may contain ``:`` when its tenant is
+    written out). Errors name the variable and the entry's position, never a token.
+    """
+    out: dict[str, str] = {}
+    for n, entry in enumerate((e.strip() for e in value.split(",")), start=1):
+        if not entry:
+            continue  # a trailing or doubled comma
+        tenant, sep, token = entry.partition(":")
+        if not sep:
+            tenant, token = DEFAULT_TENANT, entry
+        elif not tenant or not token:
+            raise ValueError(f"IMAGEGEN_API_TOKENS entry {n}: tenant:token with an empty tenant or token")
+        if not is_tenant(tenant):
+            raise ValueError(f"IMAGEGEN_API_TOKENS entry {n}: the tenant {TENANT_RULE}")
+        problem = _token_problem(token)
+        if problem:
+            raise ValueError(f"IMAGEGEN_API_TOKENS entry {n} {problem}")
+        if out.get(token, tenant) != tenant:
+            raise ValueError(f"IMAGEGEN_API_TOKENS entry {n}: the same token is given to two tenants")
+        out[token] = tenant
+    return out
+
+
+def parse_admin_tokens(value: str) -> frozenset[str]:
+    """Parse ``IMAGEGEN_ADMIN_TOKENS``: comma-separated tokens, taken whole (no tenant part)."""
+    tokens: set[str] = set()
+    for n, token in enumerate((e.strip() for e in value.split(",")), start=1):
+        if not token:
+            continue
+        problem = _token_problem(token)
+        if problem:
+            raise ValueError(f"IMAGEGEN_ADMIN_TOKENS entry {n} {problem}")
+        tokens.add(token)
+    return frozenset(tokens)
 
 
 def parse_expected_durations(value: str) -> dict[str, float]:

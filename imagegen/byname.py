@@ -24,7 +24,7 @@ from imagegen.errors import ErrorKind, FieldError, IdempotencyConflict, RequestI
 from imagegen.ids import is_job_id
 from imagegen.metrics import observe_end
 from imagegen.producer import create_job
-from imagegen.request import MAX_PROMPT, ImageRequest
+from imagegen.request import DEFAULT_TENANT, MAX_PROMPT, ImageRequest, is_tenant
 from imagegen.runtime import Runtime
 from imagegen.store.models import Job
 from imagegen.store.transitions import JobStatus
@@ -178,6 +178,7 @@ def reject_enqueue(rt: Runtime, job_id: str | None, errors: Sequence[FieldError]
         provider=_safe_str(raw_request, "provider", 32, PROVIDERS) or "apidot",
         model=_safe_str(raw_request, "model", 200) or "gpt-image-2",
         request=_safe_request(raw_request),
+        tenant=_safe_tenant(raw_request),
         status=JobStatus.FAILED.value,
         error_kind=ErrorKind.INVALID_REQUEST.value,
         error_message=f"rejected by imagegen.enqueue: {message}",
@@ -205,6 +206,12 @@ def _safe_request(raw: Any) -> dict[str, Any]:
         if value is not None:
             out[name] = value
     return out
+
+
+def _safe_tenant(raw: Any) -> str:
+    """The rejected request's tenant when it names a valid one, so that tenant can read why (else ``default``)."""
+    value = raw.get("tenant") if isinstance(raw, Mapping) else None
+    return str(value) if is_tenant(value) else DEFAULT_TENANT
 
 
 def _safe_str(raw: Any, name: str, max_len: int, allowed: Sequence[str] | None = None) -> str | None:

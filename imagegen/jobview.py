@@ -32,6 +32,7 @@ def job_to_dict(job: Job) -> dict[str, Any]:
     return {
         "id": job.id,
         "batch_id": job.batch_id,
+        "tenant": job.tenant,
         "status": job.status,
         "provider": job.provider,
         "model": job.model,

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from imagegen.errors import IdempotencyConflict
 from imagegen.ids import new_job_id
 from imagegen.messages import Publisher, submit_step
-from imagegen.request import ImageRequest
+from imagegen.request import DEFAULT_TENANT, ImageRequest
 from imagegen.routes import NoMapping, hop_request
 from imagegen.runtime import Runtime, get_runtime
 from imagegen.store import repo
@@ -40,6 +40,11 @@ def same_request(stored: dict[str, Any], request: ImageRequest) -> bool:
     return any({k: v for k, v in c.items() if k not in strip} == have for c in candidates)
 
 
+def tenant_of(request: ImageRequest) -> str:
+    """The tenant a request's job belongs to (``default`` when it names none)."""
+    return request.tenant or DEFAULT_TENANT
+
+
 def build_job(
     rt: Runtime,
     request: ImageRequest,
@@ -58,6 +63,7 @@ def build_job(
         request=request.to_dict(),
         job_metadata=request.metadata,
         idempotency_key=request.idempotency_key,
+        tenant=tenant_of(request),
         priority=request.priority,
         callback_url=request.callback_url,
         status=JobStatus.QUEUED.value,
@@ -74,7 +80,8 @@ def create_job(
 ) -> tuple[Job, bool]:
     """Insert the job; returns ``(job, created)``. A repeated idempotency key or job id returns the existing job.
 
-    Raises ``IdempotencyConflict`` when the key's job was created for a different request.
+    Raises ``IdempotencyConflict`` when the key's job was created for a different request. Keys are
+    scoped to the request's tenant: another tenant's job is never found (nor returned) by its key.
     """
     job = build_job(rt, request, now=rt.now(), job_id=job_id, batch_id=batch_id)
     try:
@@ -84,7 +91,8 @@ def create_job(
     except IntegrityError:
         # The UNIQUE constraint decided the race: exactly one insert with this key (or id) won.
         with rt.session() as s:
-            existing = repo.get_job_by_idempotency_key(s, request.idempotency_key) if request.idempotency_key else None
+            key = request.idempotency_key
+            existing = repo.get_job_by_idempotency_key(s, key, tenant=tenant_of(request)) if key else None
             existing = existing or (repo.get_job(s, job_id) if job_id else None)
         if existing is None:
             raise
@@ -112,19 +120,19 @@ def create_batch(rt: Runtime, requests: Sequence[ImageRequest]) -> tuple[str, li
 
 def check_idempotency(rt: Runtime, requests: Sequence[ImageRequest]) -> None:
     """Raise ``IdempotencyConflict`` if a request's key names a job created for a different request."""
-    first: dict[str, ImageRequest] = {}
+    first: dict[str, ImageRequest] = {}  # by tenant:key (a tenant never contains ':')
     for request in requests:
         # Within the batch too: the jobs are inserted one by one after a collision, and a conflict found
         # then would leave the earlier lines' jobs queued although the whole batch is refused.
         if request.idempotency_key is not None:
-            seen = first.setdefault(request.idempotency_key, request)
+            seen = first.setdefault(f"{tenant_of(request)}:{request.idempotency_key}", request)
             if seen is not request and not same_request(seen.to_dict(), request):
                 raise IdempotencyConflict(request.idempotency_key)
     with rt.session() as s:
         for request in requests:
             if request.idempotency_key is None:
                 continue
-            existing = repo.get_job_by_idempotency_key(s, request.idempotency_key)
+            existing = repo.get_job_by_idempotency_key(s, request.idempotency_key, tenant=tenant_of(request))
             if existing is not None and not same_request(existing.request, request):
                 raise IdempotencyConflict(request.idempotency_key)
 

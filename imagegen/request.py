@@ -32,6 +32,12 @@ MAX_URL = 2_048
 MAX_METADATA_BYTES = 16_384
 MAX_DEADLINE_S = 7 * 86_400
 MAX_IDEMPOTENCY_KEY = 200
+MAX_TENANT = 64
+#: The tenant of a job nobody named one for (no tokens configured, a bare token, a CLI line without one).
+DEFAULT_TENANT = "default"
+#: A tenant is a short identifier: it appears in URLs' filters, logs and the token list (``tenant:token``).
+TENANT_RE = re.compile(rf"^[A-Za-z0-9_.-]{{1,{MAX_TENANT}}}\Z")
+TENANT_RULE = f"must be 1 to {MAX_TENANT} letters, digits, '_', '-' or '.'"
 
 _WXH = re.compile(r"^([1-9][0-9]{0,4})x([1-9][0-9]{0,4})\Z")
 _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,199}\Z")
@@ -54,6 +60,9 @@ class ImageRequest:
     callback_url: str | None = None
     metadata: dict[str, Any] | None = None
     fallback: Sequence[str] | None = None
+    #: Whose job this is (``DEFAULT_TENANT`` when None). Not part of what is asked: ``to_dict`` leaves it
+    #: out, the job row keeps it in its own column, and the HTTP API takes it from the caller's token.
+    tenant: str | None = None
     #: Local reference images uploaded by ``imagegen submit --image-file``: content-addressed keys in our
     #: storage (``uploads/<sha256>.<ext>``), never paths, so a request cannot make a worker read a file.
     image_files: Sequence[str] | None = None
@@ -103,12 +112,15 @@ class ImageRequest:
 
     def to_dict(self) -> dict[str, Any]:
         """The request as stored and shown (``None`` fields dropped; no secrets exist in a request)."""
-        out = {k: v for k, v in asdict(self).items() if v is not None and k != "allow_private_urls"}
+        out = {k: v for k, v in asdict(self).items() if v is not None and k not in _NOT_ASKED}
         for key in ("image_urls", "fallback", "image_files"):
             if key in out:
                 out[key] = list(out[key])
         return out
 
+
+#: Fields that say who asks or how to validate, not what is asked: never stored in a job's ``request``.
+_NOT_ASKED = ("allow_private_urls", "tenant")
 
 _STRING_FIELDS = (
     "prompt",
@@ -120,6 +132,7 @@ _STRING_FIELDS = (
     "idempotency_key",
     "priority",
     "callback_url",
+    "tenant",
 )
 
 
@@ -166,6 +179,8 @@ def _validate(req: ImageRequest) -> list[FieldError]:
         err(FieldError("deadline_s", f"must be between 0 and {MAX_DEADLINE_S} seconds"))
     if req.idempotency_key is not None and not (0 < len(req.idempotency_key) <= MAX_IDEMPOTENCY_KEY):
         err(FieldError("idempotency_key", f"must be 1 to {MAX_IDEMPOTENCY_KEY} characters"))
+    if req.tenant is not None and not is_tenant(req.tenant) and not any(e.field == "tenant" for e in errors):
+        err(FieldError("tenant", TENANT_RULE))
     if req.callback_url is not None:
         problem = url_problem(req.callback_url, allow_http=req.allow_private_urls)
         if problem:
@@ -173,6 +188,11 @@ def _validate(req: ImageRequest) -> list[FieldError]:
     errors += _validate_metadata(req.metadata)
     errors += _validate_fallback(req, hops=not errors)
     return errors
+
+
+def is_tenant(value: object) -> bool:
+    """Whether ``value`` is a valid tenant name (see ``TENANT_RE``)."""
+    return isinstance(value, str) and TENANT_RE.match(value) is not None
 
 
 def _validate_fallback(req: ImageRequest, *, hops: bool = True) -> list[FieldError]:

@@ -71,7 +71,7 @@ def create_app(
     app.state.metrics = build_registry(state.runtime)
 
     # Auth guards the intake only; probes, scrapers and providers have no intake token.
-    intake_deps = [require_token(settings.api_tokens)] if settings.api_tokens else []
+    intake_deps = [require_token(settings.token_tenants, settings.admin_tokens)] if settings.auth_enabled else []
     app.include_router(jobs.router, dependencies=intake_deps, responses=_intake_responses(bool(intake_deps)))
     app.include_router(webhooks.router, responses=_UNAVAILABLE)
     app.include_router(ops.router)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi.responses import JSONResponse
 
+from imagegen.api.auth import Caller, CallerDep
 from imagegen.api.schemas import (
     MAX_BATCH,
     BatchCreated,
@@ -18,6 +19,7 @@ from imagegen.api.schemas import (
     ValidationProblem,
 )
 from imagegen.api.state import PublisherDep, RuntimeDep, SettingsDep
+from imagegen.api.tenancy import as_caller, not_found, own_job, tenant_problem
 from imagegen.api.validation import field_problems, invalid, json_body, problem
 from imagegen.errors import IdempotencyConflict, RequestInvalid
 from imagegen.ids import is_job_id
@@ -44,10 +46,6 @@ def _body_schema(model: type[JobRequest | BatchRequest]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-def _not_found(what: str) -> HTTPException:
-    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"{what} not found")
-
-
 @router.post(
     "/jobs",
     status_code=status.HTTP_202_ACCEPTED,
@@ -60,12 +58,21 @@ def _not_found(what: str) -> HTTPException:
     },
     openapi_extra=_body_schema(JobRequest),
 )
-def post_job(body: Body, rt: RuntimeDep, publisher: PublisherDep, settings: SettingsDep) -> JSONResponse:
-    """Validate, write the ``queued`` row, then publish its submit. A repeated idempotency key → 200 + that job."""
+def post_job(
+    body: Body, rt: RuntimeDep, publisher: PublisherDep, settings: SettingsDep, caller: CallerDep
+) -> JSONResponse:
+    """Validate, write the ``queued`` row, then publish its submit. A repeated idempotency key → 200 + that job.
+
+    The job is the token's tenant's; a body ``tenant`` naming another is a 422 unless the token is an admin's.
+    """
     try:
         request = ImageRequest.from_dict(body, allow_private_urls=settings.http.allow_private_urls)
     except RequestInvalid as exc:
         raise invalid(field_problems(("body",), exc.errors)) from None
+    wrong_tenant = tenant_problem(request, caller, ("body",))
+    if wrong_tenant:
+        raise invalid([wrong_tenant])
+    request = as_caller(request, caller)
     try:
         job, created = create_job(rt, request)
     except IdempotencyConflict as exc:
@@ -76,18 +83,12 @@ def post_job(body: Body, rt: RuntimeDep, publisher: PublisherDep, settings: Sett
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="One job", responses={404: _NOT_FOUND})
-def get_job(job_id: str, rt: RuntimeDep) -> JSONResponse:
-    """The job JSON; 404 for an unknown id (or one that is not a UUID)."""
-    if not is_job_id(job_id):
-        raise _not_found("job")
-    with rt.read_session() as s:
-        job = repo.get_job(s, job_id)
-    if job is None:
-        raise _not_found("job")
-    return JSONResponse(job_to_dict(job))
+def get_job(job_id: str, rt: RuntimeDep, caller: CallerDep) -> JSONResponse:
+    """The job JSON; 404 for an unknown id (or one that is not a UUID, or another tenant's job)."""
+    return JSONResponse(job_to_dict(own_job(rt, caller, job_id)))
 
 
-def _batch_requests(body: Any, allow_private_urls: bool) -> list[ImageRequest]:
+def _batch_requests(body: Any, allow_private_urls: bool, caller: Caller) -> list[ImageRequest]:
     """Validate every item (all-or-nothing): the requests, or a 422 listing every bad item and field."""
     if not isinstance(body, dict):
         raise invalid([problem(("body",), "body: must be a JSON object with a `requests` list")])
@@ -100,9 +101,14 @@ def _batch_requests(body: Any, allow_private_urls: bool) -> list[ImageRequest]:
     for i, item in enumerate(items):
         try:
             # Batch items default to the batch queue, like `imagegen batch`.
-            valid.append(ImageRequest.from_dict(item, allow_private_urls=allow_private_urls, priority="batch"))
+            request = ImageRequest.from_dict(item, allow_private_urls=allow_private_urls, priority="batch")
         except RequestInvalid as exc:
             problems += field_problems(("body", "requests", i), exc.errors)
+            continue
+        wrong_tenant = tenant_problem(request, caller, ("body", "requests", i))
+        if wrong_tenant:
+            problems.append(wrong_tenant)
+        valid.append(as_caller(request, caller))
     if problems:
         raise invalid(problems)
     return valid
@@ -116,9 +122,11 @@ def _batch_requests(body: Any, allow_private_urls: bool) -> list[ImageRequest]:
     responses={409: _CONFLICT, 422: _INVALID},
     openapi_extra=_body_schema(BatchRequest),
 )
-def post_batch(body: Body, rt: RuntimeDep, publisher: PublisherDep, settings: SettingsDep) -> JSONResponse:
+def post_batch(
+    body: Body, rt: RuntimeDep, publisher: PublisherDep, settings: SettingsDep, caller: CallerDep
+) -> JSONResponse:
     """All-or-nothing: one invalid item → 422 listing every bad item, nothing written or published."""
-    requests = _batch_requests(body, settings.http.allow_private_urls)
+    requests = _batch_requests(body, settings.http.allow_private_urls, caller)
     try:
         batch_id, jobs = create_batch(rt, requests)
     except IdempotencyConflict as exc:
@@ -130,13 +138,13 @@ def post_batch(body: Body, rt: RuntimeDep, publisher: PublisherDep, settings: Se
 
 
 @router.get("/batches/{batch_id}", response_model=BatchOut, summary="One batch", responses={404: _NOT_FOUND})
-def get_batch(batch_id: str, rt: RuntimeDep) -> JSONResponse:
-    """Counts by status and every job of the batch (newest first)."""
+def get_batch(batch_id: str, rt: RuntimeDep, caller: CallerDep) -> JSONResponse:
+    """Counts by status and every job of the batch (newest first); only the caller's tenant's jobs count."""
     if not is_job_id(batch_id):
-        raise _not_found("batch")
+        raise not_found("batch")
     with rt.read_session() as s:
-        counts = repo.count_by_status(s, batch_id=batch_id)
-        jobs = repo.list_jobs(s, batch_id=batch_id, limit=MAX_BATCH) if counts else []
+        counts = repo.count_by_status(s, batch_id=batch_id, tenant=caller.scope)
+        jobs = repo.list_jobs(s, batch_id=batch_id, tenant=caller.scope, limit=MAX_BATCH) if counts else []
     if not counts:
-        raise _not_found("batch")
+        raise not_found("batch")
     return JSONResponse({"batch_id": batch_id, "counts": counts, "jobs": [job_to_dict(j) for j in jobs]})

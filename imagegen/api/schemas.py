@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from imagegen.errors import ErrorKind
-from imagegen.request import MAX_DEADLINE_S, MAX_IDEMPOTENCY_KEY, MAX_IMAGE_URLS, MAX_PROMPT
+from imagegen.request import MAX_DEADLINE_S, MAX_IDEMPOTENCY_KEY, MAX_IMAGE_URLS, MAX_PROMPT, TENANT_RE
 from imagegen.store.transitions import JobStatus
 
 #: The batch size bound of ``POST /v1/batches``.
@@ -53,6 +53,11 @@ class JobRequest(BaseModel):
     callback_url: str | None = None
     metadata: dict[str, Any] | None = None
     fallback: list[ProviderName] | None = None
+    tenant: str | None = Field(
+        default=None,
+        pattern=TENANT_RE.pattern.replace("\\Z", "$"),
+        description="whose job: defaults to the token's tenant; only an admin token may name another",
+    )
 
 
 class BatchRequest(BaseModel):
@@ -83,6 +88,7 @@ class JobOut(BaseModel):
 
     id: str = Field(description="UUID4")
     batch_id: str | None
+    tenant: str = Field(description="whose job it is (the tenant of the token that created it)")
     status: JobStatus
     provider: str
     model: str

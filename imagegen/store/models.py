@@ -9,6 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
+from imagegen.request import DEFAULT_TENANT, MAX_TENANT
+
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
     """Timestamps stored as UTC and always returned timezone-aware (SQLite keeps no offset)."""
@@ -54,6 +56,10 @@ class Job(SQLModel, table=True):
             sqlite_where=sa.text("callback_url IS NOT NULL"),
             postgresql_where=sa.text("callback_url IS NOT NULL"),
         ),
+        # The HTTP list of one tenant's jobs: newest first, keyset-paginated on (created_at, id).
+        sa.Index("ix_jobs_tenant_created_at", "tenant", "created_at", "id"),
+        # An idempotency key names one job per tenant: one tenant's key can neither read nor block another's.
+        sa.UniqueConstraint("tenant", "idempotency_key", name="uq_jobs_tenant_idempotency_key"),
     )
 
     id: str = Field(primary_key=True, max_length=36)
@@ -63,7 +69,11 @@ class Job(SQLModel, table=True):
     request: dict[str, Any] = Field(sa_type=sa.JSON)
     # "metadata" is reserved by SQLAlchemy's declarative base, hence the attribute name.
     job_metadata: dict[str, Any] | None = Field(default=None, sa_column=sa.Column("metadata", sa.JSON))
-    idempotency_key: str | None = Field(default=None, max_length=200, unique=True)
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    #: Whose job this is: the caller's token tenant (HTTP), or the request's ``tenant`` (CLI, producer, by name).
+    tenant: str = Field(
+        default=DEFAULT_TENANT, max_length=MAX_TENANT, sa_column_kwargs={"server_default": DEFAULT_TENANT}
+    )
     priority: str = Field(default="interactive", max_length=16)
     status: str = Field(max_length=16, index=True)
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from imagegen.constants import clip
+from imagegen.request import DEFAULT_TENANT
 from imagegen.store.models import ATTEMPTS, Attempt, Job, ProviderState, utcnow
 
 
@@ -19,9 +20,10 @@ def get_job(session: Session, job_id: str) -> Job | None:
     return session.get(Job, job_id, populate_existing=True)
 
 
-def get_job_by_idempotency_key(session: Session, key: str) -> Job | None:
-    """The job created with this idempotency key, or None."""
-    return session.scalars(sa.select(Job).where(col(Job.idempotency_key) == key)).first()
+def get_job_by_idempotency_key(session: Session, key: str, *, tenant: str = DEFAULT_TENANT) -> Job | None:
+    """The job ``tenant`` created with this idempotency key, or None (keys are unique per tenant)."""
+    stmt = sa.select(Job).where(col(Job.tenant) == tenant, col(Job.idempotency_key) == key)
+    return session.scalars(stmt).first()
 
 
 def job_ids_with_prefix(session: Session, prefix: str, *, limit: int = 10) -> list[str]:
@@ -41,10 +43,21 @@ def list_jobs(
     error_kind: str | None = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
+    tenant: str | None = None,
+    after: tuple[datetime, str] | None = None,
     limit: int = 100,
 ) -> Sequence[Job]:
-    """Jobs, newest first, filtered."""
+    """Jobs, newest first (ties by id), filtered; ``after``: only those past that ``(created_at, id)``.
+
+    ``after`` is a keyset cursor: rows inserted meanwhile are newer than any page already read, so
+    paging on is never shifted by them (no repeats, no gaps), unlike an OFFSET.
+    """
     stmt = sa.select(Job).order_by(col(Job.created_at).desc(), col(Job.id))
+    if tenant is not None:
+        stmt = stmt.where(col(Job.tenant) == tenant)
+    if after is not None:
+        at, job_id = after
+        stmt = stmt.where(sa.or_(col(Job.created_at) < at, sa.and_(col(Job.created_at) == at, col(Job.id) > job_id)))
     if status:
         stmt = stmt.where(col(Job.status) == status)
     if batch_id:
@@ -60,9 +73,11 @@ def list_jobs(
     return session.scalars(stmt.limit(limit)).all()
 
 
-def count_by_status(session: Session, *, batch_id: str | None = None) -> dict[str, int]:
-    """``{status: n}`` over all jobs or one batch."""
+def count_by_status(session: Session, *, batch_id: str | None = None, tenant: str | None = None) -> dict[str, int]:
+    """``{status: n}`` over all jobs or one batch (of one tenant, if given)."""
     stmt = sa.select(col(Job.status), sa.func.count()).group_by(col(Job.status))
+    if tenant is not None:
+        stmt = stmt.where(col(Job.tenant) == tenant)
     if batch_id:
         stmt = stmt.where(col(Job.batch_id) == batch_id)
     return {status: int(n) for status, n in session.execute(stmt).all()}
