@@ -2,31 +2,36 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.responses import JSONResponse
 
 from imagegen.api.auth import Caller, CallerDep
+from imagegen.api.paging import DEFAULT_PAGE, Cursor, Limit, after, page, utc_bound
 from imagegen.api.schemas import (
     MAX_BATCH,
     BatchCreated,
     BatchOut,
     BatchRequest,
     JobOut,
+    JobPage,
     JobRequest,
     Message,
+    ProviderName,
     ValidationProblem,
 )
 from imagegen.api.state import PublisherDep, RuntimeDep, SettingsDep
 from imagegen.api.tenancy import as_caller, not_found, own_job, tenant_problem
 from imagegen.api.validation import field_problems, invalid, json_body, problem
-from imagegen.errors import IdempotencyConflict, RequestInvalid
+from imagegen.errors import ErrorKind, IdempotencyConflict, RequestInvalid
 from imagegen.ids import is_job_id
 from imagegen.jobview import job_to_dict
 from imagegen.producer import create_batch, create_job, publish_submits
-from imagegen.request import ImageRequest
+from imagegen.request import TENANT_RE, ImageRequest
 from imagegen.store import repo
+from imagegen.store.transitions import JobStatus
 
 router = APIRouter(prefix="/v1")
 
@@ -80,6 +85,51 @@ def post_job(
     if created:
         publish_submits(publisher, [job])
     return JSONResponse(job_to_dict(job), status_code=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
+
+
+TenantFilter = Annotated[
+    str | None,
+    Query(pattern=TENANT_RE.pattern.replace("\\Z", "$"), description="admin tokens; others see their own only"),
+]
+CreatedBound = Annotated[datetime | None, Query(description="ISO 8601 (without an offset: UTC)")]
+
+
+@router.get("/jobs", response_model=JobPage, summary="List jobs, newest first", responses={422: _INVALID})
+def list_jobs(
+    rt: RuntimeDep,
+    caller: CallerDep,
+    status: JobStatus | None = None,
+    provider: ProviderName | None = None,
+    batch_id: Annotated[str | None, Query(max_length=36)] = None,
+    error_kind: ErrorKind | None = None,
+    tenant: TenantFilter = None,
+    created_after: CreatedBound = None,
+    created_before: CreatedBound = None,
+    limit: Limit = DEFAULT_PAGE,
+    cursor: Cursor = None,
+) -> JSONResponse:
+    """The caller's jobs (an admin's: every tenant's, or ``tenant``'s), filtered; ``next`` pages on.
+
+    A tenant token filtering on another tenant gets an empty list: filters narrow what it may see.
+    """
+    key = after(cursor)
+    if tenant is not None and not caller.owns(tenant):
+        return JSONResponse({"jobs": [], "next": None})
+    with rt.read_session() as s:
+        found = repo.list_jobs(
+            s,
+            status=status.value if status else None,
+            provider=provider,
+            batch_id=batch_id,
+            error_kind=error_kind.value if error_kind else None,
+            created_after=utc_bound(created_after, "created_after"),
+            created_before=utc_bound(created_before, "created_before"),
+            tenant=tenant if tenant is not None else caller.scope,
+            after=key,
+            limit=limit + 1,
+        )
+    jobs, next_cursor = page(found, limit)
+    return JSONResponse({"jobs": [job_to_dict(j) for j in jobs], "next": next_cursor})
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="One job", responses={404: _NOT_FOUND})

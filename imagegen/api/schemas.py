@@ -111,6 +111,13 @@ class JobOut(BaseModel):
     next_attempt_at: str | None = Field(json_schema_extra=_DATETIME)
 
 
+class JobPage(BaseModel):
+    """One page of ``GET /v1/jobs``, newest first; ``next`` is the cursor of the next page (null: the last)."""
+
+    jobs: list[JobOut]
+    next: str | None
+
+
 class BatchCreated(BaseModel):
     """The answer to ``POST /v1/batches``: the batch id and its job ids, in request order."""
 
