@@ -17,9 +17,11 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic.json_schema import models_json_schema
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from config.settings import Settings, get_settings
-from imagegen.api import jobs, ops, webhooks
+from imagegen.api import batches, jobs, ops, webhooks
+from imagegen.api.allow import allow_every_method
 from imagegen.api.auth import require_token
 from imagegen.api.bodylimit import WEBHOOK_MAX_BODY_BYTES, BodyLimit
 from imagegen.api.metrics import build_registry
@@ -72,10 +74,12 @@ def create_app(
 
     # Auth guards the intake only; probes, scrapers and providers have no intake token.
     intake_deps = [require_token(settings.token_tenants, settings.admin_tokens)] if settings.auth_enabled else []
-    app.include_router(jobs.router, dependencies=intake_deps, responses=_intake_responses(bool(intake_deps)))
+    for intake in (jobs.router, batches.router):
+        app.include_router(intake, dependencies=intake_deps, responses=_intake_responses(bool(intake_deps)))
     app.include_router(webhooks.router, responses=_UNAVAILABLE)
     app.include_router(ops.router)
     app.add_exception_handler(SQLAlchemyError, _database_unavailable)
+    app.add_exception_handler(StarletteHTTPException, allow_every_method([jobs.router, batches.router]))
     cap = settings.imagegen_api_max_body_bytes
     app.add_middleware(BodyLimit, max_bytes=cap, overrides=[("/webhooks/", min(cap, WEBHOOK_MAX_BODY_BYTES))])
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

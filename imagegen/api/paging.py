@@ -27,6 +27,9 @@ _MAX_CURSOR = 200
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"Jobs per page (at most {MAX_PAGE})")]
 Cursor = Annotated[str | None, Query(description="The `next` of the previous page (opaque)")]
+CreatedBound = Annotated[
+    str | None, Query(description="ISO 8601 (without an offset: UTC)", json_schema_extra={"format": "date-time"})
+]
 Key = tuple[datetime, str]
 
 
@@ -63,11 +66,16 @@ def page(jobs: Sequence[Job], limit: int) -> tuple[Sequence[Job], str | None]:
     return jobs[:limit], encode_cursor(jobs[limit - 1])
 
 
-def utc_bound(value: datetime | None, name: str) -> datetime | None:
-    """A ``created_after``/``created_before`` filter in UTC (a time without offset is UTC), or a 422 naming it."""
-    if value is None:
+def created_bound(text: str | None, name: str) -> datetime | None:
+    """A ``created_after``/``created_before`` filter: ISO 8601 (without an offset: UTC), or a 422 naming it.
+
+    Parsed by ``datetime.fromisoformat``, not pydantic, which would also take a number as a Unix time.
+    """
+    if text is None:
         return None
     try:
+        value = datetime.fromisoformat(text)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    except OverflowError:
-        raise invalid([problem(("query", name), f"{name}: out of range")]) from None
+    except (ValueError, OverflowError):
+        msg = f"{name}: must be an ISO 8601 date-time such as 2026-05-01T12:00:00Z"
+        raise invalid([problem(("query", name), msg)]) from None

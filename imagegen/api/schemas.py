@@ -133,6 +133,14 @@ class BatchOut(BaseModel):
     jobs: list[JobOut]
 
 
+class BatchCanceledOut(BaseModel):
+    """``POST /v1/batches/{id}/cancel``: how many jobs this call canceled, and the batch's counts after it."""
+
+    batch_id: str
+    canceled: int
+    counts: dict[str, int]
+
+
 class Health(BaseModel):
     """``GET /healthz``: ``ok`` is true when both the database and the broker answer."""
 

@@ -1,4 +1,4 @@
-"""Operator actions: cancel, retry, resume. Each is a lifecycle CAS; each returns messages to publish."""
+"""Operator actions: cancel (one job or a batch), retry. Each is a lifecycle CAS; each returns messages to publish."""
 
 from __future__ import annotations
 
@@ -6,11 +6,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlmodel import col
+
 from imagegen.errors import ErrorKind, JobNotFound
 from imagegen.messages import Step, submit_step
+from imagegen.metrics import observe_end
 from imagegen.runtime import Runtime
 from imagegen.store import repo
-from imagegen.store.transitions import ACTIVE, RETRYABLE_FROM, transition
+from imagegen.store.models import Job
+from imagegen.store.transitions import ACTIVE, RETRYABLE_FROM, transition, transition_many
 from imagegen.store.transitions import JobStatus as S
 from imagegen.webhooks import outbound as notifications
 
@@ -24,24 +28,52 @@ class ActionResult:
     steps: tuple[Step, ...] = ()
 
 
+#: What a canceled job records (one job or a whole batch).
+_CANCELED: dict[str, Any] = {
+    "error_kind": ErrorKind.CANCELED.value,
+    "error_message": "canceled by request",
+    "error_http_status": None,
+    "submit_inflight_at": None,
+}
+
+
 def cancel(rt: Runtime, job_id: str) -> ActionResult:
     """Cancel a job that has not ended. In-flight messages find it canceled and do nothing."""
     with rt.session() as s:
         job = repo.get_job(s, job_id)
         if job is None:
             raise JobNotFound(job_id)
-        if transition(
-            s,
-            job_id,
-            source=ACTIVE,
-            target=S.CANCELED,
-            error_kind=ErrorKind.CANCELED.value,
-            error_message="canceled by request",
-            error_http_status=None,
-            submit_inflight_at=None,
-        ):
+        if transition(s, job_id, source=ACTIVE, target=S.CANCELED, **_CANCELED):
             return ActionResult(True)
     return ActionResult(False, f"job {job_id} is {job.status}; only a job that has not ended can be canceled")
+
+
+@dataclass(frozen=True)
+class BatchCanceled:
+    """What ``cancel_batch`` did: how many jobs it canceled, and the batch's counts by status after."""
+
+    canceled: int
+    counts: dict[str, int]
+
+
+def cancel_batch(rt: Runtime, batch_id: str, *, tenant: str | None = None) -> BatchCanceled | None:
+    """Cancel every job of the batch (of ``tenant``'s, if given) that has not ended; None: no such jobs.
+
+    One CAS statement: a job that ends meanwhile keeps its ending; nothing is published (in-flight
+    messages find their job canceled and do nothing, as for ``cancel``).
+    """
+    where = [col(Job.batch_id) == batch_id]
+    if tenant is not None:
+        where.append(col(Job.tenant) == tenant)
+    with rt.session() as s:
+        if not repo.count_by_status(s, batch_id=batch_id, tenant=tenant):
+            return None
+        moved = transition_many(s, source=ACTIVE, target=S.CANCELED, where=where, **_CANCELED)
+    for _ in moved:
+        observe_end(S.CANCELED.value, ErrorKind.CANCELED.value)
+    with rt.read_session() as s:
+        counts = repo.count_by_status(s, batch_id=batch_id, tenant=tenant)
+    return BatchCanceled(len(moved), counts)
 
 
 def retry(rt: Runtime, job_id: str) -> ActionResult:
