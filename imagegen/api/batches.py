@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from imagegen.api.auth import Caller, CallerDep
 from imagegen.api.jobs import CONFLICT, INVALID, NOT_FOUND, Body, body_schema, conflict
+from imagegen.api.paging import DEFAULT_PAGE, Cursor, Limit, after, page
 from imagegen.api.schemas import MAX_BATCH, BatchCanceledOut, BatchCreated, BatchOut, BatchRequest
 from imagegen.api.state import PublisherDep, RuntimeDep, SettingsDep
 from imagegen.api.tenancy import as_caller, not_found, tenant_problem
@@ -78,17 +79,27 @@ def post_batch(
     return JSONResponse(content, status_code=status.HTTP_202_ACCEPTED)
 
 
-@router.get("/batches/{batch_id}", response_model=BatchOut, summary="One batch", responses={404: NOT_FOUND})
-def get_batch(batch_id: str, rt: RuntimeDep, caller: CallerDep) -> JSONResponse:
-    """Counts by status and every job of the batch (newest first); only the caller's tenant's jobs count."""
+@router.get(
+    "/batches/{batch_id}", response_model=BatchOut, summary="One batch", responses={404: NOT_FOUND, 422: INVALID}
+)
+def get_batch(
+    batch_id: str, rt: RuntimeDep, caller: CallerDep, limit: Limit = DEFAULT_PAGE, cursor: Cursor = None
+) -> JSONResponse:
+    """Counts by status of the whole batch and one page of its jobs (newest first); ``next`` pages on.
+
+    Only the caller's tenant's jobs count (an admin's: all).
+    """
+    key = after(cursor)
     if not is_job_id(batch_id):
         raise not_found("batch")
     with rt.read_session() as s:
         counts = repo.count_by_status(s, batch_id=batch_id, tenant=caller.scope)
-        jobs = repo.list_jobs(s, batch_id=batch_id, tenant=caller.scope, limit=MAX_BATCH) if counts else []
+        found = repo.list_jobs(s, batch_id=batch_id, tenant=caller.scope, after=key, limit=limit + 1) if counts else []
     if not counts:
         raise not_found("batch")
-    return JSONResponse({"batch_id": batch_id, "counts": counts, "jobs": [job_to_dict(j) for j in jobs]})
+    jobs, next_cursor = page(found, limit)
+    content = {"batch_id": batch_id, "counts": counts, "jobs": [job_to_dict(j) for j in jobs], "next": next_cursor}
+    return JSONResponse(content)
 
 
 @router.post(

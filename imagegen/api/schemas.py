@@ -126,11 +126,12 @@ class BatchCreated(BaseModel):
 
 
 class BatchOut(BaseModel):
-    """One batch: ``{status: n}`` counts and its jobs."""
+    """One batch: ``{status: n}`` counts over all its jobs, one page of them, and the cursor of the next."""
 
     batch_id: str
     counts: dict[str, int]
     jobs: list[JobOut]
+    next: str | None = Field(description="`?cursor=` for the next page of jobs; null on the last page")
 
 
 class BatchCanceledOut(BaseModel):
