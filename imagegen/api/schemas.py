@@ -142,6 +142,13 @@ class BatchCanceledOut(BaseModel):
     counts: dict[str, int]
 
 
+class Resumed(BaseModel):
+    """``POST /v1/providers/{provider}/resume``: what ``imagegen resume`` prints, as ``message``."""
+
+    provider: str
+    message: str = Field(description="whether it was paused, and how many held jobs went back to work")
+
+
 class Health(BaseModel):
     """``GET /healthz``: ``ok`` is true when both the database and the broker answer."""
 
