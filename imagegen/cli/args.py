@@ -15,6 +15,7 @@ from imagegen.cli.output import fail
 from imagegen.constants import PROVIDERS
 from imagegen.errors import ErrorKind
 from imagegen.ids import is_job_id
+from imagegen.request import TENANT_RULE, is_tenant
 from imagegen.store import repo
 from imagegen.store.transitions import JobStatus
 
@@ -70,6 +71,13 @@ def provider_callback(_ctx: click.Context, param: click.Parameter, value: str | 
     """Click callback: a known provider name or nothing (exit 2 with one line otherwise)."""
     if value is not None and value not in PROVIDERS:
         fail(f"{param.opts[0]}: unknown provider {value!r} (one of {', '.join(PROVIDERS)})")
+    return value
+
+
+def tenant_callback(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback: a tenant name or nothing (exit 2 with one line otherwise)."""
+    if value is not None and not is_tenant(value):
+        fail(f"{param.opts[0]}: {TENANT_RULE}")
     return value
 
 

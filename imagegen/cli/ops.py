@@ -15,7 +15,7 @@ from typing import Any
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from imagegen.cli.args import error_kind_callback, provider_callback, status_callback
+from imagegen.cli.args import error_kind_callback, provider_callback, status_callback, tenant_callback
 from imagegen.cli.database import open_database
 from imagegen.cli.output import SOME_FAILED, fail, print_json
 from imagegen.cli.render import jobs_table
@@ -79,6 +79,7 @@ def duration_callback(_ctx: click.Context, param: click.Parameter, value: str | 
 @click.option("--error-kind", default=None, callback=error_kind_callback)
 @click.option("--older-than", default=None, callback=duration_callback, help="Created before this long ago (2h, 30d).")
 @click.option("--newer-than", default=None, callback=duration_callback, help="Created within this long (30m, 2h).")
+@click.option("--tenant", default=None, callback=tenant_callback, help="Only this tenant's jobs.")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=100)
 @click.option("--json", "as_json", is_flag=True)
 def jobs(
@@ -88,6 +89,7 @@ def jobs(
     error_kind: str | None,
     older_than: timedelta | None,
     newer_than: timedelta | None,
+    tenant: str | None,
     limit: int,
     as_json: bool,
 ) -> None:
@@ -103,6 +105,7 @@ def jobs(
             error_kind=error_kind,
             created_after=now - newer_than if newer_than else None,
             created_before=now - older_than if older_than else None,
+            tenant=tenant,
             limit=limit,
         )
     if as_json:

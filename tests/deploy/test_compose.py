@@ -335,7 +335,13 @@ def test_every_app_service_gets_the_same_environment(raw: dict[str, Any], compos
     for name, svc in app_services(compose["services"]).items():
         env = svc["environment"]
         assert {k: env.get(k) for k in anchor} == anchor, f"{name} does not use the x-app-env environment"
-        extra = {"FLOWER_BASIC_AUTH", "IMAGEGEN_API_TOKENS", "PROMETHEUS_MULTIPROC_DIR", "IMAGEGEN_WORKER_METRICS_PORT"}
+        extra = {
+            "FLOWER_BASIC_AUTH",
+            "IMAGEGEN_API_TOKENS",
+            "IMAGEGEN_ADMIN_TOKENS",
+            "PROMETHEUS_MULTIPROC_DIR",
+            "IMAGEGEN_WORKER_METRICS_PORT",
+        }
         assert set(env) - set(anchor) <= extra, name
     assert compose["services"]["api"]["environment"]["IMAGEGEN_API_TOKENS"] == FILLED_ENV["IMAGEGEN_API_TOKENS"]
     # Every variable the project reads from a provider account reaches the workers.

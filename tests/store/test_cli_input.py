@@ -6,6 +6,7 @@ looks at are written through the producer API first.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -71,6 +72,7 @@ def _refused(done: subprocess.CompletedProcess[str], *words: str) -> str:
         ("--status", "faild", ("faild", "succeeded", "queued")),
         ("--provider", "apidott", ("apidott", "image2")),
         ("--error-kind", "rate_limit", ("rate_limit", "rate_limited")),
+        ("--tenant", "a b", ("letters, digits",)),
     ],
 )
 def test_jobs_filters_are_validated(cli: Cli, flag: str, value: str, words: tuple[str, ...]) -> None:
@@ -91,6 +93,14 @@ def test_timeout_must_be_positive_and_needs_wait(cli: Cli, tmp_path: Path, args:
     batch = tmp_path / "b.jsonl"
     batch.write_text('{"prompt": "x"}\n')
     _refused(cli(*(str(batch) if a == "{batch}" else a for a in args)), "--timeout")
+
+
+def test_jobs_filters_by_tenant(cli: Cli) -> None:
+    every = cli("jobs", "--tenant", "default", "--json")
+    assert every.returncode == 0, every.stderr
+    assert {j["id"] for j in json.loads(every.stdout)} == {TWIN_A, TWIN_B, LONER}
+    assert {j["tenant"] for j in json.loads(every.stdout)} == {"default"}
+    assert json.loads(cli("jobs", "--tenant", "nobody", "--json").stdout) == []
 
 
 def test_status_accepts_a_unique_short_id(cli: Cli) -> None:
