@@ -26,7 +26,8 @@ from imagegen.constants import clip
 from imagegen.errors import ImagegenError
 from imagegen.jobview import job_to_dict
 from imagegen.messages import Step, notify_step
-from imagegen.net.fetch import FetchPolicy, post_json
+from imagegen.net.fetch import post_json
+from imagegen.net.urls import FetchPolicy
 from imagegen.runtime import Runtime
 from imagegen.store.models import Delivery, Job
 from imagegen.store.transitions import TERMINAL

@@ -18,7 +18,7 @@ from botocore.exceptions import EndpointConnectionError
 
 from imagegen.jobs.reconciler import reconcile
 from imagegen.jobs.submit import submit_job
-from imagegen.net.fetch import FetchPolicy
+from imagegen.net.urls import FetchPolicy
 from imagegen.producer import create_job
 from imagegen.providers.openai import OpenAIProvider
 from imagegen.request import ImageRequest
