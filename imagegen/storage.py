@@ -134,6 +134,16 @@ def contained(path: str, root: Path) -> Path | None:
     return resolved
 
 
+def s3_client(endpoint_url: str | None = None, region: str | None = None) -> Any:
+    """A boto3 S3 client that signs with SigV4, presigned URLs included (botocore may presign with the
+    legacy SigV2 otherwise, which regions opened since 2014 refuse); credentials are boto3's own lookup."""
+    import boto3  # optional dependency: pip install 'imagegen-queue[s3]'
+    from botocore.config import Config
+
+    config = Config(signature_version="s3v4")
+    return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+
+
 class S3Store:
     """An S3-compatible bucket (AWS, MinIO, R2...) through boto3; request signing is boto3's job."""
 
@@ -147,11 +157,7 @@ class S3Store:
         presign_s: int = 3600,
         client: Any = None,
     ) -> None:
-        if client is None:
-            import boto3  # optional dependency: pip install 'imagegen-queue[s3]'
-
-            client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
-        self.client = client
+        self.client = client if client is not None else s3_client(endpoint_url, region)
         self.bucket = bucket
         self.prefix = prefix
         self.presign_s = presign_s
