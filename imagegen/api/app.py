@@ -19,7 +19,7 @@ from pydantic.json_schema import models_json_schema
 from sqlalchemy.exc import SQLAlchemyError
 
 from config.settings import Settings, get_settings
-from imagegen.api import jobs, ops, webhooks
+from imagegen.api import images, jobs, ops, webhooks
 from imagegen.api.auth import require_token
 from imagegen.api.bodylimit import WEBHOOK_MAX_BODY_BYTES, BodyLimit
 from imagegen.api.metrics import build_registry
@@ -73,6 +73,7 @@ def create_app(
     # Auth guards the intake only; probes, scrapers and providers have no intake token.
     intake_deps = [require_token(settings.api_tokens)] if settings.api_tokens else []
     app.include_router(jobs.router, dependencies=intake_deps, responses=_intake_responses(bool(intake_deps)))
+    app.include_router(images.router, dependencies=intake_deps, responses=_intake_responses(bool(intake_deps)))
     app.include_router(webhooks.router, responses=_UNAVAILABLE)
     app.include_router(ops.router)
     app.add_exception_handler(SQLAlchemyError, _database_unavailable)

@@ -72,11 +72,14 @@ def post_job(body: Body, rt: RuntimeDep, publisher: PublisherDep, settings: Sett
         raise _conflict(exc) from None
     if created:
         publish_submits(publisher, [job])
-    return JSONResponse(job_to_dict(job), status_code=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
+    return JSONResponse(
+        job_to_dict(job, public_url=settings.imagegen_public_url),
+        status_code=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK,
+    )
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="One job", responses={404: _NOT_FOUND})
-def get_job(job_id: str, rt: RuntimeDep) -> JSONResponse:
+def get_job(job_id: str, rt: RuntimeDep, settings: SettingsDep) -> JSONResponse:
     """The job JSON; 404 for an unknown id (or one that is not a UUID)."""
     if not is_job_id(job_id):
         raise _not_found("job")
@@ -84,7 +87,7 @@ def get_job(job_id: str, rt: RuntimeDep) -> JSONResponse:
         job = repo.get_job(s, job_id)
     if job is None:
         raise _not_found("job")
-    return JSONResponse(job_to_dict(job))
+    return JSONResponse(job_to_dict(job, public_url=settings.imagegen_public_url))
 
 
 def _batch_requests(body: Any, allow_private_urls: bool) -> list[ImageRequest]:
@@ -130,7 +133,7 @@ def post_batch(body: Body, rt: RuntimeDep, publisher: PublisherDep, settings: Se
 
 
 @router.get("/batches/{batch_id}", response_model=BatchOut, summary="One batch", responses={404: _NOT_FOUND})
-def get_batch(batch_id: str, rt: RuntimeDep) -> JSONResponse:
+def get_batch(batch_id: str, rt: RuntimeDep, settings: SettingsDep) -> JSONResponse:
     """Counts by status and every job of the batch (newest first)."""
     if not is_job_id(batch_id):
         raise _not_found("batch")
@@ -139,4 +142,10 @@ def get_batch(batch_id: str, rt: RuntimeDep) -> JSONResponse:
         jobs = repo.list_jobs(s, batch_id=batch_id, limit=MAX_BATCH) if counts else []
     if not counts:
         raise _not_found("batch")
-    return JSONResponse({"batch_id": batch_id, "counts": counts, "jobs": [job_to_dict(j) for j in jobs]})
+    return JSONResponse(
+        {
+            "batch_id": batch_id,
+            "counts": counts,
+            "jobs": [job_to_dict(j, public_url=settings.imagegen_public_url) for j in jobs],
+        }
+    )

@@ -244,6 +244,9 @@ class BrokenBucket:
     def get(self, key: str) -> bytes:
         raise FileNotFoundError(key)
 
+    def locate(self, path: str) -> None:
+        return None
+
 
 def test_a_synchronous_answer_that_cannot_be_stored_is_paid_once(make_rt: Callable[..., Runtime]) -> None:
     # OpenAI answered with the picture (paid); storing it fails with an error that is not an OSError.
