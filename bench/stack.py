@@ -48,6 +48,14 @@ class BenchStack:
             "IMAGEGEN_SOFT_SHUTDOWN_S": "1",
             **env,
         }
+        try:
+            self._start(workers=workers, concurrency=concurrency, with_api=with_api)
+        except BaseException:
+            devstack.stop_all(list(reversed(self.procs)), timeout=15)  # the Redis too
+            raise
+
+    def _start(self, *, workers: int, concurrency: int, with_api: bool) -> None:
+        """Everything but the Redis: services, this process's runtime, a warm-up job through the worker."""
         services = devstack.start_services(
             self.env, log_dir=self.dir, workers=workers, concurrency=concurrency, api=with_api
         )

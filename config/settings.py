@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     imagegen_s3_prefix: str = "imagegen/"
     imagegen_s3_endpoint_url: str | None = None
     imagegen_s3_region: str | None = None
+    #: How long the presigned URL of ``GET /v1/jobs/{id}/images/{n}`` works (SigV4 allows up to 7 days).
+    imagegen_s3_presign_s: int = Field(default=3600, gt=0, le=7 * 86_400)
     #: Largest result file we copy (bytes).
     imagegen_max_result_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     #: The whole download of one job's result files may take this long (the finalize task's time limits

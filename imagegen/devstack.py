@@ -154,7 +154,11 @@ def start_redis(port: int | None = None, *, log_dir: Path | None = None) -> tupl
         log_path=(log_dir / "redis.log") if log_dir else None,
     )
     url = f"redis://127.0.0.1:{port}/0"
-    wait_until(lambda: redis_reachable(url, 0.2), timeout=15, what="redis")
+    try:
+        wait_until(lambda: redis_reachable(url, 0.2), timeout=15, what="redis")
+    except BaseException:
+        proc.stop()  # never leave a half-started process behind
+        raise
     return proc, url
 
 
@@ -177,7 +181,11 @@ def start_simulator(
         except httpx.HTTPError:
             return False
 
-    wait_until(ready, timeout=20, what="simulator")
+    try:
+        wait_until(ready, timeout=20, what="simulator")
+    except BaseException:
+        proc.stop()  # never leave a half-started process behind
+        raise
     return proc, base
 
 
@@ -240,7 +248,11 @@ def start_api(env: Mapping[str, str], *, port: int, log_dir: Path | None = None)
         except httpx.HTTPError:
             return False
 
-    wait_until(ready, timeout=30, what="api")
+    try:
+        wait_until(ready, timeout=30, what="api")
+    except BaseException:
+        proc.stop()  # never leave a half-started process behind
+        raise
     return proc
 
 

@@ -17,8 +17,37 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def job_to_dict(job: Job) -> dict[str, Any]:
-    """Everything a caller may see about a job (no secrets exist in a job row)."""
+def image_href(job_id: str, index: int, public_url: str | None = None) -> str:
+    """The download URL of a job's ``index``-th result (0-based, its place in ``result``): absolute
+    under ``public_url`` (``IMAGEGEN_PUBLIC_URL``) when one is given, else a path on the API."""
+    path = f"/v1/jobs/{job_id}/images/{index}"
+    return f"{public_url.rstrip('/')}{path}" if public_url else path
+
+
+def result_entries(job_id: str, result: Any, public_url: str | None = None) -> list[dict[str, Any]]:
+    """The ``result`` list as shown: each stored copy's description and ``href``; nulls until stored."""
+    entries: list[dict[str, Any]] = []
+    for index, raw in enumerate(result if isinstance(result, list) else []):
+        r = raw if isinstance(raw, dict) else {}
+        stored = isinstance(r.get("path"), str)
+        entries.append(
+            {
+                "url": r.get("url"),
+                "path": r.get("path"),
+                "sha256": r.get("sha256"),
+                "bytes": r.get("size"),  # the row's StoredFile calls it size
+                "content_type": r.get("content_type"),
+                "width": r.get("width"),
+                "height": r.get("height"),
+                "href": image_href(job_id, index, public_url) if stored else None,
+            }
+        )
+    return entries
+
+
+def job_to_dict(job: Job, *, public_url: str | None = None) -> dict[str, Any]:
+    """Everything a caller may see about a job (no secrets exist in a job row); result ``href``s are
+    absolute under ``public_url``."""
     error = None
     if job.status in _ERROR_STATUSES and job.error_kind:
         error = {"kind": job.error_kind, "message": job.error_message, "http_status": job.error_http_status}
@@ -43,7 +72,7 @@ def job_to_dict(job: Job) -> dict[str, Any]:
         "upstream_task_id": job.upstream_task_id,
         "upstream_status": job.upstream_status,
         "progress": job.progress,
-        "result": [{"url": r.get("url"), "path": r.get("path")} for r in (job.result or [])],
+        "result": result_entries(job.id, job.result, public_url),
         "error": error,
         "last_error": last_error,
         "submit_attempts": job.submit_attempts,

@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.settings import Settings, get_settings
-from imagegen.net.fetch import FetchPolicy, make_client
+from imagegen.net.fetch import make_client
+from imagegen.net.urls import FetchPolicy
 from imagegen.providers import Provider, build_providers
 from imagegen.providers.limits import UNLIMITED, LimitConfig, RateLimiter
 from imagegen.storage import ResultStore, build_store

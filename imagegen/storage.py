@@ -4,6 +4,10 @@ S3-compatible bucket (``IMAGEGEN_S3_BUCKET``, through boto3). Each file is recor
 size, content type and dimensions, all read from the bytes (a declared type is not trusted: bytes that
 are not a PNG, JPEG, WebP or GIF are never stored as a result); keys are ``<job id>/<index><ext>``, so a
 retried store overwrites instead of duplicating.
+
+``ResultStore.locate`` says how a client gets a stored file back: a local file to stream, or a
+presigned URL to redirect to (``IMAGEGEN_S3_PRESIGN_S``). A recorded path is never trusted: one that is
+not this store's own (outside the results directory, another bucket or prefix) locates nothing.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,8 +46,27 @@ class StoredFile:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class LocalFile:
+    """A stored result on this host's filesystem (streamed to the client); ``stat`` is its ``os.stat``."""
+
+    path: Path
+    stat: os.stat_result
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A stored result the client downloads from elsewhere: a URL to redirect to (it expires)."""
+
+    url: str
+
+
+#: How a client gets a stored result.
+Location = LocalFile | RemoteFile
+
+
 class ResultStore(Protocol):
-    """Where result bytes go."""
+    """Where result bytes go, and how a client gets them back."""
 
     def put(self, key: str, data: bytes, content_type: str) -> str:
         """Store ``data`` under ``key``; returns the path or URI it can be read from."""
@@ -50,6 +74,11 @@ class ResultStore(Protocol):
 
     def get(self, key: str) -> bytes:
         """The bytes stored under ``key`` (``FileNotFoundError`` if none)."""
+        ...
+
+    def locate(self, path: str) -> Location | None:
+        """How a client fetches the file recorded as ``path`` (what ``put`` returned); ``None`` when the
+        file is gone or ``path`` is not one of this store's own (a tampered or foreign row)."""
         ...
 
 
@@ -77,6 +106,43 @@ class LocalStore:
         """Read a stored file."""
         return (self.root / key).read_bytes()
 
+    def locate(self, path: str) -> LocalFile | None:
+        """The regular file at ``path`` if it lies inside the results directory (symlinks resolved)."""
+        resolved = contained(path, self.root)
+        if resolved is None:
+            return None
+        try:
+            info = resolved.stat()
+        except OSError:
+            return None
+        return LocalFile(resolved, info) if stat.S_ISREG(info.st_mode) else None
+
+
+def contained(path: str, root: Path) -> Path | None:
+    """``path`` resolved (symlinks followed, ``..`` collapsed) if that lies strictly inside ``root``;
+    ``None`` otherwise, so a crafted row cannot make us serve ``/etc/passwd``. A relative path is taken
+    from the working directory, as ``LocalStore.put`` wrote it under a relative ``root``."""
+    if not path or "://" in path or "\0" in path:
+        return None
+    try:
+        base = root.resolve()
+        resolved = Path(path).resolve()
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, an unreadable directory
+        return None
+    if resolved == base or not resolved.is_relative_to(base):
+        return None
+    return resolved
+
+
+def s3_client(endpoint_url: str | None = None, region: str | None = None) -> Any:
+    """A boto3 S3 client that signs with SigV4, presigned URLs included (botocore may presign with the
+    legacy SigV2 otherwise, which regions opened since 2014 refuse); credentials are boto3's own lookup."""
+    import boto3  # optional dependency: pip install 'imagegen-queue[s3]'
+    from botocore.config import Config
+
+    config = Config(signature_version="s3v4")
+    return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+
 
 class S3Store:
     """An S3-compatible bucket (AWS, MinIO, R2...) through boto3; request signing is boto3's job."""
@@ -88,15 +154,13 @@ class S3Store:
         prefix: str = "",
         endpoint_url: str | None = None,
         region: str | None = None,
+        presign_s: int = 3600,
         client: Any = None,
     ) -> None:
-        if client is None:
-            import boto3  # optional dependency: pip install 'imagegen-queue[s3]'
-
-            client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
-        self.client = client
+        self.client = client if client is not None else s3_client(endpoint_url, region)
         self.bucket = bucket
         self.prefix = prefix
+        self.presign_s = presign_s
 
     def put(self, key: str, data: bytes, content_type: str) -> str:
         """Upload with the content type and a SHA-256 checksum the service verifies."""
@@ -115,6 +179,26 @@ class S3Store:
         body: bytes = response["Body"].read()
         return body
 
+    def locate(self, path: str) -> RemoteFile | None:
+        """A GET URL presigned for ``presign_s`` seconds, for an object of this bucket under this prefix.
+
+        No request to the service: signing is local (a deleted object answers 404 at the URL itself).
+        """
+        head = f"s3://{self.bucket}/"
+        key = path[len(head) :] if path.startswith(head) else ""
+        if not key.startswith(self.prefix) or _odd_key(key[len(self.prefix) :]):
+            return None
+        url: str = self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.presign_s
+        )
+        return RemoteFile(url)
+
+
+def _odd_key(key: str) -> bool:
+    # Our keys are "<job id>/<index><ext>" after the prefix: no empty, "." or ".." segments, no control characters
+    # (S3 keeps them literally, but a proxy or an S3-compatible service in front may not).
+    return any(part in ("", ".", "..") for part in key.split("/")) or any(ord(c) < 32 for c in key)
+
 
 def build_store(settings: Settings) -> ResultStore:
     """The configured store: S3 when a bucket is set, else the local results directory."""
@@ -124,6 +208,7 @@ def build_store(settings: Settings) -> ResultStore:
             prefix=settings.imagegen_s3_prefix,
             endpoint_url=settings.imagegen_s3_endpoint_url,
             region=settings.imagegen_s3_region,
+            presign_s=settings.imagegen_s3_presign_s,
         )
     return LocalStore(settings.results_dir)
 

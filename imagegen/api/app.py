@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from config.settings import Settings, get_settings
-from imagegen.api import batches, jobs, ops, providers, webhooks
+from imagegen.api import batches, images, jobs, ops, providers, webhooks
 from imagegen.api.allow import allow_every_method
 from imagegen.api.auth import require_token
 from imagegen.api.bodylimit import WEBHOOK_MAX_BODY_BYTES, BodyLimit
@@ -74,7 +74,7 @@ def create_app(
 
     # Auth guards the intake only; probes, scrapers and providers have no intake token.
     intake_deps = [require_token(settings.token_tenants, settings.admin_tokens)] if settings.auth_enabled else []
-    for intake in (jobs.router, batches.router, providers.router):
+    for intake in (jobs.router, images.router, batches.router, providers.router):
         app.include_router(intake, dependencies=intake_deps, responses=_intake_responses(bool(intake_deps)))
     app.include_router(webhooks.router, responses=_UNAVAILABLE)
     app.include_router(ops.router)

@@ -83,7 +83,12 @@ def post_batch(
     "/batches/{batch_id}", response_model=BatchOut, summary="One batch", responses={404: NOT_FOUND, 422: INVALID}
 )
 def get_batch(
-    batch_id: str, rt: RuntimeDep, caller: CallerDep, limit: Limit = DEFAULT_PAGE, cursor: Cursor = None
+    batch_id: str,
+    rt: RuntimeDep,
+    settings: SettingsDep,
+    caller: CallerDep,
+    limit: Limit = DEFAULT_PAGE,
+    cursor: Cursor = None,
 ) -> JSONResponse:
     """Counts by status of the whole batch and one page of its jobs (newest first); ``next`` pages on.
 
@@ -98,7 +103,8 @@ def get_batch(
     if not counts:
         raise not_found("batch")
     jobs, next_cursor = page(found, limit)
-    content = {"batch_id": batch_id, "counts": counts, "jobs": [job_to_dict(j) for j in jobs], "next": next_cursor}
+    views = [job_to_dict(j, public_url=settings.imagegen_public_url) for j in jobs]
+    content = {"batch_id": batch_id, "counts": counts, "jobs": views, "next": next_cursor}
     return JSONResponse(content)
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.responses import JSONResponse
 
+from config.settings import Settings
 from imagegen.api.auth import Caller, CallerDep
 from imagegen.api.paging import DEFAULT_PAGE, CreatedBound, Cursor, Limit, after, created_bound, page
 from imagegen.api.schemas import (
@@ -85,7 +86,10 @@ def post_job(
         raise conflict(exc) from None
     if created:
         publish_submits(publisher, [job])
-    return JSONResponse(job_to_dict(job), status_code=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
+    return JSONResponse(
+        job_to_dict(job, public_url=settings.imagegen_public_url),
+        status_code=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK,
+    )
 
 
 TenantFilter = Annotated[
@@ -97,6 +101,7 @@ TenantFilter = Annotated[
 @router.get("/jobs", response_model=JobPage, summary="List jobs, newest first", responses={422: INVALID})
 def list_jobs(
     rt: RuntimeDep,
+    settings: SettingsDep,
     caller: CallerDep,
     status: JobStatus | None = None,
     provider: ProviderName | None = None,
@@ -129,13 +134,14 @@ def list_jobs(
             limit=limit + 1,
         )
     jobs, next_cursor = page(found, limit)
-    return JSONResponse({"jobs": [job_to_dict(j) for j in jobs], "next": next_cursor})
+    public_url = settings.imagegen_public_url
+    return JSONResponse({"jobs": [job_to_dict(j, public_url=public_url) for j in jobs], "next": next_cursor})
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="One job", responses={404: NOT_FOUND})
-def get_job(job_id: str, rt: RuntimeDep, caller: CallerDep) -> JSONResponse:
+def get_job(job_id: str, rt: RuntimeDep, settings: SettingsDep, caller: CallerDep) -> JSONResponse:
     """The job JSON; 404 for an unknown id (or one that is not a UUID, or another tenant's job)."""
-    return JSONResponse(job_to_dict(own_job(rt, caller, job_id)))
+    return JSONResponse(job_to_dict(own_job(rt, caller, job_id), public_url=settings.imagegen_public_url))
 
 
 _REFUSED = {"model": Message, "description": "The job's status does not allow this action (the reason says why)"}
@@ -155,6 +161,7 @@ def _act(
     job_id: str,
     rt: Runtime,
     publisher: Publisher,
+    settings: Settings,
     caller: Caller,
 ) -> JSONResponse:
     own_job(rt, caller, job_id)  # another tenant's job: the 404 of an unknown one, and nothing done
@@ -165,7 +172,7 @@ def _act(
     if not result.ok:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=result.reason)
     _publish(publisher, result.steps)
-    return JSONResponse(job_to_dict(own_job(rt, caller, job_id)))
+    return JSONResponse(job_to_dict(own_job(rt, caller, job_id), public_url=settings.imagegen_public_url))
 
 
 @router.post(
@@ -174,9 +181,11 @@ def _act(
     summary="Cancel a job that has not ended",
     responses={404: NOT_FOUND, 409: _REFUSED},
 )
-def cancel_job(job_id: str, rt: RuntimeDep, publisher: PublisherDep, caller: CallerDep) -> JSONResponse:
+def cancel_job(
+    job_id: str, rt: RuntimeDep, publisher: PublisherDep, settings: SettingsDep, caller: CallerDep
+) -> JSONResponse:
     """The canceled job; 409 if it had already ended (``imagegen cancel``)."""
-    return _act(actions.cancel, job_id, rt, publisher, caller)
+    return _act(actions.cancel, job_id, rt, publisher, settings, caller)
 
 
 @router.post(
@@ -185,6 +194,8 @@ def cancel_job(job_id: str, rt: RuntimeDep, publisher: PublisherDep, caller: Cal
     summary="Queue a failed, expired or canceled job again",
     responses={404: NOT_FOUND, 409: _REFUSED},
 )
-def retry_job(job_id: str, rt: RuntimeDep, publisher: PublisherDep, caller: CallerDep) -> JSONResponse:
+def retry_job(
+    job_id: str, rt: RuntimeDep, publisher: PublisherDep, settings: SettingsDep, caller: CallerDep
+) -> JSONResponse:
     """The requeued job (a new upstream submit, fresh budgets and deadline); 409 for any other status."""
-    return _act(actions.retry, job_id, rt, publisher, caller)
+    return _act(actions.retry, job_id, rt, publisher, settings, caller)

@@ -69,10 +69,19 @@ class BatchRequest(BaseModel):
 
 
 class ResultFile(BaseModel):
-    """One output image: the upstream URL and our stored copy (null until stored)."""
+    """One output image: the upstream URL and our stored copy (every other field null until stored)."""
 
     url: str | None
-    path: str | None
+    path: str | None = Field(description="where the copy is stored: a path under the results directory, or s3://")
+    sha256: str | None = Field(description="hex digest of the stored bytes (the download's ETag)")
+    bytes: int | None = Field(description="size of the stored file")
+    content_type: str | None = Field(description="read from the bytes: image/png, image/jpeg, image/webp, image/gif")
+    width: int | None
+    height: int | None
+    href: str | None = Field(
+        description="GET /v1/jobs/{id}/images/{n}, n being this entry's 0-based place in `result`; "
+        "absolute under IMAGEGEN_PUBLIC_URL when that is set"
+    )
 
 
 class JobError(BaseModel):

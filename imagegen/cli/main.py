@@ -86,6 +86,16 @@ class LazyGroup(click.Group):
             self.add_command(load_command(cmd_name), cmd_name)
         return self.commands.get(cmd_name)
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """click's, with "Did you mean …" drawn from every command name (it only sees loaded ones)."""
+        try:
+            return super().resolve_command(ctx, args)
+        except click.exceptions.NoSuchCommand as exc:
+            every = self.list_commands(ctx)
+            raise click.exceptions.NoSuchCommand(exc.command_name, possibilities=every, ctx=ctx) from None
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The "Commands:" section of ``--help`` from the table, loading no command. A bare
         ``click.Command`` carrying the summary shortens it exactly as click shortens a docstring."""

@@ -40,7 +40,8 @@ def check(client: redis.Redis, hostname: str, queues: tuple[str, ...], *, max_id
     """Alive if the worker finished a task within ``max_idle_s``, or if nothing is waiting for it."""
     raw = client.get(PROGRESS_KEY.format(hostname=hostname))
     idle = time.time() - float(raw) if raw is not None else None
-    waiting = sum(queue_depths(client, queues).values())
+    depths = queue_depths(client, queues)
+    waiting = sum(depths[q] for q in queues)  # a queue named twice counts twice, as two LLENs did
     if idle is not None and idle <= max_idle_s:
         return Liveness(True, idle, waiting, f"last task finished {idle:.0f}s ago")
     if waiting == 0:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import httpx
 
 from config.settings import Settings
-from imagegen.net.fetch import FetchPolicy
+from imagegen.net.urls import FetchPolicy
 from imagegen.providers.apidot import APIDotProvider
 from imagegen.providers.base import GeneratedImage, Phase, Provider, SubmitResult, UpstreamState
 from imagegen.providers.image2 import Image2Provider

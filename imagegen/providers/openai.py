@@ -18,7 +18,8 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from imagegen.errors import ErrorKind, FetchFailed, ProviderError, UnsafeURL, provider_error
-from imagegen.net.fetch import FetchPolicy, fetch
+from imagegen.net.fetch import fetch
+from imagegen.net.urls import FetchPolicy
 from imagegen.providers.base import GeneratedImage, SubmitResult, UpstreamState, require_key, send
 from imagegen.providers.http import error_message_from_body
 from imagegen.request import ImageRequest

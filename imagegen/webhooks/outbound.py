@@ -26,7 +26,8 @@ from imagegen.constants import clip
 from imagegen.errors import ImagegenError
 from imagegen.jobview import job_to_dict
 from imagegen.messages import Step, notify_step
-from imagegen.net.fetch import FetchPolicy, post_json
+from imagegen.net.fetch import post_json
+from imagegen.net.urls import FetchPolicy
 from imagegen.runtime import Runtime
 from imagegen.store.models import Delivery, Job
 from imagegen.store.transitions import TERMINAL
@@ -117,7 +118,9 @@ def deliver(rt: Runtime, job_id: str) -> Step | None:
         job = s.scalars(sa.select(Job).where(col(Job.id) == job_id, *_owed())).first()
     if job is None or not job.callback_url:
         return None  # delivered, reset by a retry, or the job is not terminal (queued again): never sent
-    body = json.dumps({**job_to_dict(job), "type": "job.finished"}, default=str).encode()
+    body = json.dumps(
+        {**job_to_dict(job, public_url=settings.imagegen_public_url), "type": "job.finished"}, default=str
+    ).encode()
     headers = headers_for(settings.imagegen_webhook_secret.get_secret_value(), message_id(job), body)
     # The outcome this delivery is about: a retry that ended the job again meanwhile is not touched.
     same = [col(Job.id) == job_id, *_owed(), col(Job.finished_at) == job.finished_at]

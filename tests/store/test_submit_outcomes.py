@@ -18,7 +18,7 @@ from botocore.exceptions import EndpointConnectionError
 
 from imagegen.jobs.reconciler import reconcile
 from imagegen.jobs.submit import submit_job
-from imagegen.net.fetch import FetchPolicy
+from imagegen.net.urls import FetchPolicy
 from imagegen.producer import create_job
 from imagegen.providers.openai import OpenAIProvider
 from imagegen.request import ImageRequest
@@ -243,6 +243,9 @@ class BrokenBucket:
 
     def get(self, key: str) -> bytes:
         raise FileNotFoundError(key)
+
+    def locate(self, path: str) -> None:
+        return None
 
 
 def test_a_synchronous_answer_that_cannot_be_stored_is_paid_once(make_rt: Callable[..., Runtime]) -> None:

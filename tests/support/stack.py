@@ -153,8 +153,12 @@ def start_stack(
     stack.worker = services.workers[0]
     stack.api_url = services.api_url
     # Ready when a job goes all the way through.
-    probe = stack.submit(stack.prompt("warm-up [[instant]]"))
-    stack.wait(probe, timeout=60)
+    try:
+        probe = stack.submit(stack.prompt("warm-up [[instant]]"))
+        stack.wait(probe, timeout=60)
+    except BaseException:
+        stack.close()  # a stack that never got ready stops, rather than outliving the test run
+        raise
     return stack
 
 

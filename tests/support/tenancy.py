@@ -39,11 +39,13 @@ class Route:
         return client.request(self.method, self.path.format(id=ident), json=self.body, headers=auth(token))
 
 
-#: Every route that names one job. (Extend with the image download, ``GET /v1/jobs/{id}/images/0``.)
+#: Every route that names one job (the image download too: another tenant's job is "job not found",
+#: before any question of whether the image is stored).
 JOB_ROUTES: list[Route] = [
     Route("GET", "/v1/jobs/{id}"),
     Route("POST", "/v1/jobs/{id}/cancel"),
     Route("POST", "/v1/jobs/{id}/retry"),
+    Route("GET", "/v1/jobs/{id}/images/0"),
 ]
 #: Every route that names one batch.
 BATCH_ROUTES: list[Route] = [

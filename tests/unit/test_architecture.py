@@ -71,11 +71,15 @@ OWN_PACKAGE_OK = (
 )
 
 
+#: Rows that name one module only, not a package: ``imagegen`` is the facade, not everything below it.
+EXACT = frozenset({"imagegen"})
+
+
 def _rank(module: str) -> tuple[int, str]:
     best: tuple[int, int, str] | None = None
     for rank, layer in enumerate(LAYERS):
         for prefix in layer:
-            named = module == prefix or module.startswith(prefix + ".")
+            named = module == prefix or (prefix not in EXACT and module.startswith(prefix + "."))
             if named and (best is None or len(prefix) > best[1]):
                 best = (rank, len(prefix), prefix)
     assert best is not None, f"{module} is in no layer"
@@ -95,8 +99,27 @@ def _modules() -> list[tuple[str, Path]]:
     return found
 
 
+def _package_of(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    return ".".join(rel.parts[:-1])
+
+
+def _absolute(node: ast.ImportFrom, path: Path) -> str:
+    """The module an ``ImportFrom`` names, relative imports resolved against the file's package."""
+    if node.level == 0:
+        return node.module or ""
+    base = _package_of(path).split(".")
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join([*base, *([node.module] if node.module else [])])
+
+
+def _is_package(module: str) -> bool:
+    return (ROOT / module.replace(".", "/") / "__init__.py").exists()
+
+
 def _imports(path: Path) -> list[tuple[str, int, bool]]:
-    """(module, line, at module level) for every project import in the file."""
+    """(module, line, at module level) for every project import in the file (relative ones resolved;
+    ``from package import module`` counts as importing that module)."""
     tree = ast.parse(path.read_text())
     top_level = {id(stmt) for stmt in tree.body}
     for stmt in tree.body:  # imports under `if TYPE_CHECKING:` (or `try:`) are module level too
@@ -109,10 +132,16 @@ def _imports(path: Path) -> list[tuple[str, int, bool]]:
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module]
-            if node.module in ("imagegen", "imagegen.jobs", "imagegen.ops", "imagegen.webhooks", "config"):
-                names = [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            module = _absolute(node, path)
+            names = [module]
+            if _is_package(module):
+                names = [
+                    f"{module}.{a.name}"
+                    if _is_package(f"{module}.{a.name}") or (ROOT / module.replace(".", "/") / f"{a.name}.py").exists()
+                    else module
+                    for a in node.names
+                ]
         for name in names:
             if name.split(".")[0] in ("imagegen", "worker", "tasks", "config"):
                 out.append((name, node.lineno, id(node) in top_level))
@@ -144,13 +173,46 @@ def test_no_function_local_imports(module: str, path: Path) -> None:
 @pytest.mark.parametrize(("module", "path"), CORE, ids=[m for m, _ in CORE])
 def test_core_never_imports_celery(module: str, path: Path) -> None:
     tree = ast.parse(path.read_text())
-    for node in ast.walk(tree):
-        names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module]
-        for name in names:
-            assert name.split(".")[0] not in ("celery", "kombu", "worker", "tasks"), f"{module} imports {name}"
-            assert name != "config.celery", f"{module} imports config.celery"
+    foreign = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    foreign += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module and n.level == 0]
+    for name in foreign:
+        assert name.split(".")[0] not in ("celery", "kombu"), f"{module} imports {name}"
+    for target, line, _ in _imports(path):
+        assert target.split(".")[0] not in ("worker", "tasks"), f"{path}:{line} imports {target}"
+        assert target != "config.celery", f"{path}:{line} imports config.celery"
+
+
+#: The only modules that load code by name, and why: the lazy public names, the lazy CLI commands, and
+#: the default publisher (the core finds the Celery shell by name, so it never imports Celery itself).
+IMPORTS_BY_NAME = {"imagegen", "imagegen.cli.main", "imagegen.producer"}
+
+
+@pytest.mark.parametrize(("module", "path"), MODULES, ids=[m for m, _ in MODULES])
+def test_code_is_loaded_by_name_only_where_it_is_meant_to_be(module: str, path: Path) -> None:
+    tree = ast.parse(path.read_text())
+    calls = [
+        n.lineno
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+        and (
+            (isinstance(n.func, ast.Attribute) and n.func.attr == "import_module")
+            or (isinstance(n.func, ast.Name) and n.func.id in ("__import__", "import_module"))
+        )
+    ]
+    assert not calls or module in IMPORTS_BY_NAME, f"{path.relative_to(ROOT)}:{calls} loads a module by name"
+
+
+#: Handlers never import each other, except that a poll hands a finished task over to finalize.
+HANDLERS = {"imagegen.jobs.submit", "imagegen.jobs.poll", "imagegen.jobs.finalize", "imagegen.jobs.reconciler"}
+HANDOVERS = {("imagegen.jobs.poll", "imagegen.jobs.finalize")}
+
+
+def test_handlers_do_not_import_each_other() -> None:
+    for module, path in MODULES:
+        if module in HANDLERS:
+            for target, line, _ in _imports(path):
+                if target in HANDLERS and target != module:
+                    assert (module, target) in HANDOVERS, f"{path.relative_to(ROOT)}:{line} imports {target}"
 
 
 def test_simulator_imports_nothing_of_the_core() -> None:

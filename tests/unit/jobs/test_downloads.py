@@ -14,8 +14,9 @@ from config.limits import finalize_lease_s, finalize_time_limits
 from config.settings import Settings
 from imagegen.errors import ContentRefused, ErrorKind, FetchFailed, NotAnImage, UnsafeURL
 from imagegen.jobs.downloads import classify, error_kind_for, has_pending, pending_entries
-from imagegen.net.fetch import FetchPolicy, fetch
+from imagegen.net.fetch import fetch
 from imagegen.net.imagetypes import sniff_image_type
+from imagegen.net.urls import FetchPolicy
 from imagegen.simulator.filefaults import FilePlan, parse_file_plan
 from imagegen.storage import image_info
 

@@ -28,7 +28,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imagegen.errors import FetchFailed, ImagegenError, UnsafeURL
-from imagegen.net.fetch import FetchPolicy, check_url, fetch, post_json, system_resolver
+from imagegen.net.fetch import fetch, post_json
+from imagegen.net.urls import FetchPolicy, check_url, system_resolver
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 HUGE = 2 * 1024 * 1024

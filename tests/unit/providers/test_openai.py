@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from imagegen.errors import AccountError, ErrorKind, FinalError, MaybeSentError, ProviderError, RetryableError
-from imagegen.net.fetch import FetchPolicy
+from imagegen.net.urls import FetchPolicy
 from imagegen.providers.base import GeneratedImage
 from imagegen.providers.openai import OpenAIProvider, parse_images, upload_filename
 from imagegen.request import ImageRequest

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from imagegen.errors import AccountError, ErrorKind, MaybeSentError, ProviderError, RetryableError
-from imagegen.net.fetch import FetchPolicy
+from imagegen.net.urls import FetchPolicy
 from imagegen.providers.apidot import APIDotProvider, parse_status
 from imagegen.providers.base import Phase
 from imagegen.providers.http import classify_http, error_from_response, map_transport_errors
