@@ -7,14 +7,14 @@ token sees its own tenant's part).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 from fastapi.responses import JSONResponse
 
 from imagegen.api.auth import Caller, CallerDep
 from imagegen.api.jobs import CONFLICT, INVALID, NOT_FOUND, Body, body_schema, conflict
-from imagegen.api.paging import DEFAULT_PAGE, Cursor, Limit, after, page
+from imagegen.api.paging import Cursor, after, page
 from imagegen.api.schemas import MAX_BATCH, BatchCanceledOut, BatchCreated, BatchOut, BatchRequest
 from imagegen.api.state import PublisherDep, RuntimeDep, SettingsDep
 from imagegen.api.tenancy import as_caller, not_found, tenant_problem
@@ -79,6 +79,10 @@ def post_batch(
     return JSONResponse(content, status_code=status.HTTP_202_ACCEPTED)
 
 
+#: A batch page may hold the whole batch (the default), unlike a ``/v1/jobs`` page.
+BatchLimit = Annotated[int, Query(ge=1, le=MAX_BATCH, description=f"Jobs per page (default and at most {MAX_BATCH})")]
+
+
 @router.get(
     "/batches/{batch_id}", response_model=BatchOut, summary="One batch", responses={404: NOT_FOUND, 422: INVALID}
 )
@@ -87,10 +91,12 @@ def get_batch(
     rt: RuntimeDep,
     settings: SettingsDep,
     caller: CallerDep,
-    limit: Limit = DEFAULT_PAGE,
+    limit: BatchLimit = MAX_BATCH,
     cursor: Cursor = None,
 ) -> JSONResponse:
     """Counts by status of the whole batch and one page of its jobs (newest first); ``next`` pages on.
+
+    Without ``limit`` the page is the whole batch, as this route answered before it was paginated.
 
     Only the caller's tenant's jobs count (an admin's: all).
     """
