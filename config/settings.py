@@ -362,6 +362,8 @@ def _token_problem(token: str) -> str | None:
         return "has an empty token"
     if any(c.isspace() for c in token):
         return "has a token with whitespace in it (a bearer token cannot carry it)"
+    if not (token.isascii() and token.isprintable()):
+        return "has a token with characters an Authorization header cannot carry (printable ASCII only)"
     return None
 
 

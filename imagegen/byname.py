@@ -20,7 +20,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy.exc import IntegrityError
 
 from imagegen.constants import PROVIDERS
-from imagegen.errors import ErrorKind, FieldError, IdempotencyConflict, RequestInvalid
+from imagegen.errors import ErrorKind, FieldError, IdempotencyConflict, JobIdConflict, RequestInvalid
 from imagegen.ids import is_job_id
 from imagegen.metrics import observe_end
 from imagegen.producer import create_job
@@ -156,6 +156,11 @@ def enqueue_message(rt: Runtime, args: Any, kwargs: Any) -> tuple[Job | None, di
             intake.job_id,
             [FieldError("idempotency_key", f"{exc.key!r} was already used for a different request")],
             intake.raw,
+        )
+        return None, {"error": {"kind": ErrorKind.INVALID_REQUEST.value, "message": message}}
+    except JobIdConflict:
+        message = reject_enqueue(
+            rt, intake.job_id, [FieldError("job_id", "already names a job of another tenant or request")], intake.raw
         )
         return None, {"error": {"kind": ErrorKind.INVALID_REQUEST.value, "message": message}}
     return job, {"job_id": job.id}

@@ -5,6 +5,7 @@
     ImagegenError
     ├── RequestInvalid            local validation failed (field errors); nothing was queued
     ├── IdempotencyConflict       an idempotency key already names a different request (HTTP 409)
+    ├── JobIdConflict             a job id sent by name already names another tenant's or request's job
     ├── JobNotFound
     ├── UnknownProvider
     ├── InvalidTransition         a lifecycle edge that the state machine does not allow
@@ -165,6 +166,15 @@ class IdempotencyConflict(ImagegenError):
     def __init__(self, key: str) -> None:
         self.key = key
         super().__init__(f"idempotency_key: {key!r} was already used for a different request")
+
+
+class JobIdConflict(ImagegenError):
+    """A message by task name gave a ``job_id`` that already names a job of another tenant, or one made
+    for a different request: that job is left as it is, and never handed back as the sender's."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"job_id: {job_id!r} already names a job of another tenant or request")
 
 
 class WebhookRejected(ImagegenError):

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from imagegen.errors import IdempotencyConflict
+from imagegen.errors import IdempotencyConflict, JobIdConflict
 from imagegen.ids import new_job_id
 from imagegen.messages import Publisher, submit_step
 from imagegen.request import DEFAULT_TENANT, ImageRequest
@@ -97,8 +97,12 @@ def create_job(
         if existing is None:
             raise
         key = request.idempotency_key
-        if key is not None and existing.idempotency_key == key and not same_request(existing.request, request):
-            raise IdempotencyConflict(key) from None
+        if key is not None and existing.idempotency_key == key:
+            if not same_request(existing.request, request):
+                raise IdempotencyConflict(key) from None
+        elif existing.tenant != tenant_of(request) or not same_request(existing.request, request):
+            # Found by its id alone: a repeated message is the same request of the same tenant, nothing else.
+            raise JobIdConflict(existing.id) from None
         return existing, False
 
 

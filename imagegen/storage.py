@@ -76,9 +76,10 @@ class ResultStore(Protocol):
         """The bytes stored under ``key`` (``FileNotFoundError`` if none)."""
         ...
 
-    def locate(self, path: str) -> Location | None:
+    def locate(self, path: str, *, job_id: str | None = None) -> Location | None:
         """How a client fetches the file recorded as ``path`` (what ``put`` returned); ``None`` when the
-        file is gone or ``path`` is not one of this store's own (a tampered or foreign row)."""
+        file is gone or ``path`` is not one of this store's own (a tampered or foreign row), or, with
+        ``job_id``, not one of that job's files (keys are ``<job id>/<index><ext>``)."""
         ...
 
 
@@ -106,9 +107,10 @@ class LocalStore:
         """Read a stored file."""
         return (self.root / key).read_bytes()
 
-    def locate(self, path: str) -> LocalFile | None:
-        """The regular file at ``path`` if it lies inside the results directory (symlinks resolved)."""
-        resolved = contained(path, self.root)
+    def locate(self, path: str, *, job_id: str | None = None) -> LocalFile | None:
+        """The regular file at ``path`` if it lies inside the results directory, or inside ``job_id``'s
+        directory of it when given (symlinks resolved)."""
+        resolved = contained(path, self.root / job_id if job_id else self.root)
         if resolved is None:
             return None
         try:
@@ -179,7 +181,7 @@ class S3Store:
         body: bytes = response["Body"].read()
         return body
 
-    def locate(self, path: str) -> RemoteFile | None:
+    def locate(self, path: str, *, job_id: str | None = None) -> RemoteFile | None:
         """A GET URL presigned for ``presign_s`` seconds, for an object of this bucket under this prefix.
 
         No request to the service: signing is local (a deleted object answers 404 at the URL itself).
@@ -188,6 +190,8 @@ class S3Store:
         key = path[len(head) :] if path.startswith(head) else ""
         if not key.startswith(self.prefix) or _odd_key(key[len(self.prefix) :]):
             return None
+        if job_id is not None and not key[len(self.prefix) :].startswith(f"{job_id}/"):
+            return None  # another job's object: a tampered row never reaches it
         url: str = self.client.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.presign_s
         )

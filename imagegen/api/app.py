@@ -80,7 +80,7 @@ def create_app(
     app.include_router(ops.router)
     app.add_exception_handler(SQLAlchemyError, _database_unavailable)
     app.add_exception_handler(
-        StarletteHTTPException, allow_every_method([jobs.router, batches.router, providers.router])
+        StarletteHTTPException, allow_every_method([jobs.router, batches.router, providers.router, images.router])
     )
     cap = settings.imagegen_api_max_body_bytes
     app.add_middleware(BodyLimit, max_bytes=cap, overrides=[("/webhooks/", min(cap, WEBHOOK_MAX_BODY_BYTES))])

@@ -9,6 +9,7 @@ local file is streamed from disk, never read whole; an S3 object is a 302 to a p
 from __future__ import annotations
 
 import logging
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Path, Response, status
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1")
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
 _ETAG = {"description": "the image's sha256, quoted", "schema": {"type": "string"}}
 _RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -78,10 +80,11 @@ def get_image(job_id: str, n: Index, rt: RuntimeDep, caller: CallerDep, if_none_
     """The stored image: streamed from the results directory, or a 302 to a presigned S3 URL."""
     entry = _stored_entry(rt, caller, job_id, n)
     sha = entry.get("sha256")
-    headers = {"ETag": f'"{sha}"'} if isinstance(sha, str) and sha else {}
+    # Only a real digest becomes a header: a tampered row must not inject header syntax.
+    headers = {"ETag": f'"{sha}"'} if isinstance(sha, str) and _SHA256.fullmatch(sha) else {}
     if headers and etag_matches(if_none_match, headers["ETag"]):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    location = rt.store.locate(entry["path"])
+    location = rt.store.locate(entry["path"], job_id=job_id)
     if location is None:
         # Gone from disk, or a path this store does not own (a crafted row): never served.
         log.warning("job %s: result %d is not servable from this store (%.200r)", job_id, n, entry["path"])

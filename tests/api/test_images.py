@@ -132,3 +132,26 @@ def test_the_route_takes_the_intake_tokens(runtime: Runtime, make_client: Client
         assert (refused.status_code, refused.headers["www-authenticate"]) == (401, "Bearer")
     assert guarded.get(f"/v1/jobs/{uuid.uuid4()}/images/0").status_code == 401, "no probing for job ids"
     assert guarded.get(path, headers={"Authorization": "Bearer t1"}).content == PNG
+
+
+def test_a_row_pointing_at_another_jobs_file_is_never_served(runtime: Runtime, client: TestClient) -> None:
+    mine, _ = finished_job(runtime, [PNG])
+    theirs, their_result = finished_job(runtime, [PNG])
+    set_result(runtime, mine, [their_result[0]])
+    assert client.get(f"/v1/jobs/{theirs}/images/0").status_code == 200
+    assert client.get(f"/v1/jobs/{mine}/images/0").status_code == 404
+
+
+def test_a_tampered_digest_never_becomes_header_syntax(runtime: Runtime, client: TestClient) -> None:
+    job_id, result = finished_job(runtime, [PNG])
+    set_result(runtime, job_id, [{**result[0], "sha256": 'x", W/"y'}])
+    got = client.get(f"/v1/jobs/{job_id}/images/0")
+    # Starlette's own ETag (from the file's stat) stands in: never the row's text.
+    assert got.status_code == 200 and "W/" not in got.headers.get("etag", "")
+
+
+def test_a_wrong_method_lists_get_and_head(runtime: Runtime, client: TestClient) -> None:
+    job_id, _ = finished_job(runtime, [PNG])
+    got = client.put(f"/v1/jobs/{job_id}/images/0")
+    assert got.status_code == 405
+    assert {m.strip() for m in got.headers["allow"].split(",")} == {"GET", "HEAD"}

@@ -244,7 +244,7 @@ class BrokenBucket:
     def get(self, key: str) -> bytes:
         raise FileNotFoundError(key)
 
-    def locate(self, path: str) -> None:
+    def locate(self, path: str, *, job_id: str | None = None) -> None:
         return None
 
 

@@ -20,6 +20,13 @@ SHA = "ab" * 32
 # --- hrefs and result entries ---------------------------------------------------------------------
 
 
+def test_with_a_job_id_only_that_jobs_objects_are_presigned(bucket: S3Store) -> None:
+    other = "00000000-0000-4000-8000-00000000000b"
+    assert isinstance(bucket.locate(f"s3://results/imagegen/{JOB}/0.png", job_id=JOB), RemoteFile)
+    assert bucket.locate(f"s3://results/imagegen/{other}/0.png", job_id=JOB) is None
+    assert bucket.locate("s3://results/imagegen/uploads/abc.png", job_id=JOB) is None
+
+
 @pytest.mark.parametrize(
     ("public_url", "expected"),
     [
@@ -111,6 +118,16 @@ def test_a_file_inside_the_results_directory_is_served(root: Path) -> None:
     located = LocalStore(root).locate(str(root / JOB / "0.png"))
     assert isinstance(located, LocalFile)
     assert located.path == (root / JOB / "0.png").resolve() and located.stat.st_size == 9
+
+
+def test_with_a_job_id_only_that_jobs_files_are_served(root: Path) -> None:
+    other = "00000000-0000-4000-8000-00000000000b"
+    (root / other).mkdir()
+    (root / other / "0.png").write_bytes(b"b's image")
+    store = LocalStore(root)
+    assert isinstance(store.locate(str(root / JOB / "0.png"), job_id=JOB), LocalFile)
+    assert store.locate(str(root / other / "0.png"), job_id=JOB) is None
+    assert store.locate(str(root / JOB / ".." / other / "0.png"), job_id=JOB) is None
 
 
 def test_a_relative_path_is_taken_from_the_working_directory(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
