@@ -44,7 +44,11 @@ class Settings(BaseSettings):
     """Every knob of imagegen-queue, with working defaults. Field names map to upper-case env vars."""
 
     # ``inf``/``nan`` parse as floats, and no timer or timedelta downstream can hold them.
-    model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore", case_sensitive=False, allow_inf_nan=False)
+    # hide_input_in_errors: a ValidationError's text would otherwise quote the input (tokens, keys, URLs
+    # with passwords) to whoever builds Settings directly and prints the error.
+    model_config = SettingsConfigDict(
+        env_ignore_empty=True, extra="ignore", case_sensitive=False, allow_inf_nan=False, hide_input_in_errors=True
+    )
 
     # --- services -------------------------------------------------------------------------------
     redis_url: str = "redis://localhost:6379/0"
