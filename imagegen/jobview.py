@@ -45,9 +45,10 @@ def result_entries(job_id: str, result: Any, public_url: str | None = None) -> l
     return entries
 
 
-def job_to_dict(job: Job, *, public_url: str | None = None) -> dict[str, Any]:
+def job_to_dict(job: Job, *, public_url: str | None = None, queue_position: int | None = None) -> dict[str, Any]:
     """Everything a caller may see about a job (no secrets exist in a job row); result ``href``s are
-    absolute under ``public_url``."""
+    absolute under ``public_url``. ``queue_position`` is ``repo.queue_position``, read by single-job views
+    only (a list would pay one count per queued job)."""
     error = None
     if job.status in _ERROR_STATUSES and job.error_kind:
         error = {"kind": job.error_kind, "message": job.error_message, "http_status": job.error_http_status}
@@ -82,4 +83,5 @@ def job_to_dict(job: Job, *, public_url: str | None = None) -> dict[str, Any]:
         "finished_at": iso(job.finished_at),
         "deadline_at": iso(job.deadline_at),
         "next_attempt_at": iso(job.next_attempt_at),
+        "queue_position": queue_position,
     }

@@ -24,6 +24,7 @@ from imagegen.net.urls import FetchPolicy
 from imagegen.providers import Provider, build_providers
 from imagegen.providers.limits import UNLIMITED, LimitConfig, RateLimiter
 from imagegen.storage import ResultStore, build_store
+from imagegen.store import changes
 from imagegen.store.db import (
     ensure_schema,
     make_engine,
@@ -53,6 +54,7 @@ class Runtime:
     _redis: redis.Redis | None = None
     _limiter: RateLimiter | None = None
     _learner: DurationLearner | None = None
+    _announcer: changes.Announcer | None = None
 
     @classmethod
     def create(cls, settings: Settings | None = None, *, check_schema: bool = True) -> Runtime:
@@ -73,9 +75,12 @@ class Runtime:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """One database transaction."""
+        """One database transaction; the jobs it changed are announced once it has committed."""
         with session_scope(self.sessions) as session:
             yield session
+        changed = changes.take(session)
+        if changed:
+            self.announcer.announce(changed)
 
     @contextmanager
     def read_session(self) -> Iterator[Session]:
@@ -114,6 +119,13 @@ class Runtime:
         if self._redis is None:
             self._redis = fast_client(self.settings.redis_url)
         return self._redis
+
+    @property
+    def announcer(self) -> changes.Announcer:
+        """Publishes committed job changes for the API's waiting requests (``store.changes``)."""
+        if self._announcer is None:
+            self._announcer = changes.Announcer(self.redis)
+        return self._announcer
 
     @property
     def limiter(self) -> RateLimiter | None:

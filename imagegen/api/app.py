@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from config.settings import Settings, get_settings
-from imagegen.api import batches, images, jobs, ops, providers, webhooks
+from imagegen.api import batches, events, images, jobs, ops, providers, webhooks
 from imagegen.api.allow import allow_every_method
 from imagegen.api.auth import require_token
 from imagegen.api.bodylimit import WEBHOOK_MAX_BODY_BYTES, BodyLimit
@@ -58,9 +58,11 @@ def create_app(
         except ImagegenError as exc:  # SchemaBehind: one clear line, then uvicorn exits
             log.error("imagegen api cannot start: %s", exc)
             raise
+        await state.feed.start()
         try:
             yield
         finally:
+            await state.feed.stop()
             state.close()
 
     app = FastAPI(
@@ -74,14 +76,13 @@ def create_app(
 
     # Auth guards the intake only; probes, scrapers and providers have no intake token.
     intake_deps = [require_token(settings.token_tenants, settings.admin_tokens)] if settings.auth_enabled else []
-    for intake in (jobs.router, images.router, batches.router, providers.router):
+    for intake in (jobs.router, images.router, events.router, batches.router, providers.router):
         app.include_router(intake, dependencies=intake_deps, responses=_intake_responses(bool(intake_deps)))
     app.include_router(webhooks.router, responses=_UNAVAILABLE)
     app.include_router(ops.router)
     app.add_exception_handler(SQLAlchemyError, _database_unavailable)
-    app.add_exception_handler(
-        StarletteHTTPException, allow_every_method([jobs.router, batches.router, providers.router, images.router])
-    )
+    routed = [jobs.router, batches.router, providers.router, images.router, events.router]
+    app.add_exception_handler(StarletteHTTPException, allow_every_method(routed))
     cap = settings.imagegen_api_max_body_bytes
     app.add_middleware(BodyLimit, max_bytes=cap, overrides=[("/webhooks/", min(cap, WEBHOOK_MAX_BODY_BYTES))])
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

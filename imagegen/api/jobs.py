@@ -6,8 +6,9 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, status
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from config.settings import Settings
 from imagegen.api.auth import Caller, CallerDep
@@ -21,9 +22,10 @@ from imagegen.api.schemas import (
     ProviderName,
     ValidationProblem,
 )
-from imagegen.api.state import PublisherDep, RuntimeDep, SettingsDep
+from imagegen.api.state import FeedDep, PublisherDep, RuntimeDep, SettingsDep
 from imagegen.api.tenancy import as_caller, not_found, own_job, tenant_problem
 from imagegen.api.validation import field_problems, invalid, json_body
+from imagegen.api.waiting import MAX_WAIT_S, preferred_wait, settle, settled, view
 from imagegen.errors import ErrorKind, IdempotencyConflict, JobNotFound, RequestInvalid
 from imagegen.jobview import job_to_dict
 from imagegen.messages import Publisher, Step
@@ -32,6 +34,7 @@ from imagegen.producer import create_job, publish_submits
 from imagegen.request import TENANT_RE, ImageRequest
 from imagegen.runtime import Runtime
 from imagegen.store import repo
+from imagegen.store.models import Job
 from imagegen.store.transitions import JobStatus
 
 log = logging.getLogger(__name__)
@@ -53,25 +56,60 @@ def body_schema(model: type[JobRequest | BatchRequest]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
+PreferHeader = Annotated[
+    str | None,
+    Header(description=f"`wait=N` (N ≤ {MAX_WAIT_S}): answer once the job has ended or is held, or after N s"),
+]
+
+
 @router.post(
     "/jobs",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobOut,
     summary="Queue one image request",
     responses={
-        200: {"model": JobOut, "description": "The existing job of a repeated idempotency key"},
+        200: {
+            "model": JobOut,
+            "description": "The existing job of a repeated idempotency key, or (with `Prefer:"
+            " wait`) the job once it ended or is held",
+        },
         409: CONFLICT,
         422: INVALID,
     },
     openapi_extra=body_schema(JobRequest),
 )
-def post_job(
-    body: Body, rt: RuntimeDep, publisher: PublisherDep, settings: SettingsDep, caller: CallerDep
+async def post_job(
+    body: Body,
+    rt: RuntimeDep,
+    publisher: PublisherDep,
+    settings: SettingsDep,
+    caller: CallerDep,
+    feed: FeedDep,
+    prefer: PreferHeader = None,
 ) -> JSONResponse:
     """Validate, write the ``queued`` row, then publish its submit. A repeated idempotency key → 200 + that job.
 
     The job is the token's tenant's; a body ``tenant`` naming another is a 422 unless the token is an admin's.
+    With ``Prefer: wait=N`` the answer waits up to N s: 200 with the job once it ended or is held, else 202
+    with ``Location``. The wait holds no thread: the worker's commit wakes it (``api.waiting``).
     """
+    job, created = await run_in_threadpool(queue_one, body, rt, publisher, settings, caller)
+    wait = preferred_wait(prefer)
+    if wait is None:
+        content = await run_in_threadpool(view, rt, job, settings.imagegen_public_url)
+        return JSONResponse(content, status_code=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
+    jobs = await settle(feed, rt, [job.id], wait)
+    job = jobs[0] if jobs else job
+    done = settled(job)
+    content = await run_in_threadpool(view, rt, job, settings.imagegen_public_url)
+    headers = {"Preference-Applied": f"wait={wait}"}
+    if not done:
+        headers["Location"] = f"/v1/jobs/{job.id}"
+    return JSONResponse(content, status_code=200 if done else 202, headers=headers)
+
+
+def queue_one(body: Any, rt: Runtime, publisher: Publisher, settings: Settings, caller: Caller) -> tuple[Job, bool]:
+    """Validate ``body`` as the caller's request, insert its job and publish the submit: ``(job, created)``."""
     try:
         request = ImageRequest.from_dict(body, allow_private_urls=settings.http.allow_private_urls)
     except RequestInvalid as exc:
@@ -86,10 +124,7 @@ def post_job(
         raise conflict(exc) from None
     if created:
         publish_submits(publisher, [job])
-    return JSONResponse(
-        job_to_dict(job, public_url=settings.imagegen_public_url),
-        status_code=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK,
-    )
+    return job, created
 
 
 TenantFilter = Annotated[
@@ -141,7 +176,7 @@ def list_jobs(
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="One job", responses={404: NOT_FOUND})
 def get_job(job_id: str, rt: RuntimeDep, settings: SettingsDep, caller: CallerDep) -> JSONResponse:
     """The job JSON; 404 for an unknown id (or one that is not a UUID, or another tenant's job)."""
-    return JSONResponse(job_to_dict(own_job(rt, caller, job_id), public_url=settings.imagegen_public_url))
+    return JSONResponse(view(rt, own_job(rt, caller, job_id), settings.imagegen_public_url))
 
 
 _REFUSED = {"model": Message, "description": "The job's status does not allow this action (the reason says why)"}

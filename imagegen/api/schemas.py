@@ -118,6 +118,11 @@ class JobOut(BaseModel):
     finished_at: str | None = Field(json_schema_extra=_DATETIME)
     deadline_at: str = Field(json_schema_extra=_DATETIME)
     next_attempt_at: str | None = Field(json_schema_extra=_DATETIME)
+    queue_position: int | None = Field(
+        default=None,
+        description="queued jobs of the same provider ahead of this one (approximate; 0: next). Set on "
+        "single-job answers (read, wait, events) of queued jobs; null otherwise, lists included",
+    )
 
 
 class JobPage(BaseModel):

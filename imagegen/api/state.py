@@ -10,6 +10,7 @@ from typing import Annotated, Protocol
 from fastapi import Depends, Request
 
 from config.settings import Settings
+from imagegen.api.feed import ChangeFeed
 from imagegen.messages import Publisher
 from imagegen.producer import default_publisher
 from imagegen.runtime import Runtime
@@ -45,6 +46,10 @@ class ApiState:
     _runtime: Runtime | None = None
     _publisher: Publisher | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    feed: ChangeFeed = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.feed = ChangeFeed(self.settings.redis_url)
 
     def runtime(self) -> Runtime:
         """The runtime (``Runtime.create`` brings SQLite up to date, refuses an old PostgreSQL schema)."""
@@ -107,8 +112,13 @@ def _settings(request: Request) -> Settings:
     return _state(request).settings
 
 
+def _feed(request: Request) -> ChangeFeed:
+    return _state(request).feed
+
+
 RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 PublisherDep = Annotated[Publisher, Depends(_publisher)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 ReceiverDep = Annotated[WebhookReceiver, Depends(_receiver)]
 TokenCheckDep = Annotated[TokenCheck, Depends(_token_check)]
+FeedDep = Annotated[ChangeFeed, Depends(_feed)]

@@ -20,6 +20,33 @@ def get_job(session: Session, job_id: str) -> Job | None:
     return session.get(Job, job_id, populate_existing=True)
 
 
+def get_jobs(session: Session, job_ids: Sequence[str]) -> list[Job]:
+    """The jobs with these ids, in the order given (unknown ids are left out)."""
+    if not job_ids:
+        return []
+    found = {j.id: j for j in session.scalars(sa.select(Job).where(col(Job.id).in_(list(job_ids))))}
+    return [found[i] for i in job_ids if i in found]
+
+
+def queue_position(session: Session, job: Job) -> int | None:
+    """How many queued jobs of the same provider go before ``job`` (0: it is next); None unless it is queued.
+
+    Approximate: interactive jobs go before batch ones, and within a priority earlier due times go
+    first, as the queues serve them; held keys, limits and fallback can still reorder them.
+    """
+    if job.status != "queued" or job.next_attempt_at is None:
+        return None
+    due_before = sa.or_(
+        col(Job.next_attempt_at) < job.next_attempt_at,
+        sa.and_(col(Job.next_attempt_at) == job.next_attempt_at, col(Job.id) < job.id),
+    )
+    ahead = sa.and_(col(Job.priority) == job.priority, due_before)
+    if job.priority != "interactive":
+        ahead = sa.or_(col(Job.priority) == "interactive", ahead)
+    stmt = sa.select(sa.func.count()).where(col(Job.status) == "queued", col(Job.provider) == job.provider, ahead)
+    return int(session.scalar(stmt) or 0)
+
+
 def get_job_by_idempotency_key(session: Session, key: str, *, tenant: str = DEFAULT_TENANT) -> Job | None:
     """The job ``tenant`` created with this idempotency key, or None (keys are unique per tenant)."""
     stmt = sa.select(Job).where(col(Job.tenant) == tenant, col(Job.idempotency_key) == key)

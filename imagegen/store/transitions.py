@@ -18,6 +18,7 @@ from sqlmodel import col
 
 from imagegen.errors import InvalidTransition
 from imagegen.metrics import observe_end
+from imagegen.store import changes
 from imagegen.store.models import JOBS, Job, utcnow
 
 
@@ -100,8 +101,10 @@ def transition(
         .values(**_values(target, values))
     )
     won = _rowcount(session.execute(stmt)) == 1
-    if won and target in TERMINAL:
-        observe_end(target.value, values.get("error_kind"))
+    if won:
+        changes.note(session, (job_id,))
+        if target in TERMINAL:
+            observe_end(target.value, values.get("error_kind"))
     return won
 
 
@@ -119,7 +122,10 @@ def update_in(
         .where(JOBS.c.id == job_id, JOBS.c.status == status.value, *where)
         .values(**_values(None, values))
     )
-    return _rowcount(session.execute(stmt)) == 1
+    won = _rowcount(session.execute(stmt)) == 1
+    if won:
+        changes.note(session, (job_id,))  # progress and upstream status are news to a watcher too
+    return won
 
 
 def transition_many(
@@ -138,7 +144,9 @@ def transition_many(
     """
     check(source, target)
     conditions = [col(Job.status).in_([s.value for s in source]), *where]
-    return _claim(session, conditions, _values(target, values), limit)
+    moved = _claim(session, conditions, _values(target, values), limit)
+    changes.note(session, moved)
+    return moved
 
 
 def claim_in(

@@ -1,0 +1,105 @@
+"""Waiting on jobs without polling: ``Prefer: wait=N``, and the re-read loop the events stream and the
+OpenAI-compatible routes share.
+
+A waiter registers with the process's ``ChangeFeed`` *before* it reads the rows, then sleeps until an
+announcement names one of its jobs (or ``REREAD_S`` passes, in case one was lost), and reads again. It
+holds neither a thread nor a database connection while it sleeps; reads run in the thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import suppress
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from imagegen.api.feed import ChangeFeed
+from imagegen.jobview import job_to_dict
+from imagegen.runtime import Runtime
+from imagegen.store import repo
+from imagegen.store.models import Job
+from imagegen.store.transitions import TERMINAL, JobStatus
+
+#: The longest ``Prefer: wait`` honoured; a longer one is applied as this.
+MAX_WAIT_S = 300
+#: How often a waiter reads its rows again with no announcement (one lost, or Redis down).
+REREAD_S = 5.0
+#: Where a waiter stops: the job ended, or it is held and will not move until someone acts.
+SETTLED: frozenset[JobStatus] = TERMINAL | {JobStatus.HELD}
+
+# RFC 7240: `Prefer: respond-async, wait=10` (preferences are comma-separated, parameters after `;`).
+_WAIT = re.compile(r"^\s*wait\s*=\s*\"?(\d{1,9})\"?\s*(;.*)?$", re.IGNORECASE)
+
+
+def preferred_wait(prefer: str | None) -> int | None:
+    """The seconds a ``Prefer`` header asks to wait (at most ``MAX_WAIT_S``), or None if it asks none.
+
+    A malformed ``wait`` is ignored, as RFC 7240 asks of preferences a server cannot apply.
+    """
+    for preference in (prefer or "").split(","):
+        match = _WAIT.match(preference)
+        if match:
+            return min(int(match.group(1)), MAX_WAIT_S)
+    return None
+
+
+def settled(job: Job) -> bool:
+    """Whether a waiter on ``job`` is done: it ended or is held."""
+    return JobStatus(job.status) in SETTLED
+
+
+def read_jobs(rt: Runtime, job_ids: Sequence[str]) -> list[Job]:
+    """The rows, in order (a purged job is left out)."""
+    with rt.read_session() as s:
+        return repo.get_jobs(s, job_ids)
+
+
+def view(rt: Runtime, job: Job, public_url: str | None) -> dict[str, Any]:
+    """A single-job answer: the job JSON with its ``queue_position`` when it is queued."""
+    position = None
+    if job.status == JobStatus.QUEUED:
+        with rt.read_session() as s:
+            position = repo.queue_position(s, job)
+    return job_to_dict(job, public_url=public_url, queue_position=position)
+
+
+async def settle(
+    feed: ChangeFeed, rt: Runtime, job_ids: Sequence[str], timeout_s: float, *, reread_s: float = REREAD_S
+) -> list[Job]:
+    """The jobs once every one is settled, or as they are when ``timeout_s`` runs out."""
+    deadline = time.monotonic() + timeout_s
+    with feed.watching(job_ids) as changed:
+        while True:
+            changed.clear()  # before the read: an announcement during it wakes the next wait
+            jobs = await run_in_threadpool(read_jobs, rt, job_ids)
+            left = deadline - time.monotonic()
+            if left <= 0 or len(jobs) < len(job_ids) or all(settled(j) for j in jobs):
+                return jobs
+            await _sleep_until(changed, min(reread_s, left))
+
+
+async def follow(
+    feed: ChangeFeed, rt: Runtime, job_id: str, *, reread_s: float = REREAD_S
+) -> AsyncIterator[Job | None]:
+    """The job after every announcement (and every ``reread_s``), until it ends; None if it vanished (purged).
+
+    Yields a row each time it was read, changed or not: the caller decides what is news.
+    """
+    with feed.watching([job_id]) as changed:
+        while True:
+            changed.clear()
+            jobs = await run_in_threadpool(read_jobs, rt, [job_id])
+            job = jobs[0] if jobs else None
+            yield job
+            if job is None or JobStatus(job.status) in TERMINAL:
+                return
+            await _sleep_until(changed, reread_s)
+
+
+async def _sleep_until(event: asyncio.Event, timeout_s: float) -> None:
+    with suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout=max(timeout_s, 0.0))
