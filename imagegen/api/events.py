@@ -31,7 +31,7 @@ router = APIRouter(prefix="/v1")
 
 HEARTBEAT_S = 15.0
 #: What makes a new ``status`` event (``next_attempt_at`` moves on every poll: not news).
-_WATCHED = ("status", "progress", "upstream_status", "result", "error", "last_error", "queue_position")
+WATCHED = ("status", "progress", "upstream_status", "result", "error", "last_error", "queue_position")
 
 _STREAM = {
     200: {
@@ -76,7 +76,7 @@ async def _stream(feed: ChangeFeed, rt: Runtime, job_id: str, public_url: str | 
         if job is None:  # purged while followed
             return
         data = await run_in_threadpool(view, rt, job, public_url)
-        seen = tuple(json.dumps(data[k], sort_keys=True) for k in _WATCHED)
+        seen = tuple(json.dumps(data[k], sort_keys=True) for k in WATCHED)
         ended = JobStatus(job.status) in TERMINAL
         if seen != last or ended:
             count += 1

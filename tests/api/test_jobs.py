@@ -15,7 +15,15 @@ from tests.support.contract import JOB_KEYS as CONTRACT_KEYS
 from tests.support.recorder import RecordingPublisher
 
 #: The job JSON keys of the public contract plus the extras jobview adds.
-JOB_KEYS = CONTRACT_KEYS | {"priority", "idempotency_key", "progress", "last_error", "next_attempt_at", "tenant", "queue_position"}
+JOB_KEYS = CONTRACT_KEYS | {
+    "priority",
+    "idempotency_key",
+    "progress",
+    "last_error",
+    "next_attempt_at",
+    "tenant",
+    "queue_position",
+}
 
 
 def test_post_job_queues_and_publishes_one_submit(client: TestClient, publisher: RecordingPublisher) -> None:
