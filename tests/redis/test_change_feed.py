@@ -37,7 +37,8 @@ def test_an_announcement_wakes_only_the_waiters_of_its_jobs(redis_url: str) -> N
         await feed.start()
         await asyncio.wait_for(feed.connected.wait(), 10)
         with feed.watching([mine]) as a, feed.watching([other]) as b:
-            a.clear(), b.clear()
+            a.clear()
+            b.clear()
             announcer.announce([mine])
             assert await woken(a)
             assert not b.is_set()
@@ -55,7 +56,8 @@ def test_thousands_of_ids_arrive_in_several_messages(redis_url: str) -> None:
         await feed.start()
         await asyncio.wait_for(feed.connected.wait(), 10)
         with feed.watching([ids[0]]) as first, feed.watching([ids[-1]]) as last:
-            first.clear(), last.clear()
+            first.clear()
+            last.clear()
             Announcer(fast_client(redis_url)).announce(ids)
             assert await woken(first) and await woken(last)
         await feed.stop()
