@@ -10,6 +10,7 @@ from imagegen.cli.args import existing_job
 from imagegen.cli.database import open_database
 from imagegen.cli.render import describe
 from imagegen.jobview import job_to_dict
+from imagegen.store import repo
 
 
 @click.command()
@@ -17,5 +18,11 @@ from imagegen.jobview import job_to_dict
 @click.option("--json", "as_json", is_flag=True)
 def status(job_id: str, as_json: bool) -> None:
     """Show one job (exit 0 whatever its status; 2 if there is no such job)."""
-    job = existing_job(open_database(), job_id)  # a full id, or a unique short id
-    click.echo(json.dumps(job_to_dict(job), indent=2) if as_json else describe(job))
+    db = open_database()
+    job = existing_job(db, job_id)  # a full id, or a unique short id
+    if not as_json:
+        click.echo(describe(job))
+        return
+    with db.session() as s:
+        position = repo.queue_position(s, job)
+    click.echo(json.dumps(job_to_dict(job, queue_position=position), indent=2))
