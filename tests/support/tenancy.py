@@ -46,6 +46,7 @@ JOB_ROUTES: list[Route] = [
     Route("POST", "/v1/jobs/{id}/cancel"),
     Route("POST", "/v1/jobs/{id}/retry"),
     Route("GET", "/v1/jobs/{id}/images/0"),
+    Route("GET", "/v1/jobs/{id}/events"),
 ]
 #: Every route that names one batch.
 BATCH_ROUTES: list[Route] = [
