@@ -23,7 +23,7 @@ from imagegen.api.feed import ChangeFeed
 from imagegen.api.jobs import NOT_FOUND
 from imagegen.api.state import FeedDep, RuntimeDep, SettingsDep
 from imagegen.api.tenancy import own_job
-from imagegen.api.waiting import REREAD_S, follow, view
+from imagegen.api.waiting import follow, view
 from imagegen.runtime import Runtime
 from imagegen.store.transitions import TERMINAL, JobStatus
 
@@ -72,9 +72,12 @@ async def _stream(feed: ChangeFeed, rt: Runtime, job_id: str, public_url: str | 
     last: tuple[Any, ...] | None = None
     last_sent = time.monotonic()
     count = 0
-    async for job in follow(feed, rt, job_id, reread_s=min(REREAD_S, HEARTBEAT_S)):
-        if job is None:  # purged while followed
-            return
+    async for job in follow(feed, rt, job_id, tick_s=HEARTBEAT_S):
+        if job is None:
+            if time.monotonic() - last_sent >= HEARTBEAT_S:
+                yield b": heartbeat\n\n"
+                last_sent = time.monotonic()
+            continue
         data = await run_in_threadpool(view, rt, job, public_url)
         seen = tuple(json.dumps(data[k], sort_keys=True) for k in WATCHED)
         ended = JobStatus(job.status) in TERMINAL

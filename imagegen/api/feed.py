@@ -14,7 +14,6 @@ import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 
-import redis
 import redis.asyncio as aioredis
 
 from imagegen.store.changes import CHANNEL, parse
@@ -87,7 +86,7 @@ class ChangeFeed:
         while True:
             try:
                 await self._listen(url)
-            except (redis.RedisError, OSError) as exc:
+            except Exception as exc:
                 if not self._warned:  # one line per outage, not one per reconnection attempt
                     log.warning("job-change feed: Redis unavailable, waiters re-read slowly until it returns: %s", exc)
                     self._warned = True

@@ -26,8 +26,11 @@ from imagegen.store.transitions import TERMINAL, JobStatus
 
 #: The longest ``Prefer: wait`` honoured; a longer one is applied as this.
 MAX_WAIT_S = 300
-#: How often a waiter reads its rows again with no announcement (one lost, or Redis down).
+#: How often a waiter reads its rows again with no announcement while the feed is down.
 REREAD_S = 5.0
+#: ... and while it is up: an announcement is then lost only with the subscription, and a new
+#: subscription wakes every waiter anyway, so this re-read is a last resort, not a polling loop.
+REREAD_CONNECTED_S = 30.0
 #: Where a waiter stops: the job ended, or it is held and will not move until someone acts.
 SETTLED: frozenset[JobStatus] = TERMINAL | {JobStatus.HELD}
 
@@ -67,6 +70,11 @@ def view(rt: Runtime, job: Job, public_url: str | None) -> dict[str, Any]:
     return job_to_dict(job, public_url=public_url, queue_position=position)
 
 
+def reread_interval(feed: ChangeFeed, reread_s: float) -> float:
+    """How long a waiter may sleep without an announcement before it reads its rows again."""
+    return max(reread_s, REREAD_CONNECTED_S) if feed.connected.is_set() else reread_s
+
+
 async def settle(
     feed: ChangeFeed, rt: Runtime, job_ids: Sequence[str], timeout_s: float, *, reread_s: float = REREAD_S
 ) -> list[Job]:
@@ -79,25 +87,32 @@ async def settle(
             left = deadline - time.monotonic()
             if left <= 0 or len(jobs) < len(job_ids) or all(settled(j) for j in jobs):
                 return jobs
-            await _sleep_until(changed, min(reread_s, left))
+            await _sleep_until(changed, min(reread_interval(feed, reread_s), left))
 
 
 async def follow(
-    feed: ChangeFeed, rt: Runtime, job_id: str, *, reread_s: float = REREAD_S
+    feed: ChangeFeed, rt: Runtime, job_id: str, *, tick_s: float, reread_s: float = REREAD_S
 ) -> AsyncIterator[Job | None]:
-    """The job after every announcement (and every ``reread_s``), until it ends; None if it vanished (purged).
+    """The job after every announcement (and every re-read interval) until it ends; stops if it vanishes.
 
-    Yields a row each time it was read, changed or not: the caller decides what is news.
+    Yields the row each time it was read, changed or not (the caller decides what is news), and None
+    when ``tick_s`` passed with nothing to read (time for a heartbeat).
     """
     with feed.watching([job_id]) as changed:
+        reread_at = 0.0
         while True:
-            changed.clear()
-            jobs = await run_in_threadpool(read_jobs, rt, [job_id])
-            job = jobs[0] if jobs else None
-            yield job
-            if job is None or JobStatus(job.status) in TERMINAL:
-                return
-            await _sleep_until(changed, reread_s)
+            if changed.is_set() or time.monotonic() >= reread_at:
+                changed.clear()
+                jobs = await run_in_threadpool(read_jobs, rt, [job_id])
+                if not jobs:  # purged while followed
+                    return
+                yield jobs[0]
+                if JobStatus(jobs[0].status) in TERMINAL:
+                    return
+                reread_at = time.monotonic() + reread_interval(feed, reread_s)
+            else:
+                yield None
+            await _sleep_until(changed, min(tick_s, max(reread_at - time.monotonic(), 0.0)))
 
 
 async def _sleep_until(event: asyncio.Event, timeout_s: float) -> None:

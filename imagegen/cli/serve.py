@@ -17,6 +17,7 @@ def api(host: str, port: int) -> None:
     # The runtime is built here so a schema that is behind stops us with one clear line, not a traceback.
     rt = open_runtime()
     try:
-        uvicorn.run(create_app(runtime=rt), host=host, port=port, log_level="warning")
+        # Open event streams and waits would otherwise hold a SIGTERM until their jobs end.
+        uvicorn.run(create_app(runtime=rt), host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
     finally:
         rt.close()
