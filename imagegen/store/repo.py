@@ -12,12 +12,17 @@ from sqlmodel import col
 
 from imagegen.constants import clip
 from imagegen.request import DEFAULT_TENANT
-from imagegen.store.models import ATTEMPTS, Attempt, Job, ProviderState, utcnow
+from imagegen.store.models import ATTEMPTS, Attempt, Batch, Job, ProviderState, utcnow
 
 
 def get_job(session: Session, job_id: str) -> Job | None:
     """The job with this id, or None."""
     return session.get(Job, job_id, populate_existing=True)
+
+
+def get_batch(session: Session, batch_id: str) -> Batch | None:
+    """The batch row with this id, or None (a batch queued before batches had rows has one from the migration)."""
+    return session.get(Batch, batch_id, populate_existing=True)
 
 
 def get_job_by_idempotency_key(session: Session, key: str, *, tenant: str = DEFAULT_TENANT) -> Job | None:
