@@ -38,7 +38,15 @@ def test_one_webhook_id_per_outcome() -> None:
     later = batch.model_copy(update={"finished_at": FINISHED + timedelta(microseconds=1)})
     assert batches.message_id(later) != batches.message_id(batch)  # finished again after a retry
     assert batches.message_id(batch).startswith(f"msg_batch_{batch.id}_")
-    job = Job(id=batch.id, provider="apidot", model="m", request={}, status="failed", finished_at=FINISHED)
+    job = Job(
+        id=batch.id,
+        provider="apidot",
+        model="m",
+        request={},
+        status="failed",
+        finished_at=FINISHED,
+        deadline_at=FINISHED,
+    )
     assert job_message_id(job) != batches.message_id(batch), "never mistaken for a job's notification"
 
 
