@@ -20,11 +20,6 @@ def get_job(session: Session, job_id: str) -> Job | None:
     return session.get(Job, job_id, populate_existing=True)
 
 
-def get_batch(session: Session, batch_id: str) -> Batch | None:
-    """The batch row with this id, or None (a batch queued before batches had rows has one from the migration)."""
-    return session.get(Batch, batch_id, populate_existing=True)
-
-
 def get_job_by_idempotency_key(session: Session, key: str, *, tenant: str = DEFAULT_TENANT) -> Job | None:
     """The job ``tenant`` created with this idempotency key, or None (keys are unique per tenant)."""
     stmt = sa.select(Job).where(col(Job.tenant) == tenant, col(Job.idempotency_key) == key)
@@ -86,6 +81,11 @@ def count_by_status(session: Session, *, batch_id: str | None = None, tenant: st
     if batch_id:
         stmt = stmt.where(col(Job.batch_id) == batch_id)
     return {status: int(n) for status, n in session.execute(stmt).all()}
+
+
+def get_batch(session: Session, batch_id: str) -> Batch | None:
+    """The batch row with this id, or None (a batch queued before batches had rows has one from the migration)."""
+    return session.get(Batch, batch_id, populate_existing=True)
 
 
 def record_attempt(
