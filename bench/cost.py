@@ -3,7 +3,9 @@
 Redis: ``INFO commandstats`` before and after N jobs through the real pipeline (worker, beat and the
 reconciler included), divided by N. Upstream calls: the simulator's record. DB statements: the same job
 flow (submit, poll, finalize) replayed in this process with an SQLAlchemy statement counter, since worker
-processes are not observable from here. Baseline: bare Celery moving 2 messages per job with one UPDATE each.
+processes are not observable from here, for a batch without and with a ``callback_url`` (whose jobs'
+endings also ask whether the batch finished). Baseline: bare Celery moving 2 messages per job with one
+UPDATE each.
 
     python -m bench.cost [--jobs 200]
 """
@@ -34,8 +36,9 @@ def redis_calls(client: redis.Redis) -> int:
     return sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
 
 
-def statements_per_job(stack: BenchStack, jobs: int) -> tuple[float, float]:
-    """(statements, transactions) per job for submit + poll + finalize, replayed in-process."""
+def statements_per_job(stack: BenchStack, jobs: int, callback_url: str | None = None) -> tuple[float, float]:
+    """(statements, transactions) per job for submit + poll + finalize, replayed in-process (the jobs are
+    one batch, with ``callback_url`` if given)."""
     counts = {"statements": 0, "transactions": 0}
 
     def on_statement(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
@@ -45,7 +48,8 @@ def statements_per_job(stack: BenchStack, jobs: int) -> tuple[float, float]:
     def on_begin(*_: Any) -> None:
         counts["transactions"] += 1
 
-    _, rows = create_batch(stack.rt, [ImageRequest(prompt=f"cost {uuid.uuid4().hex} {i}") for i in range(jobs)])
+    requests = [ImageRequest(prompt=f"cost {uuid.uuid4().hex} {i}") for i in range(jobs)]
+    _, rows = create_batch(stack.rt, requests, callback_url=callback_url)
     sa.event.listen(stack.rt.engine, "before_cursor_execute", on_statement)
     sa.event.listen(stack.rt.engine, "begin", on_begin)
     try:
@@ -86,6 +90,7 @@ def main() -> None:
             if proc.name.startswith("worker"):
                 proc.stop()
         statements, transactions = statements_per_job(stack, 100)
+        hooked, hooked_txns = statements_per_job(stack, 100, callback_url="https://hooks.example/batch")
         # Baseline: bare Celery, same Redis, 2 messages and 2 UPDATEs per job.
         marks: list[int] = []
         baseline(stack, args.jobs, 2, on_ready=lambda: marks.append(redis_calls(client)))
@@ -95,6 +100,7 @@ def main() -> None:
     print(f"jobs={args.jobs}")
     print(f"{'':14} {'redis cmds/job':>15} {'db statements/job':>18} {'db txns/job':>12} {'upstream calls/job':>19}")
     print(f"{'ours':14} {ours_redis:15.1f} {statements:18.1f} {transactions:12.1f} {ours_upstream:19.2f}")
+    print(f"{'  + batch hook':14} {'':15} {hooked:18.1f} {hooked_txns:12.1f} {'':19}")
     print(f"{'bare celery':14} {base_redis:15.1f} {2.0:18.1f} {2.0:12.1f} {0.0:19.2f}")
 
 

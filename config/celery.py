@@ -27,6 +27,7 @@ from config.limits import TIME_LIMITS, async_submit_limits, finalize_time_limits
 from config.settings import Settings
 from imagegen.constants import (
     FINALIZE_TASK,
+    NOTIFY_BATCH_TASK,
     NOTIFY_QUEUE,
     NOTIFY_TASK,
     POLL_QUEUE,
@@ -93,6 +94,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             FINALIZE_TASK: {"queue": POLL_QUEUE},
             RECONCILE_TASK: {"queue": RECONCILE_QUEUE},
             NOTIFY_TASK: {"queue": NOTIFY_QUEUE},
+            NOTIFY_BATCH_TASK: {"queue": NOTIFY_QUEUE},
         },
         "task_serializer": "json",
         "accept_content": ["json"],

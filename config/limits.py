@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from imagegen.constants import NOTIFY_TASK, POLL_TASK, RECONCILE_TASK, SUBMIT_TASK
+from imagegen.constants import NOTIFY_BATCH_TASK, NOTIFY_TASK, POLL_TASK, RECONCILE_TASK, SUBMIT_TASK
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -24,6 +24,7 @@ TIME_LIMITS: dict[str, tuple[float, float]] = {
     POLL_TASK: (45, 60),
     RECONCILE_TASK: (50, 60),
     NOTIFY_TASK: (45, 60),
+    NOTIFY_BATCH_TASK: (45, 60),
 }
 
 #: Headroom between the end of an HTTP call's timeouts and the soft limit (attempt log, DB commit).

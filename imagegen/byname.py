@@ -32,6 +32,8 @@ from imagegen.store.transitions import JobStatus
 log = logging.getLogger(__name__)
 
 ENQUEUE_PARAMS = ("request", "job_id")
+#: Parameters of the tasks that name a row by its id (a UUID string), checked before the task runs.
+ID_PARAMS = ("job_id", "batch_id")
 #: A rejection lists every problem, within reason (the message is shown in job JSON and logs).
 MAX_REJECTION_MESSAGE = 4_000
 _MAX_NAME = 100
@@ -69,8 +71,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 def by_name(fn: F) -> F:
     """Wrap the function of task ``imagegen.<name>`` so that any arguments are a logged rejection at worst.
 
-    The message's arguments are bound to ``fn``'s parameters by ``bind_arguments``, and a ``job_id``
-    must be a job id; a mismatch returns None instead of raising (no traceback, no retry loop).
+    The message's arguments are bound to ``fn``'s parameters by ``bind_arguments``, and a ``job_id`` or
+    ``batch_id`` must be a UUID string; a mismatch returns None instead of raising (no traceback, no
+    retry loop).
     """
     signature = inspect.signature(fn)
     params = tuple(signature.parameters)
@@ -80,8 +83,9 @@ def by_name(fn: F) -> F:
     @functools.wraps(fn)
     def guarded(*args: Any, **kwargs: Any) -> Any:
         values, errors = bind_arguments(params, args, kwargs, required=required)
-        if "job_id" in values and not is_job_id(values["job_id"]):
-            errors.append(FieldError("job_id", "must be a UUID string"))
+        for name in ID_PARAMS:
+            if name in values and not is_job_id(values[name]):
+                errors.append(FieldError(name, "must be a UUID string"))
         if errors:
             log.warning("%s rejected: %s", task, "; ".join(str(e) for e in errors)[:MAX_REJECTION_MESSAGE])
             return None

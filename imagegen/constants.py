@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
-TaskName = Literal["imagegen.submit", "imagegen.poll", "imagegen.notify", "imagegen.finalize"]
+TaskName = Literal["imagegen.submit", "imagegen.poll", "imagegen.notify", "imagegen.notify_batch", "imagegen.finalize"]
 
 SUBMIT_TASK: Final[TaskName] = "imagegen.submit"
 POLL_TASK: Final[TaskName] = "imagegen.poll"
 NOTIFY_TASK: Final[TaskName] = "imagegen.notify"
+#: A batch's ``batch.finished`` notification: its message carries the batch id, never a job id.
+NOTIFY_BATCH_TASK: Final[TaskName] = "imagegen.notify_batch"
 #: Downloading a finished task's result files: its own message, with time limits sized for downloads.
 FINALIZE_TASK: Final[TaskName] = "imagegen.finalize"
 #: Sent by beat: the durable scheduler behind every timer.

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from imagegen.constants import (
     FINALIZE_TASK,
+    NOTIFY_BATCH_TASK,
     NOTIFY_QUEUE,
     NOTIFY_TASK,
     POLL_QUEUE,
@@ -23,6 +24,7 @@ class Step:
     """Publish ``task(job_id)`` on ``queue`` after ``countdown`` seconds."""
 
     task: TaskName
+    #: The id the task takes: a job's, or for ``imagegen.notify_batch`` a batch's.
     job_id: str
     queue: str
     countdown: float = 0.0
@@ -50,6 +52,11 @@ def finalize_step(job_id: str, countdown: float = 0.0) -> Step:
 def notify_step(job_id: str, countdown: float = 0.0) -> Step:
     """A caller-notification message."""
     return Step(NOTIFY_TASK, job_id, NOTIFY_QUEUE, countdown)
+
+
+def notify_batch_step(batch_id: str, countdown: float = 0.0) -> Step:
+    """A batch-notification message, on the ``notify`` queue next to the jobs' ones."""
+    return Step(NOTIFY_BATCH_TASK, batch_id, NOTIFY_QUEUE, countdown)
 
 
 class Publisher(Protocol):

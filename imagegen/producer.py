@@ -7,16 +7,18 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
 
 from imagegen.errors import IdempotencyConflict, JobIdConflict
 from imagegen.ids import new_job_id
 from imagegen.messages import Publisher, submit_step
-from imagegen.request import DEFAULT_TENANT, ImageRequest
+from imagegen.request import DEFAULT_TENANT, ImageRequest, check_callback_url
 from imagegen.routes import NoMapping, hop_request
 from imagegen.runtime import Runtime, get_runtime
 from imagegen.store import repo
-from imagegen.store.models import Job
+from imagegen.store.models import Batch, Job
 from imagegen.store.transitions import JobStatus
 
 log = logging.getLogger(__name__)
@@ -52,12 +54,15 @@ def build_job(
     now: datetime,
     job_id: str | None = None,
     batch_id: str | None = None,
+    batch_callback: bool = False,
 ) -> Job:
-    """A ``queued`` row for ``request``, due now, with its message assumed in flight for the grace time."""
+    """A ``queued`` row for ``request``, due now, with its message assumed in flight for the grace time
+    (``batch_callback``: its batch has a ``callback_url``)."""
     deadline_s = request.deadline_s or rt.settings.timers.default_deadline_s
     return Job(
         id=job_id or new_job_id(),
         batch_id=batch_id,
+        batch_callback=batch_callback,
         provider=request.provider,
         model=request.model,
         request=request.to_dict(),
@@ -76,14 +81,19 @@ def build_job(
 
 
 def create_job(
-    rt: Runtime, request: ImageRequest, *, job_id: str | None = None, batch_id: str | None = None
+    rt: Runtime,
+    request: ImageRequest,
+    *,
+    job_id: str | None = None,
+    batch_id: str | None = None,
+    batch_callback: bool = False,
 ) -> tuple[Job, bool]:
     """Insert the job; returns ``(job, created)``. A repeated idempotency key or job id returns the existing job.
 
     Raises ``IdempotencyConflict`` when the key's job was created for a different request. Keys are
     scoped to the request's tenant: another tenant's job is never found (nor returned) by its key.
     """
-    job = build_job(rt, request, now=rt.now(), job_id=job_id, batch_id=batch_id)
+    job = build_job(rt, request, now=rt.now(), job_id=job_id, batch_id=batch_id, batch_callback=batch_callback)
     try:
         with rt.session() as s:
             s.add(job)
@@ -106,20 +116,37 @@ def create_job(
         return existing, False
 
 
-def create_batch(rt: Runtime, requests: Sequence[ImageRequest]) -> tuple[str, list[Job]]:
-    """Insert many jobs under one batch id, in one transaction when no idempotency key collides."""
+def create_batch(
+    rt: Runtime, requests: Sequence[ImageRequest], *, callback_url: str | None = None
+) -> tuple[str, list[Job]]:
+    """Insert many jobs and their batch row under one batch id, in one transaction when no idempotency
+    key collides. ``callback_url`` hears ``batch.finished`` (``RequestInvalid`` naming it if it is bad)."""
+    check_callback_url(callback_url, allow_private_urls=rt.settings.http.allow_private_urls)
     batch_id = new_job_id()
     now = rt.now()
-    jobs = [build_job(rt, r, now=now, batch_id=batch_id) for r in requests]
+    hooked = callback_url is not None
+    jobs = [build_job(rt, r, now=now, batch_id=batch_id, batch_callback=hooked) for r in requests]
     try:
         with rt.session() as s:
             s.add_all(jobs)
+            s.add(_batch_row(batch_id, requests, callback_url, now))
         return batch_id, jobs
     except IntegrityError:
         pass  # some idempotency key exists already: insert one by one, keeping the existing jobs
     check_idempotency(rt, requests)  # a conflict anywhere refuses the whole batch before any insert
-    out = [create_job(rt, r, batch_id=batch_id)[0] for r in requests]
+    with rt.session() as s:  # first, so that every job naming the batch finds its row
+        s.add(_batch_row(batch_id, requests, callback_url, now))
+    out = [create_job(rt, r, batch_id=batch_id, batch_callback=hooked)[0] for r in requests]
+    if not any(j.batch_id == batch_id for j in out):
+        with rt.session() as s:  # every job was an earlier batch's: this one has nothing to finish
+            s.execute(sa.delete(Batch).where(col(Batch.id) == batch_id))
     return batch_id, out
+
+
+def _batch_row(batch_id: str, requests: Sequence[ImageRequest], callback_url: str | None, now: datetime) -> Batch:
+    tenants = {tenant_of(r) for r in requests}
+    tenant = tenants.pop() if len(tenants) == 1 else DEFAULT_TENANT  # an admin's batch for several tenants
+    return Batch(id=batch_id, tenant=tenant, callback_url=callback_url, created_at=now)
 
 
 def check_idempotency(rt: Runtime, requests: Sequence[ImageRequest]) -> None:
@@ -175,11 +202,16 @@ def enqueue(request: ImageRequest, *, publisher: Publisher | None = None, runtim
 
 
 def enqueue_batch(
-    requests: Sequence[ImageRequest], *, publisher: Publisher | None = None, runtime: Runtime | None = None
+    requests: Sequence[ImageRequest],
+    *,
+    callback_url: str | None = None,
+    publisher: Publisher | None = None,
+    runtime: Runtime | None = None,
 ) -> tuple[str, list[str]]:
-    """Queue many requests under one batch id; returns ``(batch_id, job ids)``."""
+    """Queue many requests under one batch id; returns ``(batch_id, job ids)``. ``callback_url`` gets one
+    signed ``batch.finished`` notification each time every job of the batch has ended."""
     rt = runtime or get_runtime()
-    batch_id, jobs = create_batch(rt, requests)
+    batch_id, jobs = create_batch(rt, requests, callback_url=callback_url)
     publish_submits(publisher or default_publisher(), [j for j in jobs if j.batch_id == batch_id])
     return batch_id, [j.id for j in jobs]
 

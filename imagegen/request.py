@@ -334,6 +334,25 @@ def url_problem(url: str, *, allow_http: bool) -> str | None:
     return None
 
 
+def callback_url_problem(value: object, *, allow_private_urls: bool) -> str | None:
+    """Why ``value`` cannot be a batch's ``callback_url``, or None: the rules of a request's own
+    ``callback_url`` (text any store can hold, then ``url_problem``)."""
+    if not isinstance(value, str):
+        return "must be a string"
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    if not _is_utf8(value):
+        return "must be valid UTF-8 text"
+    return url_problem(value, allow_http=allow_private_urls)
+
+
+def check_callback_url(value: str | None, *, allow_private_urls: bool) -> None:
+    """Raise ``RequestInvalid`` naming ``callback_url`` unless ``value`` is None or a valid callback URL."""
+    problem = None if value is None else callback_url_problem(value, allow_private_urls=allow_private_urls)
+    if problem:
+        raise RequestInvalid([FieldError("callback_url", problem)])
+
+
 def _validate_metadata(metadata: Any) -> list[FieldError]:
     if metadata is None:
         return []

@@ -1,4 +1,4 @@
-"""The ``imagegen.*`` tasks: thin wrappers; the logic is in ``imagegen.jobs`` (submit, poll, finalize, reconciler)."""
+"""The ``imagegen.*`` tasks: thin wrappers; the logic is in ``imagegen.jobs`` and ``imagegen.webhooks``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ from config.celery import finalize_limits
 from config.limits import TIME_LIMITS
 from config.settings import get_settings
 from imagegen.byname import by_name, enqueue_message
-from imagegen.constants import FINALIZE_TASK, NOTIFY_TASK, POLL_TASK, RECONCILE_TASK, SUBMIT_TASK
+from imagegen.constants import (
+    FINALIZE_TASK,
+    NOTIFY_BATCH_TASK,
+    NOTIFY_TASK,
+    POLL_TASK,
+    RECONCILE_TASK,
+    SUBMIT_TASK,
+)
 from imagegen.ids import is_job_id
 from imagegen.jobs.finalize import finalize_interrupted, finalize_job
 from imagegen.jobs.poll import poll_job
@@ -20,6 +27,7 @@ from imagegen.jobs.submit import submit_job
 from imagegen.messages import Step
 from imagegen.producer import publish_submits
 from imagegen.runtime import get_runtime
+from imagegen.webhooks.batches import deliver as deliver_batch
 from imagegen.webhooks.outbound import deliver
 from worker.app import app
 from worker.publisher import CeleryPublisher
@@ -87,6 +95,14 @@ def notify(job_id: str) -> None:
     """Tell the caller's ``callback_url`` that its job ended (one signed POST; retried with backoff)."""
     if is_job_id(job_id):
         _publish(deliver(get_runtime(), job_id))
+
+
+@app.task(**_limits(NOTIFY_BATCH_TASK))
+@by_name
+def notify_batch(batch_id: str) -> None:
+    """Tell a batch's ``callback_url`` that every job of the batch ended (one signed POST; retried with backoff)."""
+    if is_job_id(batch_id):
+        _publish(deliver_batch(get_runtime(), batch_id))
 
 
 @app.task(**_limits(RECONCILE_TASK))

@@ -21,20 +21,27 @@ from imagegen.api.tenancy import as_caller, not_found, tenant_problem
 from imagegen.api.validation import field_problems, invalid, problem
 from imagegen.errors import IdempotencyConflict, RequestInvalid
 from imagegen.ids import is_job_id
-from imagegen.jobview import job_to_dict
+from imagegen.jobview import iso, job_to_dict
 from imagegen.ops import actions
 from imagegen.producer import create_batch, publish_submits
-from imagegen.request import ImageRequest
+from imagegen.request import ImageRequest, callback_url_problem
 from imagegen.store import repo
+from imagegen.store.models import Batch
 
 router = APIRouter(prefix="/v1")
 
 
-def _batch_requests(body: Any, allow_private_urls: bool, caller: Caller) -> list[ImageRequest]:
-    """Validate every item (all-or-nothing): the requests, or a 422 listing every bad item and field."""
+def _batch_requests(body: Any, allow_private_urls: bool, caller: Caller) -> tuple[list[ImageRequest], str | None]:
+    """Validate every item and the ``callback_url`` (all-or-nothing): the requests and the callback URL,
+    or a 422 listing every bad item and field."""
     if not isinstance(body, dict):
         raise invalid([problem(("body",), "body: must be a JSON object with a `requests` list")])
-    problems = [problem(("body", str(k)), f"{k}: unknown field") for k in body if k != "requests"]
+    problems = [problem(("body", str(k)), f"{k}: unknown field") for k in body if k not in _BODY_FIELDS]
+    callback_url = body.get("callback_url")
+    if callback_url is not None:
+        bad_url = callback_url_problem(callback_url, allow_private_urls=allow_private_urls)
+        if bad_url:
+            problems.append(problem(("body", "callback_url"), f"callback_url: {bad_url}"))
     items = body.get("requests")
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
         problems.append(problem(("body", "requests"), f"requests: must be a list of 1 to {MAX_BATCH} requests"))
@@ -53,7 +60,10 @@ def _batch_requests(body: Any, allow_private_urls: bool, caller: Caller) -> list
         valid.append(as_caller(request, caller))
     if problems:
         raise invalid(problems)
-    return valid
+    return valid, callback_url
+
+
+_BODY_FIELDS = ("requests", "callback_url")
 
 
 @router.post(
@@ -67,10 +77,12 @@ def _batch_requests(body: Any, allow_private_urls: bool, caller: Caller) -> list
 def post_batch(
     body: Body, rt: RuntimeDep, publisher: PublisherDep, settings: SettingsDep, caller: CallerDep
 ) -> JSONResponse:
-    """All-or-nothing: one invalid item → 422 listing every bad item, nothing written or published."""
-    requests = _batch_requests(body, settings.http.allow_private_urls, caller)
+    """All-or-nothing: one invalid item → 422 listing every bad item, nothing written or published.
+
+    ``callback_url`` gets one signed ``batch.finished`` notification each time every job has ended."""
+    requests, callback_url = _batch_requests(body, settings.http.allow_private_urls, caller)
     try:
-        batch_id, jobs = create_batch(rt, requests)
+        batch_id, jobs = create_batch(rt, requests, callback_url=callback_url)
     except IdempotencyConflict as exc:
         raise conflict(exc) from None
     # Jobs of a repeated idempotency key belong to their first batch; their submit went out then.
@@ -98,7 +110,8 @@ def get_batch(
 
     Without ``limit`` the page is the whole batch, as this route answered before it was paginated.
 
-    Only the caller's tenant's jobs count (an admin's: all).
+    Only the caller's tenant's jobs count (an admin's: all). The batch's ``callback_url`` and the state
+    of its ``batch.finished`` notification are shown to its own tenant and to admins (null otherwise).
     """
     key = after(cursor)
     if not is_job_id(batch_id):
@@ -106,12 +119,20 @@ def get_batch(
     with rt.read_session() as s:
         counts = repo.count_by_status(s, batch_id=batch_id, tenant=caller.scope)
         found = repo.list_jobs(s, batch_id=batch_id, tenant=caller.scope, after=key, limit=limit + 1) if counts else []
+        row = repo.get_batch(s, batch_id) if counts else None
     if not counts:
         raise not_found("batch")
     jobs, next_cursor = page(found, limit)
     views = [job_to_dict(j, public_url=settings.imagegen_public_url) for j in jobs]
-    content = {"batch_id": batch_id, "counts": counts, "jobs": views, "next": next_cursor}
+    content = {"batch_id": batch_id, "counts": counts, **_notification(row, caller), "jobs": views, "next": next_cursor}
     return JSONResponse(content)
+
+
+def _notification(row: Batch | None, caller: Caller) -> dict[str, Any]:
+    """The batch's callback and notification state, if ``caller`` may see them (its tenant, or an admin)."""
+    if row is None or not caller.owns(row.tenant):
+        return {"callback_url": None, "notify_status": None, "finished_at": None}
+    return {"callback_url": row.callback_url, "notify_status": row.notify_status, "finished_at": iso(row.finished_at)}
 
 
 @router.post(

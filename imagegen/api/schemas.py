@@ -66,6 +66,11 @@ class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     requests: list[JobRequest] = Field(min_length=1, max_length=MAX_BATCH)
+    callback_url: str | None = Field(
+        default=None,
+        description="gets one signed `batch.finished` POST each time every job of the batch has ended"
+        " (the rules of a job's `callback_url`)",
+    )
 
 
 class ResultFile(BaseModel):
@@ -144,6 +149,13 @@ class BatchOut(BaseModel):
 
     batch_id: str
     counts: dict[str, int]
+    callback_url: str | None = Field(description="where `batch.finished` is sent (null: none, or another tenant's)")
+    notify_status: str | None = Field(
+        description="`batch.finished` delivery: null while jobs are active, then pending, delivered or failed"
+    )
+    finished_at: str | None = Field(
+        description="when every job was found ended (null while the batch is open)", json_schema_extra=_DATETIME
+    )
     jobs: list[JobOut]
     next: str | None = Field(description="`?cursor=` for the next page of jobs; null on the last page")
 

@@ -18,7 +18,7 @@ from imagegen.jobview import job_to_dict
 from imagegen.jsondepth import JsonTooDeep
 from imagegen.jsondepth import loads as bounded_loads
 from imagegen.producer import create_batch, create_job, default_publisher, publish_submits
-from imagegen.request import ImageRequest
+from imagegen.request import ImageRequest, callback_url_problem
 from imagegen.storage import reference_key
 
 
@@ -131,13 +131,20 @@ def read_batch(path: Path, allow_private: bool) -> tuple[list[ImageRequest], lis
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--skip-invalid", is_flag=True, help="Queue the valid lines and list the others.")
+@click.option("--callback-url", default=None, help="Gets one signed batch.finished POST when every job has ended.")
 @click.option("--wait", is_flag=True)
 @click.option("--timeout", type=float, default=None, callback=timeout_callback, help="With --wait: seconds.")
 @click.option("--json", "as_json", is_flag=True)
-def batch(file: Path, skip_invalid: bool, wait: bool, timeout: float | None, as_json: bool) -> None:
+def batch(
+    file: Path, skip_invalid: bool, callback_url: str | None, wait: bool, timeout: float | None, as_json: bool
+) -> None:
     """Queue one request per JSONL line (all-or-nothing unless --skip-invalid)."""
     timeout_needs_wait(timeout, wait)
-    valid, invalid = read_batch(file, get_settings().http.allow_private_urls)
+    allow_private = get_settings().http.allow_private_urls
+    bad_url = None if callback_url is None else callback_url_problem(callback_url, allow_private_urls=allow_private)
+    if bad_url:
+        fail(f"callback_url: {bad_url}; nothing was queued")
+    valid, invalid = read_batch(file, allow_private)
     for number, errors in invalid:
         click.echo(f"line {number}: " + "; ".join(str(e) for e in errors), err=True)
     if invalid and not skip_invalid:
@@ -146,7 +153,7 @@ def batch(file: Path, skip_invalid: bool, wait: bool, timeout: float | None, as_
         fail("no valid requests in the file")
     rt = open_runtime()
     try:
-        batch_id, jobs = create_batch(rt, valid)
+        batch_id, jobs = create_batch(rt, valid, callback_url=callback_url)
     except IdempotencyConflict as exc:
         fail(f"{exc}; nothing was queued")
     publish_submits(default_publisher(), [j for j in jobs if j.batch_id == batch_id])

@@ -19,7 +19,7 @@ from imagegen.store.models import JOBS, Job
 from imagegen.store.transitions import JobStatus as S
 from imagegen.store.transitions import transition
 from imagegen.timing.timers import park
-from imagegen.webhooks import outbound
+from imagegen.webhooks import batches, outbound
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +84,22 @@ def expiry_values(*, held: bool) -> dict[str, Any]:
     }
 
 
-def follow_up(rt: Runtime, served: Job | None) -> list[Step]:
-    """After serving a message for ``served`` (as read at the start): if it left the in-flight set,
-    parked jobs of its provider get the freed slots; if it has a caller callback, its notification is
-    claimed right away in case it just ended (the claim is a no-op otherwise)."""
+def follow_up(rt: Runtime, served: Job | None, next_step: Step | None = None) -> list[Step]:
+    """After serving a message for ``served`` (as read at the start) whose changes have committed, with
+    ``next_step`` the message the handler sends next: if the job left the in-flight set, parked jobs of its
+    provider get the freed slots; if it has a caller callback, its notification is claimed right away in
+    case it just ended (the claim is a no-op otherwise); if its batch has a callback and the job may have
+    ended, so is the batch's, in case it was the batch's last."""
     released = slots.release_after(rt, served)
-    if served is None or not served.callback_url:
-        return released  # no callback_url: skip the claim (a hot path; the reconciler would find it anyway)
-    step = outbound.claim(rt, served.id)
-    return released + ([step] if step else [])
+    if served is None:
+        return released
+    steps = list(released)
+    if served.callback_url:  # no callback_url: skip the claim (a hot path; the reconciler would find it anyway)
+        step = outbound.claim(rt, served.id)
+        steps += [step] if step else []
+    # A handler that sends this job's next message left it active: no batch can have finished with it.
+    continues = next_step is not None and next_step.job_id == served.id
+    if served.batch_callback and served.batch_id and not continues:
+        step = batches.claim(rt, served.batch_id)
+        steps += [step] if step else []
+    return steps

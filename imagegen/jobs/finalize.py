@@ -82,7 +82,7 @@ def claim(
 def finalize_job(rt: Runtime, job_id: str) -> list[Step]:
     """Serve one ``imagegen.finalize`` message; returns the messages to publish next."""
     job, step = finalize(rt, job_id)
-    return ([step] if step else []) + follow_up(rt, job)
+    return ([step] if step else []) + follow_up(rt, job, step)
 
 
 def finalize(rt: Runtime, job_id: str) -> tuple[Job | None, Step | None]:

@@ -43,7 +43,7 @@ POLL_LEASE = timedelta(seconds=60)
 def poll_job(rt: Runtime, job_id: str, *, force: bool = False) -> list[Step]:
     """Serve one ``imagegen.poll`` message (``force``: a webhook said the task changed, poll now)."""
     job, step = _poll(rt, job_id, force=force)
-    return ([step] if step else []) + follow_up(rt, job)
+    return ([step] if step else []) + follow_up(rt, job, step)
 
 
 def _poll(rt: Runtime, job_id: str, *, force: bool) -> tuple[Job | None, Step | None]:

@@ -8,7 +8,9 @@ Each run, in its own short transactions, it
 4. releases due work: queued and running jobs whose time has come and that have no message in flight
    (parked long waits, lost messages, a flushed Redis, a killed worker), judged per queue (recovery.py),
    and jobs parked for an in-flight slot into the slots now free (``slots``);
-5. moves queued jobs parked on a paused key down their fallback route, when it has a next hop.
+5. moves queued jobs parked on a paused key down their fallback route, when it has a next hop;
+6. claims due notifications: ended jobs' and finished batches' whose claim was missed, and pending ones
+   whose message was lost.
 Every claim is a compare-and-set ``UPDATE … RETURNING``, so several beats at once never release a job twice.
 """
 
@@ -29,6 +31,7 @@ from imagegen.runtime import Runtime
 from imagegen.store.models import Job, ProviderState
 from imagegen.store.transitions import JobStatus as S
 from imagegen.store.transitions import claim_in, transition_many
+from imagegen.webhooks import batches as batch_notices
 from imagegen.webhooks import outbound as notifications
 
 
@@ -88,6 +91,7 @@ def reconcile(rt: Runtime) -> ReconcileReport:
     with rt.session() as s:
         report.steps += pauses.send_probes(rt, s, now)
     report.steps += notifications.claim_due(rt, now, limit)
+    report.steps += batch_notices.claim_due(rt, now, limit)
     return report
 
 

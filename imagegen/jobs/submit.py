@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 def submit_job(rt: Runtime, job_id: str) -> list[Step]:
     """Serve one ``imagegen.submit`` message; returns the messages to publish next."""
     job, step = _submit(rt, job_id)
-    return ([step] if step else []) + follow_up(rt, job)
+    return ([step] if step else []) + follow_up(rt, job, step)
 
 
 def lease_seconds(rt: Runtime, provider: str) -> float:

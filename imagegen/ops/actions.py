@@ -16,6 +16,7 @@ from imagegen.store import repo
 from imagegen.store.models import Job
 from imagegen.store.transitions import ACTIVE, RETRYABLE_FROM, transition, transition_many
 from imagegen.store.transitions import JobStatus as S
+from imagegen.webhooks import batches as batch_notices
 from imagegen.webhooks import outbound as notifications
 
 
@@ -92,6 +93,8 @@ def retry(rt: Runtime, job_id: str) -> ActionResult:
             target=S.QUEUED,
             **requeue_values(now, float(deadline_s), rt.settings.timers.dispatch_grace_s),
         )
+        if won and job.batch_callback and job.batch_id:
+            batch_notices.reopen(s, [job.batch_id])  # its batch's next finish is a new outcome
     if won:
         return ActionResult(True, steps=(submit_step(job_id, job.priority, job.provider),))
     return ActionResult(False, f"job {job_id} is {job.status}; only failed, expired or canceled jobs can be retried")

@@ -17,6 +17,7 @@ from imagegen.ops.actions import requeue_values
 from imagegen.runtime import Runtime
 from imagegen.store.models import Job
 from imagegen.store.transitions import RETRYABLE_FROM, JobStatus, transition_many
+from imagegen.webhooks import batches as batch_notices
 
 #: Rows per statement: keeps ``IN (...)`` lists far below SQLite's bound-parameter limit.
 CHUNK = 500
@@ -85,16 +86,18 @@ def retry_many(
     wanted, where = _retry_filters(now, status, error_kind, provider, since)
     settings = rt.settings
     deadline = col(Job.request)["deadline_s"].as_float()
+    # The batch to reopen, if the job's batch has a callback (others have no notification to reopen).
+    hooked_batch = sa.case((col(Job.batch_callback), col(Job.batch_id)), else_=sa.null())
     with rt.session() as s:
         rows = s.execute(
-            sa.select(col(Job.id), col(Job.priority), col(Job.provider), deadline)
+            sa.select(col(Job.id), col(Job.priority), col(Job.provider), deadline, hooked_batch)
             .where(*where)
             .order_by(col(Job.finished_at), col(Job.id))
             .limit(limit)
         ).all()
         # One CAS per (deadline, chunk): each job keeps its own requested deadline, as admin.retry does.
         groups: dict[float, list[str]] = defaultdict(list)
-        for job_id, _, _, deadline_s in rows:
+        for job_id, _, _, deadline_s, _ in rows:
             groups[float(deadline_s or settings.timers.default_deadline_s)].append(job_id)
         moved: list[str] = []
         for deadline_s, ids in groups.items():
@@ -103,8 +106,13 @@ def retry_many(
                 moved += transition_many(
                     s, source={wanted}, target=JobStatus.QUEUED, where=[col(Job.id).in_(chunk), *where], **values
                 )
+        # Their batches' next finish is a new outcome.
+        batch_of = {row[0]: row[4] for row in rows if row[4] is not None}
+        reopened = sorted({batch_of[job_id] for job_id in moved if job_id in batch_of})
+        for chunk in chunks(reopened):
+            batch_notices.reopen(s, chunk)
     order = {row[0]: index for index, row in enumerate(rows)}
-    routes = {job_id: (priority, prov) for job_id, priority, prov, _ in rows}
+    routes = {job_id: (priority, prov) for job_id, priority, prov, _, _ in rows}
     return [submit_step(job_id, *routes[job_id]) for job_id in sorted(moved, key=order.__getitem__)]
 
 

@@ -1,4 +1,4 @@
-"""SQLModel tables: jobs, the upstream attempt log, and per-provider state."""
+"""SQLModel tables: jobs, batches, the upstream attempt and delivery logs, and per-provider state."""
 
 from __future__ import annotations
 
@@ -56,6 +56,15 @@ class Job(SQLModel, table=True):
             sqlite_where=sa.text("callback_url IS NOT NULL"),
             postgresql_where=sa.text("callback_url IS NOT NULL"),
         ),
+        # "Is any job of this batch still active?", asked when a job of a batch with a callback ends: a few
+        # index probes. Only such jobs are in it, so other jobs pay nothing to keep it.
+        sa.Index(
+            "ix_jobs_batch_callback_status",
+            "batch_id",
+            "status",
+            sqlite_where=sa.text("batch_callback = 1"),
+            postgresql_where=sa.text("batch_callback"),
+        ),
         # The HTTP list of one tenant's jobs: newest first, keyset-paginated on (created_at, id).
         sa.Index("ix_jobs_tenant_created_at", "tenant", "created_at", "id"),
         # An idempotency key names one job per tenant: one tenant's key can neither read nor block another's.
@@ -64,6 +73,8 @@ class Job(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=36)
     batch_id: str | None = Field(default=None, max_length=36, index=True)
+    #: The job's batch has a ``callback_url``: its endings ask whether the batch finished (others never do).
+    batch_callback: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     provider: str = Field(max_length=32)
     model: str = Field(max_length=200)
     request: dict[str, Any] = Field(sa_type=sa.JSON)
@@ -131,6 +142,35 @@ class Job(SQLModel, table=True):
     deadline_at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
 
 
+class Batch(SQLModel, table=True):
+    """Jobs queued together under one id, and the delivery state of the batch's ``batch.finished`` notification."""
+
+    __tablename__ = "batches"
+    __table_args__ = (
+        # The reconciler's scans: open batches that may have finished, and pending deliveries whose message
+        # was lost (only batches with a callback_url are ever notified).
+        sa.Index(
+            "ix_batches_notify",
+            "notify_status",
+            "notify_next_at",
+            sqlite_where=sa.text("callback_url IS NOT NULL"),
+            postgresql_where=sa.text("callback_url IS NOT NULL"),
+        ),
+    )
+
+    id: str = Field(primary_key=True, max_length=36)
+    #: Whose batch this is: the tenant its requests share (``default`` when they name several).
+    tenant: str = Field(default=DEFAULT_TENANT, max_length=MAX_TENANT)
+    callback_url: str | None = Field(default=None, max_length=2048)
+    #: NULL (not finished, or reopened by a retry) → pending → delivered | failed.
+    notify_status: str | None = Field(default=None, max_length=16)
+    notify_attempts: int = 0
+    notify_next_at: datetime | None = _ts()
+    #: When every job of the batch was found terminal: the outcome notified (NULL while it is open).
+    finished_at: datetime | None = _ts()
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
 class Attempt(SQLModel, table=True):
     """One upstream HTTP call made for a job: what an operator reads to see exactly what happened."""
 
@@ -149,12 +189,14 @@ class Attempt(SQLModel, table=True):
 
 
 class Delivery(SQLModel, table=True):
-    """One attempt to notify a caller's ``callback_url`` that its job ended."""
+    """One attempt to notify a caller's ``callback_url`` that its job ended, or that its batch finished."""
 
     __tablename__ = "deliveries"
 
     id: int | None = Field(default=None, primary_key=True)
-    job_id: str = Field(max_length=36, index=True)
+    #: Exactly one of the two is set: a job's notification, or a batch's.
+    job_id: str | None = Field(default=None, max_length=36, index=True)
+    batch_id: str | None = Field(default=None, max_length=36, index=True)
     attempt: int
     http_status: int | None = None
     duration_ms: int = 0
@@ -181,3 +223,4 @@ class ProviderState(SQLModel, table=True):
 #: The tables for Core statements on hot paths (no ORM unit-of-work or bulk-update machinery).
 JOBS: sa.Table = Job.__table__  # type: ignore[attr-defined]
 ATTEMPTS: sa.Table = Attempt.__table__  # type: ignore[attr-defined]
+BATCHES: sa.Table = Batch.__table__  # type: ignore[attr-defined]

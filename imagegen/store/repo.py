@@ -12,7 +12,7 @@ from sqlmodel import col
 
 from imagegen.constants import clip
 from imagegen.request import DEFAULT_TENANT
-from imagegen.store.models import ATTEMPTS, Attempt, Job, ProviderState, utcnow
+from imagegen.store.models import ATTEMPTS, Attempt, Batch, Job, ProviderState, utcnow
 
 
 def get_job(session: Session, job_id: str) -> Job | None:
@@ -108,6 +108,11 @@ def count_by_status(session: Session, *, batch_id: str | None = None, tenant: st
     if batch_id:
         stmt = stmt.where(col(Job.batch_id) == batch_id)
     return {status: int(n) for status, n in session.execute(stmt).all()}
+
+
+def get_batch(session: Session, batch_id: str) -> Batch | None:
+    """The batch row with this id, or None (a batch queued before batches had rows has one from the migration)."""
+    return session.get(Batch, batch_id, populate_existing=True)
 
 
 def record_attempt(

@@ -1,1 +1,1 @@
-"""Webhooks both ways: upstream callbacks in (``inbound``), signed caller notifications out (``outbound``)."""
+"""Webhooks both ways: upstream callbacks in (``inbound``), signed notifications out (``outbound``, ``batches``)."""

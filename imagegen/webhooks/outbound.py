@@ -6,13 +6,16 @@ receiver can deduplicate, and a new one after ``imagegen retry`` ends the job ag
 ``webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`` keyed with
 ``IMAGEGEN_WEBHOOK_SECRET`` (``whsec_…``). The body is the job JSON plus ``"type": "job.finished"``.
 Delivery state lives on the job row (``notify_status``: pending → delivered | failed; a retry resets it)
-and every attempt is logged in ``deliveries``. Only terminal jobs are ever notified.
+and every attempt is logged in ``deliveries``. Only terminal jobs are ever notified. A batch's
+``batch.finished`` notification (``webhooks.batches``) is sent, signed and retried by the same ``send``
+and ``after_attempt``.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -124,51 +127,63 @@ def deliver(rt: Runtime, job_id: str) -> Step | None:
     headers = headers_for(settings.imagegen_webhook_secret.get_secret_value(), message_id(job), body)
     # The outcome this delivery is about: a retry that ended the job again meanwhile is not touched.
     same = [col(Job.id) == job_id, *_owed(), col(Job.finished_at) == job.finished_at]
-    policy = FetchPolicy(allow_private=settings.http.allow_private_urls, max_bytes=64 * 1024, content_types=())
     attempt = job.notify_attempts + 1
+    sent = send(rt, job.callback_url, body, headers)
+    with rt.session() as s:
+        s.add(Delivery(job_id=job_id, attempt=attempt, **sent.logged()))
+        values, delay = after_attempt(rt, attempt, sent.error)
+        moved = s.execute(sa.update(Job).where(*same).values(**values))
+    if delay is None or int(getattr(moved, "rowcount", 0)) != 1:
+        return None  # delivered, given up, or the outcome changed meanwhile
+    return notify_step(job_id, delay)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What one POST to a callback URL gave: the HTTP status if one came back, and the error if it failed."""
+
+    http_status: int | None
+    error: str | None
+    duration_ms: int
+
+    def logged(self) -> dict[str, Any]:
+        """The ``deliveries`` columns this attempt fills."""
+        return {"http_status": self.http_status, "error": self.error, "duration_ms": self.duration_ms}
+
+
+def send(rt: Runtime, url: str, body: bytes, headers: dict[str, str]) -> Sent:
+    """One POST of a notification; any status but 2xx, or no answer, is an error (never raised)."""
+    settings = rt.settings
+    policy = FetchPolicy(allow_private=settings.http.allow_private_urls, max_bytes=64 * 1024, content_types=())
     started = time.monotonic()
     status: int | None = None
     error: str | None = None
     try:
-        status = post_json(job.callback_url, body, headers, policy, client=rt.fetch_client).status_code
+        status = post_json(url, body, headers, policy, client=rt.fetch_client).status_code
         if not 200 <= status < 300:
             error = f"HTTP {status}"
     except ImagegenError as exc:  # UnsafeURL, FetchFailed: never a traceback out of the task
         error = clip(f"{type(exc).__name__}: {exc}")
-    with rt.session() as s:
-        s.add(
-            Delivery(
-                job_id=job_id,
-                attempt=attempt,
-                http_status=status,
-                error=error,
-                duration_ms=int((time.monotonic() - started) * 1000),
-            )
-        )
-        if error is None:
-            s.execute(
-                sa.update(Job)
-                .where(*same)
-                .values(notify_status=DELIVERED, notify_attempts=attempt, notify_next_at=None)
-            )
-            return None
-        if attempt >= settings.budgets.notify_attempts:
-            s.execute(
-                sa.update(Job).where(*same).values(notify_status=FAILED, notify_attempts=attempt, notify_next_at=None)
-            )
-            return None
-        delay = compute_backoff(
-            attempt,
-            base=settings.backoff.base_s * 2,
-            cap=settings.timers.eta_max_s,
-            rng=rt.rng,
-            jitter=False,
-        )
-        timer = schedule(rt.now(), delay, settings)
-        moved = s.execute(
-            sa.update(Job).where(*same).values(notify_attempts=attempt, notify_next_at=timer.values["dispatch_until"])
-        )
-    return notify_step(job_id, delay) if int(getattr(moved, "rowcount", 0)) == 1 else None
+    return Sent(status, error, int((time.monotonic() - started) * 1000))
+
+
+def after_attempt(rt: Runtime, attempt: int, error: str | None) -> tuple[dict[str, Any], float | None]:
+    """The notify columns after delivery attempt ``attempt`` (1-based), and the delay before the next one
+    (None: delivered, or ``IMAGEGEN_NOTIFY_MAX_ATTEMPTS`` spent and given up)."""
+    settings = rt.settings
+    if error is None:
+        return {"notify_status": DELIVERED, "notify_attempts": attempt, "notify_next_at": None}, None
+    if attempt >= settings.budgets.notify_attempts:
+        return {"notify_status": FAILED, "notify_attempts": attempt, "notify_next_at": None}, None
+    delay = compute_backoff(
+        attempt,
+        base=settings.backoff.base_s * 2,
+        cap=settings.timers.eta_max_s,
+        rng=rt.rng,
+        jitter=False,
+    )
+    timer = schedule(rt.now(), delay, settings)
+    return {"notify_attempts": attempt, "notify_next_at": timer.values["dispatch_until"]}, delay
 
 
 def _ended() -> ColumnElement[bool]:

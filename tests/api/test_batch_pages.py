@@ -9,7 +9,7 @@ def test_a_batch_pages_its_jobs_and_counts_them_all(client: TestClient) -> None:
     batch = client.post("/v1/batches", json={"requests": [{"prompt": str(i)} for i in range(60)]}).json()
     client.post(f"/v1/jobs/{batch['jobs'][0]}/cancel")
     first = client.get(f"/v1/batches/{batch['batch_id']}?limit=50").json()
-    assert set(first) == {"batch_id", "counts", "jobs", "next"}
+    assert set(first) == {"batch_id", "counts", "callback_url", "notify_status", "finished_at", "jobs", "next"}
     assert first["counts"] == {"queued": 59, "canceled": 1} and len(first["jobs"]) == 50 and first["next"]
     seen = [j["id"] for j in first["jobs"]]
     cursor = first["next"]

@@ -12,6 +12,7 @@ TASKS = {
     "imagegen.enqueue",
     "imagegen.finalize",
     "imagegen.notify",
+    "imagegen.notify_batch",
     "imagegen.poll",
     "imagegen.reconcile",
     "imagegen.submit",

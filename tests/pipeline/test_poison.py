@@ -130,7 +130,9 @@ def test_malformed_raw_messages_do_not_crash_the_worker(own_stack: Stack, case: 
     still_serving(stack, main_pid)
 
 
-@pytest.mark.parametrize("task", ["imagegen.submit", "imagegen.poll", "imagegen.notify", "imagegen.reconcile"])
+@pytest.mark.parametrize(
+    "task", ["imagegen.submit", "imagegen.poll", "imagegen.notify", "imagegen.notify_batch", "imagegen.reconcile"]
+)
 def test_deep_arguments_and_headers_for_every_task(own_stack: Stack, task: str) -> None:
     stack = own_stack
     assert stack.worker is not None
@@ -195,12 +197,16 @@ def test_misspelled_arguments_are_rejections_not_type_errors(own_stack: Stack) -
     send("imagegen.poll", args=[job_id, False, "extra"])
     send("imagegen.poll", args=[{"job_id": job_id}])
     send("imagegen.notify")
+    send("imagegen.notify_batch", args=["not-a-batch-id"])
+    send("imagegen.notify_batch", kwargs={"batch": job_id})
     send("imagegen.reconcile", args=[1, 2], kwargs={"x": 1})
     ok = stack.wait(stack.submit(stack.prompt("after the typos [[instant]]")), timeout=60)
     assert ok.status == "succeeded"
     time.sleep(1)
     log = worker_log(stack)[before:]
     assert "jobid: unknown argument" in log
+    assert "imagegen.notify_batch rejected: batch_id: must be a UUID string" in log
+    assert "imagegen.notify_batch rejected: batch: unknown argument; batch_id: is required" in log
     assert "imagegen.reconcile rejected: args: at most 0 positional arguments (2 given); x: unknown argument" in log
     assert "TypeError" not in log and "Traceback" not in log
     # The positional form carries the job id: that rejection is recorded (the misspelled one cannot be).

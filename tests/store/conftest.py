@@ -28,6 +28,8 @@ def rt(migrated_url: str) -> Iterator[Runtime]:
     with runtime.session() as s:
         s.execute(sa.text("DELETE FROM jobs"))
         s.execute(sa.text("DELETE FROM attempts"))
+        s.execute(sa.text("DELETE FROM batches"))
+        s.execute(sa.text("DELETE FROM deliveries"))
         s.execute(sa.text("UPDATE provider_state SET paused = false"))
     yield runtime
     runtime.close()

@@ -19,6 +19,7 @@ from config.settings import Settings
 from imagegen.producer import create_job
 from imagegen.request import ImageRequest
 from imagegen.runtime import Runtime
+from imagegen.store import repo
 from imagegen.store.db import upgrade
 
 pytestmark = pytest.mark.store
@@ -130,3 +131,22 @@ def test_a_reused_idempotency_key_with_another_request_is_exit_2_naming_the_key(
     _refused(cli("submit", "--prompt", "not the loner", "--idempotency-key", "order-9"), "order-9")
     same = cli("submit", "--prompt", "loner", "--idempotency-key", "order-9")
     assert (same.returncode, same.stdout.strip()) == (0, LONER), same.stderr
+
+
+def test_batch_refuses_a_bad_callback_url_and_keeps_a_good_one(cli: Cli, env: dict[str, str], tmp_path: Path) -> None:
+    lines = tmp_path / "hooked.jsonl"
+    lines.write_text('{"prompt": "hooked one"}\n{"prompt": "hooked two"}\n')
+    line = _refused(cli("batch", str(lines), "--callback-url", "ftp://hooks.example/b"), "callback_url", "https")
+    assert "nothing was queued" in line
+    done = cli("batch", str(lines), "--callback-url", "https://hooks.example/b", "--json")
+    assert done.returncode == 0, done.stderr
+    batch_id = json.loads(done.stdout)["batch_id"]
+    rt = Runtime.create(Settings(database_url=env["DATABASE_URL"], redis_url=UNREACHABLE_REDIS))
+    try:
+        with rt.session() as s:
+            row = repo.get_batch(s, batch_id)
+            jobs = repo.list_jobs(s, batch_id=batch_id, limit=10)
+    finally:
+        rt.close()
+    assert row is not None and row.callback_url == "https://hooks.example/b"
+    assert len(jobs) == 2 and all(j.batch_callback for j in jobs)

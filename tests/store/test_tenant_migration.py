@@ -64,7 +64,7 @@ def test_0003_gives_old_rows_the_default_tenant_and_scopes_keys(database_factory
         with engine.begin() as conn:
             _insert(conn, _job(1), "k1")
             _insert(conn, _job(2), None)
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, "0003")
         assert current_revision(engine) == "0003"
         with engine.begin() as conn:
             rows = conn.execute(sa.text("SELECT id, tenant FROM jobs ORDER BY id")).all()

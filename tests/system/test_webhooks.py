@@ -6,11 +6,9 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -21,6 +19,7 @@ from config.settings import Settings
 from imagegen.ops import actions as admin
 from imagegen.webhooks import outbound as notifications
 from imagegen.webhooks.inbound import callback_token
+from tests.support.receiver import Receiver
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.pipeline
@@ -37,29 +36,6 @@ WEBHOOK_ENV = {
     "SIM_DURATION_S": "0.5",
     "SIM_WEBHOOK_RETRY_BASE_S": "0.2",
 }
-
-
-class Receiver:
-    """A caller's webhook endpoint: records every POST; fails the first ``fail_first`` with 500."""
-
-    def __init__(self, fail_first: int = 0) -> None:
-        self.calls: list[tuple[dict[str, str], bytes]] = []
-        self.fail_first = fail_first
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                receiver.calls.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(500 if len(receiver.calls) <= receiver.fail_first else 204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 @pytest.fixture(scope="module")
