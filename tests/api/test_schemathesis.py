@@ -25,9 +25,7 @@ from tests.support.recorder import RecordingPublisher
 _TMP = tempfile.TemporaryDirectory(prefix="imagegen-schemathesis-")
 # No worker runs: the OpenAI-compatible routes' wait runs out at once (a documented 504).
 _RUNTIME = Runtime.create(
-    Settings(
-        database_url=f"sqlite:///{_TMP.name}/t.db", redis_url=UNREACHABLE_REDIS, imagegen_openai_compat_wait_s=0.2
-    )
+    Settings(database_url=f"sqlite:///{_TMP.name}/t.db", redis_url=UNREACHABLE_REDIS, imagegen_openai_compat_wait_s=0.2)
 )
 
 
