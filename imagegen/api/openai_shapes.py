@@ -282,8 +282,8 @@ def failure(jobs: Sequence[Job], *, wait_s: float, keyed: bool, retry_after_s: i
     failed = [j for j in jobs if j.status in (JobStatus.FAILED, JobStatus.EXPIRED, JobStatus.CANCELED)]
     for job in failed:
         if job.error_kind == ErrorKind.CONTENT_REJECTED:
-            message = f"Your request was rejected by the safety system (job {job.id}): {job.error_message or ''}"
-            return invalid(message.strip(), None, "moderation_blocked")
+            reason = job.error_message or "Your request was rejected by the safety system"
+            return invalid(f"{reason} (job {job.id})", None, "moderation_blocked")
         if job.error_kind == ErrorKind.INVALID_REQUEST:
             return invalid(f"job {job.id}: {job.error_message or 'invalid request'}", None, "invalid_request")
     held = [j for j in jobs if j.status == JobStatus.HELD]
