@@ -54,8 +54,8 @@ def sdk(stack: Stack, token: str = "tok-a", **options: Any) -> openai.OpenAI:
 
 def images(answer: ImagesResponse) -> list[OpenAIImage]:
     """The answer's images (the SDK types ``data`` as optional)."""
-    assert images(answer) is not None
-    return images(answer)
+    assert answer.data is not None
+    return answer.data
 
 
 def log(call: str, outcome: str) -> None:
