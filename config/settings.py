@@ -159,6 +159,12 @@ class Settings(BaseSettings):
     #: Port on which each worker host serves its Prometheus metrics (needs PROMETHEUS_MULTIPROC_DIR).
     imagegen_worker_metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
+    # --- the OpenAI-compatible front door (/v1/images/generations and /v1/images/edits) ------------
+    #: The provider its jobs go to.
+    imagegen_openai_compat_provider: str = "apidot"
+    #: How long such a request waits for its images before it answers 504 (the jobs go on).
+    imagegen_openai_compat_wait_s: float = Field(default=600.0, gt=0, le=86_400)
+
     @field_validator("imagegen_provider_limits")
     @classmethod
     def _check_limits(cls, value: str | None) -> str | None:
@@ -174,6 +180,13 @@ class Settings(BaseSettings):
         if admins & tenants.keys():
             raise ValueError("IMAGEGEN_ADMIN_TOKENS: a token is also in IMAGEGEN_API_TOKENS (give it one role)")
         return self
+
+    @field_validator("imagegen_openai_compat_provider")
+    @classmethod
+    def _check_compat_provider(cls, value: str) -> str:
+        if value not in PROVIDERS:
+            raise ValueError(f"IMAGEGEN_OPENAI_COMPAT_PROVIDER must be one of {', '.join(PROVIDERS)}")
+        return value
 
     @field_validator("imagegen_webhook_secret")
     @classmethod

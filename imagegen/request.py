@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from imagegen.constants import PRIORITIES, PROVIDERS
 from imagegen.errors import FieldError, RequestInvalid
 from imagegen.jsondepth import MAX_JSON_DEPTH, too_deep
-from imagegen.routes import NoMapping, hop_request
+from imagegen.routes import UPLOAD_PROVIDERS, NoMapping, hop_request
 
 QUALITIES = ("low", "medium", "high")
 APIDOT_SIZES = ("auto", "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
@@ -270,8 +270,8 @@ def openai_size_problem(size: str, model: str) -> str | None:
     return None
 
 
-#: Providers that take uploaded files (multipart); the others take image URLs only.
-FILE_PROVIDERS = ("openai",)
+#: Providers that take uploaded files (openai as multipart parts, apidot as signed URLs of ours).
+FILE_PROVIDERS = UPLOAD_PROVIDERS
 UPLOAD_KEY = re.compile(r"^uploads/[0-9a-f]{64}\.(png|jpg|webp)\Z")
 
 
@@ -315,6 +315,8 @@ def _validate_images(req: ImageRequest) -> list[FieldError]:
             errors.append(FieldError("image_urls", f"at least one image is required for {req.model}"))
         if req.model in APIDOT_MODELS_WITHOUT_IMAGES and urls:
             errors.append(FieldError("image_urls", f"is not allowed for {req.model} (use gpt-image-2-edit)"))
+        if req.model in APIDOT_MODELS_WITHOUT_IMAGES and req.image_files:
+            errors.append(FieldError("image_files", f"is not allowed for {req.model} (use gpt-image-2-edit)"))
     return errors
 
 

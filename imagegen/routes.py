@@ -13,8 +13,9 @@ mappings that keep the request's meaning are made (see docs/operations.md, "Fall
   needs a resolution tier that OpenAI's sizes do not say). openai ↔ image2 sizes pass as they are.
 - quality: low/medium/high pass; openai's ``auto`` becomes "not set" (the provider's own default).
 - reference images: ``image_urls`` pass (openai downloads them and uploads them itself);
-  ``image_files`` (uploads in our storage) exist only on openai: nothing serves them at a URL, so an
-  URL-only provider cannot be given them and such a hop is refused.
+  ``image_files`` (uploads in our storage) reach openai as multipart parts and apidot as signed URLs of
+  ``imagegen api`` (``GET /uploads/...``, under ``IMAGEGEN_PUBLIC_URL``); image2 takes neither, so
+  such a hop is refused.
 
 The hop's request keeps every other field and carries the rest of the route as its ``fallback``, so the
 stored request always describes the hop being served.
@@ -32,6 +33,8 @@ FAMILY = {"apidot": ("gpt-image-2", "gpt-image-2-edit"), "openai": ("gpt-image-2
 RATIO_TO_OPENAI = {"1:1": "1024x1024", "3:2": "1536x1024", "2:3": "1024x1536"}
 OPENAI_TO_RATIO = {v: k for k, v in RATIO_TO_OPENAI.items()}
 _OPENAI_SHAPED = ("openai", "image2")
+#: Providers that can be given uploads in our storage (``image_files``); the others take image URLs only.
+UPLOAD_PROVIDERS = ("openai", "apidot")
 _WXH = re.compile(r"^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}\Z")
 
 
@@ -54,8 +57,9 @@ def hop_request(data: Mapping[str, Any], target: str) -> dict[str, Any]:
         out["fallback"] = rest
     if source == target:
         return out
-    out["model"] = _model(str(data.get("model") or "gpt-image-2"), source, target, bool(data.get("image_urls")))
-    if data.get("image_files") and target != "openai":
+    has_images = bool(data.get("image_urls") or data.get("image_files"))
+    out["model"] = _model(str(data.get("model") or "gpt-image-2"), source, target, has_images)
+    if data.get("image_files") and target not in UPLOAD_PROVIDERS:
         raise NoMapping(f"image_files are uploaded files and {target} takes image URLs only")
     if data.get("quality") == "auto" and target != "openai":
         out.pop("quality")

@@ -8,11 +8,16 @@ retried store overwrites instead of duplicating.
 ``ResultStore.locate`` says how a client gets a stored file back: a local file to stream, or a
 presigned URL to redirect to (``IMAGEGEN_S3_PRESIGN_S``). A recorded path is never trusted: one that is
 not this store's own (outside the results directory, another bucket or prefix) locates nothing.
+
+Uploaded reference images live beside the results under ``uploads/<sha256>.<ext>``; a provider that
+fetches references by URL is given ``upload_url``, signed per upload, which ``imagegen api`` serves.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import io
 import os
 import stat
@@ -245,9 +250,14 @@ def store_image(store: ResultStore, job_id: str, index: int, data: bytes, declar
     Raises ``NotAnImage`` for bytes that are not a PNG, JPEG, WebP or GIF: never stored as a result.
     """
     content_type, width, height = image_info(data)
-    key = f"{job_id}/{index}{_EXTENSIONS.get(content_type, '.bin')}"
+    key = result_key(job_id, index, content_type)
     path = store.put(key, data, content_type)
     return StoredFile(path, hashlib.sha256(data).hexdigest(), len(data), content_type, width, height)
+
+
+def result_key(job_id: str, index: int, content_type: str) -> str:
+    """The key a job's ``index``-th result is stored under (``store.get`` reads it back)."""
+    return f"{job_id}/{index}{_EXTENSIONS.get(content_type, '.bin')}"
 
 
 def reference_key(data: bytes) -> tuple[str, str]:
@@ -257,3 +267,26 @@ def reference_key(data: bytes) -> tuple[str, str]:
     if ext not in (".png", ".jpg", ".webp"):
         raise ValueError("must be a PNG, JPEG or WebP image")
     return f"uploads/{hashlib.sha256(data).hexdigest()}{ext}", content_type
+
+
+#: Where ``imagegen api`` serves uploads to providers that fetch reference images by URL (apidot).
+UPLOADS_ROUTE = "/uploads"
+
+
+def upload_token(key: bytes, upload: str) -> str:
+    """The token that lets a provider fetch one upload (``uploads/<sha256>.<ext>``) from us, and no other."""
+    digest = hmac.new(key, b"upload:" + upload.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def upload_token_ok(key: bytes, upload: str, token: str | None) -> bool:
+    """Whether ``token`` is ``upload``'s (constant-time compare)."""
+    return hmac.compare_digest((token or "").encode(), upload_token(key, upload).encode())
+
+
+def upload_url(public_url: str | None, key: bytes, upload: str) -> str | None:
+    """The signed URL of an upload under ``public_url`` (``IMAGEGEN_PUBLIC_URL``); None without one."""
+    if not public_url:
+        return None
+    name = upload.removeprefix("uploads/")
+    return f"{public_url.rstrip('/')}{UPLOADS_ROUTE}/{name}?token={upload_token(key, upload)}"

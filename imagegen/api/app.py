@@ -20,11 +20,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from config.settings import Settings, get_settings
-from imagegen.api import batches, events, images, jobs, ops, providers, webhooks
+from imagegen.api import batches, events, images, jobs, openai_compat, ops, providers, uploads, webhooks
 from imagegen.api.allow import allow_every_method
 from imagegen.api.auth import require_token
 from imagegen.api.bodylimit import WEBHOOK_MAX_BODY_BYTES, BodyLimit
 from imagegen.api.metrics import build_registry
+from imagegen.api.openai_shapes import OpenAICompatError
 from imagegen.api.schemas import BatchRequest, JobRequest, Message
 from imagegen.api.state import ApiState, WebhookReceiver
 from imagegen.errors import ImagegenError
@@ -78,10 +79,15 @@ def create_app(
     intake_deps = [require_token(settings.token_tenants, settings.admin_tokens)] if settings.auth_enabled else []
     for intake in (jobs.router, images.router, events.router, batches.router, providers.router):
         app.include_router(intake, dependencies=intake_deps, responses=_intake_responses(bool(intake_deps)))
+    # OpenAI's SDK must see OpenAI's error shape, the 401 included: these routes check the token themselves.
+    app.include_router(openai_compat.router, dependencies=openai_compat.DOCUMENTED_AUTH if intake_deps else [])
+    app.add_exception_handler(OpenAICompatError, openai_compat.answer_error)
+    # Providers fetch reference images here; each URL is signed for its one upload.
+    app.include_router(uploads.router)
     app.include_router(webhooks.router, responses=_UNAVAILABLE)
     app.include_router(ops.router)
     app.add_exception_handler(SQLAlchemyError, _database_unavailable)
-    routed = [jobs.router, batches.router, providers.router, images.router, events.router]
+    routed = [jobs.router, batches.router, providers.router, images.router, events.router, openai_compat.router]
     app.add_exception_handler(StarletteHTTPException, allow_every_method(routed))
     cap = settings.imagegen_api_max_body_bytes
     app.add_middleware(BodyLimit, max_bytes=cap, overrides=[("/webhooks/", min(cap, WEBHOOK_MAX_BODY_BYTES))])

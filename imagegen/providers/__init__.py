@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import httpx
 
@@ -12,6 +13,7 @@ from imagegen.providers.apidot import APIDotProvider
 from imagegen.providers.base import GeneratedImage, Phase, Provider, SubmitResult, UpstreamState
 from imagegen.providers.image2 import Image2Provider
 from imagegen.providers.openai import OpenAIProvider
+from imagegen.storage import upload_url
 
 __all__ = [
     "APIDotProvider",
@@ -38,6 +40,7 @@ def build_providers(
             base_url=settings.apidot_base_url,
             api_key=settings.apidot_api_key.get_secret_value(),
             submit_timeout=submit_timeout,
+            upload_url=partial(upload_url, settings.imagegen_public_url, settings.callback_token_key),
         ),
         "openai": OpenAIProvider(
             client,

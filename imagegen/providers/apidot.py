@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -47,12 +48,26 @@ class APIDotProvider(AsyncTaskClient):
     name = "apidot"
     key_variable = "APIDOT_API_KEY"
 
+    def __init__(
+        self,
+        client: httpx.Client,
+        *,
+        base_url: str,
+        api_key: str,
+        submit_timeout: httpx.Timeout | None = None,
+        upload_url: Callable[[str], str | None] | None = None,
+    ) -> None:
+        super().__init__(client, base_url=base_url, api_key=api_key, submit_timeout=submit_timeout)
+        #: Our signed URL of an upload (``image_files``), None when we serve none (no public URL).
+        self._upload_url = upload_url
+
     def submit(
         self, request: ImageRequest, *, callback_url: str | None = None, idempotency_key: str | None = None
     ) -> SubmitResult:
         """POST the request; one call is one paid generation."""
         require_key(self._key_set, self.key_variable)
-        body: dict[str, Any] = {"model": request.model, "input": build_input(request)}
+        uploads = [self._reference_url(i, key) for i, key in enumerate(request.image_files or ())]
+        body: dict[str, Any] = {"model": request.model, "input": build_input(request, uploads)}
         if callback_url:
             body["callback_url"] = callback_url
         extra: dict[str, Any] = {"timeout": self._submit_timeout} if self._submit_timeout is not None else {}
@@ -70,6 +85,16 @@ class APIDotProvider(AsyncTaskClient):
             )
         status = payload.get("status") if isinstance(payload, dict) else None
         return SubmitResult(task_id=task_id, status=body_text(status), http_status=response.status_code)
+
+    def _reference_url(self, index: int, key: str) -> str:
+        url = self._upload_url(key) if self._upload_url is not None else None
+        if url is None:
+            # APIDot fetches references itself: without a public URL of ours nothing can serve it this file.
+            raise provider_error(
+                ErrorKind.INVALID_REQUEST,
+                f"image_files.{index}: apidot fetches reference images by URL; set IMAGEGEN_PUBLIC_URL",
+            )
+        return url
 
     def status(self, task_id: str) -> UpstreamState:
         """GET the task's status; both documented shapes (``data.files`` and ``data.output.files``)."""
@@ -91,15 +116,17 @@ class APIDotProvider(AsyncTaskClient):
         return response, data
 
 
-def build_input(request: ImageRequest) -> dict[str, Any]:
-    """The ``input`` object of a submit; ``n`` is never sent (APIDot rejects it)."""
+def build_input(request: ImageRequest, upload_urls: Sequence[str] = ()) -> dict[str, Any]:
+    """The ``input`` object of a submit; ``n`` is never sent (APIDot rejects it). ``upload_urls``: where
+    APIDot fetches the request's ``image_files`` from us."""
     fields: dict[str, Any] = {"prompt": request.prompt}
     for name in ("quality", "size", "resolution"):
         value = getattr(request, name)
         if value is not None:
             fields[name] = value
-    if request.image_urls:
-        fields["image_urls"] = list(request.image_urls)
+    urls = [*(request.image_urls or ()), *upload_urls]
+    if urls:
+        fields["image_urls"] = urls
     return fields
 
 

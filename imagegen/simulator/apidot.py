@@ -33,6 +33,12 @@ def _prompt_of(payload: dict[str, object] | None) -> str | None:
     return prompt if isinstance(prompt, str) else None
 
 
+def _image_urls_of(payload: dict[str, object] | None) -> tuple[str, ...] | None:
+    data = payload.get("input") if payload is not None else None
+    urls = data.get("image_urls") if isinstance(data, dict) else None
+    return tuple(u for u in urls if isinstance(u, str)) if isinstance(urls, list) else None
+
+
 def _create_task(state: SimState, request: Request, payload: dict[str, object], prompt: str) -> Task:
     directives = parse_directives(prompt)
     callback = payload.get("callback_url")
@@ -57,6 +63,7 @@ async def submit(state: SimState, hooks: WebhookDispatcher, request: Request) ->
     prompt = _prompt_of(payload)
     directives = parse_directives(prompt) if prompt else Directives()
     call = Call(state, request, "submit", prompt=prompt, directives=directives.tokens)
+    call.image_urls = _image_urls_of(payload)
     detail = directives.detail
     if not bearer_ok(request):
         return call.send(render_error(UNAUTHORIZED, detail=detail))

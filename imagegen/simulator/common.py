@@ -33,6 +33,8 @@ class Call:
     task_id: str | None = None
     prompt: str | None = None
     directives: tuple[str, ...] = ()
+    #: The submit's reference image URLs (APIDot), kept in the record so tests see what was sent.
+    image_urls: tuple[str, ...] | None = None
 
     def send(self, rendered: Rendered) -> Response:
         """Record the answer and return it."""
@@ -48,6 +50,7 @@ class Call:
             code=rendered.code,
             retry_after=rendered.retry_after,
             idempotency_key=self.request.headers.get("idempotency-key"),
+            image_urls=self.image_urls,
             **self.extra_facts(rendered),
         )
         return rendered.response

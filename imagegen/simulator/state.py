@@ -70,6 +70,7 @@ class RequestRecord:
     image_count: int | None = None  # reference images uploaded (OpenAI edits)
     image_bytes: tuple[int, ...] | None = None  # their sizes, in arrival order
     idempotency_key: str | None = None  # the request's Idempotency-Key header
+    image_urls: tuple[str, ...] | None = None  # reference image URLs of an APIDot submit
 
     def as_dict(self) -> dict[str, object]:
         """JSON form for ``/_sim/requests``."""
@@ -80,10 +81,12 @@ class RequestRecord:
                 del out[key]
         if self.image_bytes is not None:
             out["image_bytes"] = list(self.image_bytes)
+        if self.image_urls is not None:
+            out["image_urls"] = list(self.image_urls)
         return out
 
 
-_OPTIONAL_FIELDS = ("error_code", "image_count", "image_bytes", "idempotency_key")
+_OPTIONAL_FIELDS = ("error_code", "image_count", "image_bytes", "idempotency_key", "image_urls")
 
 
 @dataclass
@@ -194,6 +197,7 @@ class SimState:
         error_code: str | None = None,
         image_bytes: tuple[int, ...] | None = None,
         idempotency_key: str | None = None,
+        image_urls: tuple[str, ...] | None = None,
     ) -> RequestRecord:
         """Append one entry to the request record."""
         with self.lock:
@@ -215,6 +219,7 @@ class SimState:
                 image_count=None if image_bytes is None else len(image_bytes),
                 image_bytes=image_bytes,
                 idempotency_key=idempotency_key,
+                image_urls=image_urls,
             )
             self.records.append(entry)
             return entry

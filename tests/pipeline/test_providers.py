@@ -155,7 +155,8 @@ def test_image_file_for_a_url_only_provider_is_refused(stack: Stack, tmp_path: P
 
     reference = tmp_path / "ref.png"
     Image.new("RGB", (8, 8)).save(reference, "PNG")
-    argv = [sys.executable, "-m", "imagegen.cli.main", "submit", "--prompt", "x", "--image-file", str(reference)]
+    submit = [sys.executable, "-m", "imagegen.cli.main", "submit", "--provider", "image2", "--prompt", "x"]
+    argv = [*submit, "--image-file", str(reference)]
     done = subprocess.run(argv, env=stack.env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "image_files" in done.stderr and "takes image URLs only" in done.stderr
 

@@ -32,7 +32,16 @@ def test_an_openai_edit_with_uploaded_files_cannot_fall_back_to_a_url_only_provi
         {"prompt": "x", "provider": "openai", "image_files": [UPLOAD], "fallback": ["image2", "apidot"]}
     )
     assert "image_files" in problems["fallback.0"] and "image2" in problems["fallback.0"]
-    assert "image_files" in problems["fallback.1"] and "apidot" in problems["fallback.1"]
+    assert set(problems) == {"fallback.0"}  # apidot is given uploads as signed URLs of ours
+
+
+def test_uploaded_files_fall_back_from_openai_to_apidot_as_an_edit() -> None:
+    request = ImageRequest.from_dict(
+        {"prompt": "x", "provider": "openai", "image_files": [UPLOAD], "fallback": ["apidot"]}
+    )
+    hop = hop_request(request.to_dict(), "apidot")
+    assert (hop["model"], hop["image_files"]) == ("gpt-image-2-edit", [UPLOAD])
+    assert "image_files" in _problems({"prompt": "x", "model": "gpt-image-2", "image_files": [UPLOAD]})
 
 
 @pytest.mark.parametrize(
