@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from config.groups import Timers
 from imagegen.errors import IdempotencyConflict, JobIdConflict
 from imagegen.ids import new_job_id
 from imagegen.messages import Publisher, submit_step
@@ -48,10 +49,10 @@ def tenant_of(request: ImageRequest) -> str:
 
 
 def _job_values(
-    rt: Runtime, request: ImageRequest, *, now: datetime, job_id: str | None, batch_id: str | None
+    timers: Timers, request: ImageRequest, *, now: datetime, job_id: str | None, batch_id: str | None
 ) -> dict[str, Any]:
     """The attributes of a new ``queued`` job: due now, its message assumed in flight for the grace time."""
-    deadline_s = request.deadline_s or rt.settings.timers.default_deadline_s
+    deadline_s = request.deadline_s or timers.default_deadline_s
     return {
         "id": job_id or new_job_id(),
         "batch_id": batch_id,
@@ -65,7 +66,7 @@ def _job_values(
         "callback_url": request.callback_url,
         "status": JobStatus.QUEUED.value,
         "next_attempt_at": now,
-        "dispatch_until": now + timedelta(seconds=rt.settings.timers.dispatch_grace_s),
+        "dispatch_until": now + timedelta(seconds=timers.dispatch_grace_s),
         "created_at": now,
         "updated_at": now,
         "deadline_at": now + timedelta(seconds=deadline_s),
@@ -81,7 +82,7 @@ def build_job(
     batch_id: str | None = None,
 ) -> Job:
     """A ``queued`` row for ``request``, due now, with its message assumed in flight for the grace time."""
-    return Job(**_job_values(rt, request, now=now, job_id=job_id, batch_id=batch_id))
+    return Job(**_job_values(rt.settings.timers, request, now=now, job_id=job_id, batch_id=batch_id))
 
 
 #: Column name of each ``Job`` attribute (they differ for ``job_metadata``, stored as ``metadata``).
@@ -98,9 +99,10 @@ def job_rows(rt: Runtime, requests: Sequence[ImageRequest], *, now: datetime, ba
         return []
     first = build_job(rt, requests[0], now=now, batch_id=batch_id)
     template = {column: getattr(first, key) for key, column in _COLUMN_OF.items()}
+    timers = rt.settings.timers
     out = []
     for request in requests:
-        values = _job_values(rt, request, now=now, job_id=None, batch_id=batch_id)
+        values = _job_values(timers, request, now=now, job_id=None, batch_id=batch_id)
         out.append({**template, **{_COLUMN_OF[key]: value for key, value in values.items()}})
     return out
 

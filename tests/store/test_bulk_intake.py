@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -29,6 +30,8 @@ from imagegen import devstack
 from imagegen.api import create_app as create_api
 from imagegen.constants import QUEUES, SUBMIT_TASK
 from imagegen.errors import IdempotencyConflict
+from imagegen.ids import new_job_id
+from imagegen.messages import Step, finalize_step, notify_step, poll_step, submit_step
 from imagegen.producer import create_batch, create_job, enqueue_batch, publish_submits
 from imagegen.request import ImageRequest
 from imagegen.runtime import Runtime
@@ -245,3 +248,56 @@ def test_bulk_rows_are_the_rows_one_job_gets(rt: Runtime) -> None:
             assert a is not None and b is not None
             for column in ("deadline_at", "next_attempt_at", "dispatch_until", "updated_at"):
                 assert getattr(a, column) - a.created_at == getattr(b, column) - b.created_at, column
+
+
+def drained(url: str) -> list[dict[str, Any]]:
+    """Every message waiting on any queue (oldest first), taken off the broker, without what is per message."""
+    client = redis.Redis.from_url(url)
+    out = []
+    for queue in QUEUES:
+        for raw in reversed(client.lrange(queue, 0, -1)):
+            message = json.loads(raw)
+            message["body"] = json.loads(base64.b64decode(message["body"]))
+            for key in ("id", "root_id"):
+                message["headers"].pop(key)
+            message["headers"]["eta"] = message["headers"]["eta"] is not None
+            for key in ("correlation_id", "delivery_tag"):
+                message["properties"].pop(key)
+            out.append(message)
+        client.delete(queue)
+    return out
+
+
+def sent_events(pubsub: redis.client.PubSub) -> list[dict[str, Any]]:
+    """The task-sent events received so far (one per message, or many in a ``task.multi``)."""
+    events: list[dict[str, Any]] = []
+    while (message := pubsub.get_message(timeout=1)) is not None:
+        if message["type"] == "pmessage":
+            body = json.loads(base64.b64decode(json.loads(message["data"])["body"]))
+            events += body if isinstance(body, list) else [body]
+    for event in events:
+        for key in ("uuid", "root_id", "timestamp", "clock"):
+            event.pop(key)
+        event["eta"] = event["eta"] is not None
+    return events
+
+
+def test_many_messages_are_the_messages_one_at_a_time_gives(publisher: CeleryPublisher, broker_url: str) -> None:
+    job_id = new_job_id()
+    steps: list[Step] = [
+        submit_step(job_id, "batch"),
+        submit_step(job_id, "interactive"),
+        submit_step(job_id, "interactive", "openai"),  # a synchronous provider's queue: its own time limits
+        submit_step(job_id, "batch", "openai", countdown=3),
+        poll_step(job_id, 5, force=True),
+        finalize_step(job_id),
+        notify_step(job_id, 2),
+    ]
+    events = redis.Redis.from_url(broker_url).pubsub()
+    events.psubscribe("*")
+    for step in steps:
+        publisher.publish(step)
+    one_by_one, announced_one_by_one = drained(broker_url), sent_events(events)
+    publisher.publish_many(steps)
+    assert drained(broker_url) == one_by_one and len(one_by_one) == len(steps)
+    assert sent_events(events) == announced_one_by_one and len(announced_one_by_one) == len(steps)
