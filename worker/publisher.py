@@ -16,6 +16,10 @@ from worker.app import app
 #: Messages per pipeline sent to Redis (one LPUSH each), and task-sent events per ``task.multi`` message.
 PIPELINE_MESSAGES = 1_000
 
+#: Fewer steps than this go one by one over the app's pooled connection: opening the pipelined one costs
+#: about what four pooled sends do.
+PIPELINE_FROM = 8
+
 #: kombu refuses to pipeline on a connection that retries a timed-out command (a replayed pipeline could
 #: send its messages twice), so the connection for many messages does not: a failed pipeline raises, and
 #: the reconciler releases the rows whose messages are missing.
@@ -38,9 +42,9 @@ class CeleryPublisher:
         The messages are those ``publish`` sends, through kombu's ``Producer.batch``; their task-sent
         events go out ``PIPELINE_MESSAGES`` to a ``task.multi`` event, as a worker sends its task events.
         """
-        if len(steps) <= 1:
+        if len(steps) < PIPELINE_FROM:
             for step in steps:
-                self.publish(step)  # the app's pooled connection: no connect for one message
+                self.publish(step)
             return
         with self._app.connection_for_write(transport_options=_PIPELINE_SAFE) as connection:
             # One refused connect is the answer; kombu's default would retry for seconds first.

@@ -38,7 +38,7 @@ from imagegen.runtime import Runtime
 from imagegen.store import repo
 from imagegen.store.db import upgrade
 from worker.app import create_app as create_celery
-from worker.publisher import CeleryPublisher
+from worker.publisher import PIPELINE_FROM, CeleryPublisher
 
 pytestmark = pytest.mark.store
 
@@ -284,7 +284,7 @@ def sent_events(pubsub: redis.client.PubSub) -> list[dict[str, Any]]:
 
 def test_many_messages_are_the_messages_one_at_a_time_gives(publisher: CeleryPublisher, broker_url: str) -> None:
     job_id = new_job_id()
-    steps: list[Step] = [
+    kinds: list[Step] = [
         submit_step(job_id, "batch"),
         submit_step(job_id, "interactive"),
         submit_step(job_id, "interactive", "openai"),  # a synchronous provider's queue: its own time limits
@@ -293,6 +293,8 @@ def test_many_messages_are_the_messages_one_at_a_time_gives(publisher: CeleryPub
         finalize_step(job_id),
         notify_step(job_id, 2),
     ]
+    steps = kinds * 2
+    assert len(steps) >= PIPELINE_FROM  # enough to take the pipelined path
     events = redis.Redis.from_url(broker_url).pubsub()
     events.psubscribe("*")
     for step in steps:
