@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -20,12 +21,14 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import redis
 import sqlalchemy as sa
 from celery import Celery
 
+from bench.stack import group_cpu_s
 from config.celery import celery_config
 from config.settings import Settings
 from imagegen import devstack
@@ -104,55 +107,68 @@ def items(n: int) -> list[dict[str, str]]:
     return [{"prompt": f"intake {tag} {i}", "quality": "low"} for i in range(n)]
 
 
-def bare_loop(stack: IntakeStack, n: int) -> float:
+class Run(NamedTuple):
+    """One entry point's figures for N requests."""
+
+    seconds: float  #: wall time, from the first request to the last message on the broker
+    cpu_s: float  #: CPU of the process doing the intake (this one, the CLI process, or the API server)
+
+
+def bare_loop(stack: IntakeStack, n: int) -> Run:
     producer = stack.bare_producer()
     producer.send_task("imagegen.submit", args=[str(uuid.uuid4())], queue="batch")  # connect outside the timing
     stack.broker.delete(*QUEUES)
     ids = [str(uuid.uuid4()) for _ in range(n)]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for job_id in ids:
         producer.send_task("imagegen.submit", args=[job_id], queue="batch")
-    elapsed = time.perf_counter() - start
+    run = Run(time.perf_counter() - start, time.process_time() - cpu)
     producer.close()
     stack.check_and_purge(n, None)
-    return elapsed
+    return run
 
 
-def cli_batch(stack: IntakeStack, n: int) -> float:
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cli_batch(stack: IntakeStack, n: int) -> Run:
     path = stack.dir / f"batch-{uuid.uuid4().hex[:8]}.jsonl"
     path.write_text("".join(json.dumps(item) + "\n" for item in items(n)), encoding="utf-8")
     argv = [sys.executable, "-m", "imagegen.cli.main", "batch", str(path), "--json"]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), children_cpu_s()
     done = subprocess.run(argv, env=stack.env, capture_output=True, text=True, timeout=600)
-    elapsed = time.perf_counter() - start
+    run = Run(time.perf_counter() - start, children_cpu_s() - cpu)
     assert done.returncode == 0, done.stderr[-2000:]
     stack.check_and_purge(n, json.loads(done.stdout)["batch_id"])
-    return elapsed
+    return run
 
 
-def api_batch(stack: IntakeStack, n: int) -> float:
+def api_batch(stack: IntakeStack, n: int) -> Run:
     body = json.dumps({"requests": items(n)}).encode()
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    api = {p.pid for p in stack.services.processes if p.name == "api"}
     with httpx.Client(base_url=stack.services.api_url or "", timeout=600) as client:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), group_cpu_s(api)
         response = client.post("/v1/batches", content=body, headers=headers)
-        elapsed = time.perf_counter() - start
+        run = Run(time.perf_counter() - start, group_cpu_s(api) - cpu)
     assert response.status_code == 202, response.text[:2000]
     stack.check_and_purge(n, response.json()["batch_id"])
-    return elapsed
+    return run
 
 
-def python_batch(stack: IntakeStack, n: int) -> float:
+def python_batch(stack: IntakeStack, n: int) -> Run:
     data = items(n)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     requests = [ImageRequest.from_dict(item, priority="batch") for item in data]
     batch_id, _ = enqueue_batch(requests, publisher=stack.publisher, runtime=stack.rt)
-    elapsed = time.perf_counter() - start
+    run = Run(time.perf_counter() - start, time.process_time() - cpu)
     stack.check_and_purge(n, batch_id)
-    return elapsed
+    return run
 
 
-RUNS: dict[str, Callable[[IntakeStack, int], float]] = {
+RUNS: dict[str, Callable[[IntakeStack, int], Run]] = {
     BASELINE: bare_loop,
     "imagegen batch (CLI process)": cli_batch,
     "POST /v1/batches (imagegen api)": api_batch,
@@ -166,22 +182,28 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="rounds; each figure is the best of them")
     args = parser.parse_args()
     stack = IntakeStack()
-    best: dict[str, float] = {}
+    best: dict[str, Run] = {}
     try:
         # Interleaved rounds: a burst of load from elsewhere on the machine hits every row alike.
         for _ in range(args.repeat):
-            for name, run in RUNS.items():
-                elapsed = run(stack, args.n)
-                best[name] = min(best.get(name, elapsed), elapsed)
+            for name, measure in RUNS.items():
+                run = measure(stack, args.n)
+                seen = best.get(name, run)
+                best[name] = Run(min(seen.seconds, run.seconds), min(seen.cpu_s, run.cpu_s))
         database = stack.database
     finally:
         stack.close()
-    print(f"N={args.n} requests per entry point, best of {args.repeat} round(s) ({database}, private redis-server)")
-    print(f"{'entry point':34} {'seconds':>8} {'jobs/s':>9}  vs bare send_task")
-    baseline = args.n / best[BASELINE]
-    for name in RUNS:
-        rate = args.n / best[name]
-        print(f"{name:34} {best[name]:8.2f} {rate:9.0f}  {rate / baseline:6.2f}x")
+    n = args.n
+    print(f"N={n} requests per entry point, best of {args.repeat} round(s) ({database}, private redis-server)")
+    print("ratios: the bare send_task loop's seconds (or CPU) over the entry point's; CPU: the intake process")
+    print(f"{'entry point':34} {'seconds':>8} {'jobs/s':>8} {'vs bare':>8} {'CPU ms/job':>11} {'CPU vs bare':>12}")
+    bare = best[BASELINE]
+    for name, run in best.items():
+        rate, cpu_ms = n / run.seconds, 1000 * run.cpu_s / n
+        print(
+            f"{name:34} {run.seconds:8.2f} {rate:8.0f} {bare.seconds / run.seconds:7.2f}x"
+            f" {cpu_ms:11.3f} {bare.cpu_s / run.cpu_s:11.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -57,5 +57,5 @@ def test_startup() -> None:
 
 def test_intake() -> None:
     out = run("bench.intake", "--n", "50", "--repeat", "1")
-    assert "vs bare send_task" in out and "bare send_task loop" in out
+    assert "vs bare" in out and "CPU ms/job" in out and "bare send_task loop" in out
     assert "imagegen batch (CLI process)" in out and "POST /v1/batches" in out and "enqueue_batch (Python)" in out
