@@ -119,6 +119,7 @@ class QueuedJob:
 
     @classmethod
     def of(cls, job: Job) -> QueuedJob:
+        """The record of a job read or created one at a time."""
         return cls(job.id, job.batch_id, job.priority, job.provider, job.status)
 
 
