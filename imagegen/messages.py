@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -64,4 +65,8 @@ class Publisher(Protocol):
 
     def publish(self, step: Step) -> None:
         """Send one message (after the database change that scheduled it has committed)."""
+        ...
+
+    def publish_many(self, steps: Sequence[Step]) -> None:
+        """Send several messages at once, in order; raise if any may not have been sent."""
         ...

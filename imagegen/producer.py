@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
+from config.groups import Timers
 from imagegen.errors import IdempotencyConflict, JobIdConflict
 from imagegen.ids import new_job_id
 from imagegen.messages import Publisher, submit_step
@@ -47,6 +49,31 @@ def tenant_of(request: ImageRequest) -> str:
     return request.tenant or DEFAULT_TENANT
 
 
+def _job_values(
+    timers: Timers, request: ImageRequest, *, now: datetime, job_id: str | None, batch_id: str | None
+) -> dict[str, Any]:
+    """The attributes of a new ``queued`` job: due now, its message assumed in flight for the grace time."""
+    deadline_s = request.deadline_s or timers.default_deadline_s
+    return {
+        "id": job_id or new_job_id(),
+        "batch_id": batch_id,
+        "provider": request.provider,
+        "model": request.model,
+        "request": request.to_dict(),
+        "job_metadata": request.metadata,
+        "idempotency_key": request.idempotency_key,
+        "tenant": tenant_of(request),
+        "priority": request.priority,
+        "callback_url": request.callback_url,
+        "status": JobStatus.QUEUED.value,
+        "next_attempt_at": now,
+        "dispatch_until": now + timedelta(seconds=timers.dispatch_grace_s),
+        "created_at": now,
+        "updated_at": now,
+        "deadline_at": now + timedelta(seconds=deadline_s),
+    }
+
+
 def build_job(
     rt: Runtime,
     request: ImageRequest,
@@ -58,26 +85,48 @@ def build_job(
 ) -> Job:
     """A ``queued`` row for ``request``, due now, with its message assumed in flight for the grace time
     (``batch_callback``: its batch has a ``callback_url``)."""
-    deadline_s = request.deadline_s or rt.settings.timers.default_deadline_s
-    return Job(
-        id=job_id or new_job_id(),
-        batch_id=batch_id,
-        batch_callback=batch_callback,
-        provider=request.provider,
-        model=request.model,
-        request=request.to_dict(),
-        job_metadata=request.metadata,
-        idempotency_key=request.idempotency_key,
-        tenant=tenant_of(request),
-        priority=request.priority,
-        callback_url=request.callback_url,
-        status=JobStatus.QUEUED.value,
-        next_attempt_at=now,
-        dispatch_until=now + timedelta(seconds=rt.settings.timers.dispatch_grace_s),
-        created_at=now,
-        updated_at=now,
-        deadline_at=now + timedelta(seconds=deadline_s),
-    )
+    values = _job_values(rt.settings.timers, request, now=now, job_id=job_id, batch_id=batch_id)
+    return Job(**values, batch_callback=batch_callback)
+
+
+#: Column name of each ``Job`` attribute (they differ for ``job_metadata``, stored as ``metadata``).
+_COLUMN_OF = {attr.key: attr.columns[0].name for attr in sa.inspect(Job).column_attrs}
+
+
+def job_rows(
+    rt: Runtime, requests: Sequence[ImageRequest], *, now: datetime, batch_id: str, batch_callback: bool = False
+) -> list[dict[str, Any]]:
+    """The ``queued`` rows of ``requests`` as column values for one Core INSERT.
+
+    Building an ORM object costs more per job than inserting it, so only the first row is built as a
+    ``Job`` (for every column's default); the others copy it and set what differs.
+    """
+    if not requests:
+        return []
+    first = build_job(rt, requests[0], now=now, batch_id=batch_id, batch_callback=batch_callback)
+    template = {column: getattr(first, key) for key, column in _COLUMN_OF.items()}
+    timers = rt.settings.timers
+    out = []
+    for request in requests:
+        values = _job_values(timers, request, now=now, job_id=None, batch_id=batch_id)
+        out.append({**template, **{_COLUMN_OF[key]: value for key, value in values.items()}})
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedJob:
+    """A job as batch intake returns it: what naming it and publishing its submit need, not an ORM object."""
+
+    id: str
+    batch_id: str | None
+    priority: str
+    provider: str
+    status: str
+
+    @classmethod
+    def of(cls, job: Job) -> QueuedJob:
+        """The record of a job read or created one at a time."""
+        return cls(job.id, job.batch_id, job.priority, job.provider, job.status)
 
 
 def create_job(
@@ -118,25 +167,27 @@ def create_job(
 
 def create_batch(
     rt: Runtime, requests: Sequence[ImageRequest], *, callback_url: str | None = None
-) -> tuple[str, list[Job]]:
-    """Insert many jobs and their batch row under one batch id, in one transaction when no idempotency
-    key collides. ``callback_url`` hears ``batch.finished`` (``RequestInvalid`` naming it if it is bad)."""
+) -> tuple[str, list[QueuedJob]]:
+    """Insert many jobs and their batch row under one batch id, in one INSERT of the jobs when no
+    idempotency key collides. ``callback_url`` hears ``batch.finished`` (``RequestInvalid`` naming it if
+    it is bad)."""
     check_callback_url(callback_url, allow_private_urls=rt.settings.http.allow_private_urls)
     batch_id = new_job_id()
     now = rt.now()
     hooked = callback_url is not None
-    jobs = [build_job(rt, r, now=now, batch_id=batch_id, batch_callback=hooked) for r in requests]
+    rows = job_rows(rt, requests, now=now, batch_id=batch_id, batch_callback=hooked)
     try:
         with rt.session() as s:
-            s.add_all(jobs)
             s.add(_batch_row(batch_id, requests, callback_url, now))
-        return batch_id, jobs
+            s.flush()  # the batch row before the jobs naming it
+            repo.insert_jobs(s, rows)
+        return batch_id, [QueuedJob(r["id"], batch_id, r["priority"], r["provider"], r["status"]) for r in rows]
     except IntegrityError:
         pass  # some idempotency key exists already: insert one by one, keeping the existing jobs
     check_idempotency(rt, requests)  # a conflict anywhere refuses the whole batch before any insert
     with rt.session() as s:  # first, so that every job naming the batch finds its row
         s.add(_batch_row(batch_id, requests, callback_url, now))
-    out = [create_job(rt, r, batch_id=batch_id, batch_callback=hooked)[0] for r in requests]
+    out = [QueuedJob.of(create_job(rt, r, batch_id=batch_id, batch_callback=hooked)[0]) for r in requests]
     if not any(j.batch_id == batch_id for j in out):
         with rt.session() as s:  # every job was an earlier batch's: this one has nothing to finish
             s.execute(sa.delete(Batch).where(col(Batch.id) == batch_id))
@@ -168,24 +219,31 @@ def check_idempotency(rt: Runtime, requests: Sequence[ImageRequest]) -> None:
                 raise IdempotencyConflict(request.idempotency_key)
 
 
-def publish_submits(publisher: Publisher, jobs: Iterable[Job]) -> None:
-    """Publish the submit messages of freshly queued jobs. A failure is logged, not raised: the
+#: Submits per ``publish_many`` call. A broker failure leaves the delivery of at most one call's messages
+#: unknown, and the log line can still say from which job on nothing is known to be sent.
+SUBMITS_PER_CALL = 1_000
+
+
+def publish_submits(publisher: Publisher, jobs: Iterable[Job | QueuedJob]) -> None:
+    """Publish the submit messages of freshly queued jobs, each once. A failure is logged, not raised: the
     reconciler releases any queued job whose message never arrived.
 
-    The first failure stops the loop: a broker that refused one message refuses the next, and each try
-    can cost a connect timeout (a 5,000-job batch would wait minutes for nothing). One line says so,
-    without a traceback: the rows are committed, so nothing is lost.
+    The first failure stops: a broker that refused one message refuses the next, and each try can cost
+    a connect timeout (a 5,000-job batch would wait minutes for nothing). One line says so, without a
+    traceback: the rows are committed, so nothing is lost.
     """
-    queued = [job for job in jobs if job.status == JobStatus.QUEUED]
-    for index, job in enumerate(queued):
+    # A key repeated inside one batch names one job twice; it needs one message.
+    queued = list({job.id: job for job in jobs if job.status == JobStatus.QUEUED}.values())
+    steps = [submit_step(job.id, job.priority, job.provider) for job in queued]
+    for start in range(0, len(steps), SUBMITS_PER_CALL):
         try:
-            publisher.publish(submit_step(job.id, job.priority, job.provider))
+            publisher.publish_many(steps[start : start + SUBMITS_PER_CALL])
         except Exception as exc:  # broker down: the durable rows are enough
             log.warning(
                 "could not publish the submit of %d queued job(s), from %s on (%s: %s); the reconciler will"
                 " release them",
-                len(queued) - index,
-                job.id,
+                len(queued) - start,
+                queued[start].id,
                 type(exc).__name__,
                 str(exc)[:200],
             )

@@ -6,11 +6,12 @@ so nothing invalid is ever queued or sent upstream.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -112,15 +113,25 @@ class ImageRequest:
 
     def to_dict(self) -> dict[str, Any]:
         """The request as stored and shown (``None`` fields dropped; no secrets exist in a request)."""
-        out = {k: v for k, v in asdict(self).items() if v is not None and k not in _NOT_ASKED}
-        for key in ("image_urls", "fallback", "image_files"):
-            if key in out:
-                out[key] = list(out[key])
+        # Field by field: dataclasses.asdict deep-copies every string, which cost a 10,000-line batch
+        # more than its INSERT did.
+        out: dict[str, Any] = {}
+        for name in _ASKED:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if name in _SEQUENCES:
+                value = list(value)
+            elif name == "metadata":
+                value = copy.deepcopy(value)  # the caller's JSON object: what is stored never shares it
+            out[name] = value
         return out
 
 
 #: Fields that say who asks or how to validate, not what is asked: never stored in a job's ``request``.
 _NOT_ASKED = ("allow_private_urls", "tenant")
+_ASKED = tuple(f.name for f in fields(ImageRequest) if f.name not in _NOT_ASKED)
+_SEQUENCES = frozenset({"image_urls", "fallback", "image_files"})
 
 _STRING_FIELDS = (
     "prompt",

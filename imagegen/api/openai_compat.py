@@ -44,7 +44,7 @@ from imagegen.api.validation import json_body
 from imagegen.api.waiting import settle
 from imagegen.errors import IdempotencyConflict
 from imagegen.messages import Publisher
-from imagegen.producer import create_batch, create_job, publish_submits
+from imagegen.producer import QueuedJob, create_batch, create_job, publish_submits
 from imagegen.request import ImageRequest
 from imagegen.runtime import Runtime
 from imagegen.storage import reference_key, result_key
@@ -217,15 +217,16 @@ def _store_uploads(rt: Runtime, uploads: Sequence[tuple[str, bytes, str]]) -> No
         rt.store.put(key, data, content_type)
 
 
-def _queue(rt: Runtime, publisher: Publisher, requests: Sequence[ImageRequest]) -> list[Job]:
-    """Insert the jobs (one, or a batch) and publish their submits; a repeated key gives the same jobs."""
+def _queue(rt: Runtime, publisher: Publisher, requests: Sequence[ImageRequest]) -> list[str]:
+    """Insert the jobs (one, or a batch) and publish their submits: their ids (a repeated key: the same)."""
+    fresh: Sequence[Job | QueuedJob]
     try:
         if len(requests) == 1:
             job, created = create_job(rt, requests[0])
-            jobs, fresh = [job], [job] if created else []
+            ids, fresh = [job.id], [job] if created else []
         else:
-            batch_id, jobs = create_batch(rt, requests)
-            fresh = [j for j in jobs if j.batch_id == batch_id]
+            batch_id, queued = create_batch(rt, requests)
+            ids, fresh = [j.id for j in queued], [j for j in queued if j.batch_id == batch_id]
     except IdempotencyConflict:
         raise OpenAICompatError(
             409,
@@ -234,7 +235,7 @@ def _queue(rt: Runtime, publisher: Publisher, requests: Sequence[ImageRequest]) 
             headers={"x-should-retry": "false"},
         ) from None
     publish_submits(publisher, fresh)
-    return jobs
+    return ids
 
 
 async def _run(
@@ -248,10 +249,11 @@ async def _run(
     *,
     keyed: bool,
 ) -> JSONResponse:
-    jobs = await run_in_threadpool(_queue, rt, publisher, requests)
+    ids = await run_in_threadpool(_queue, rt, publisher, requests)
     wait_s = settings.imagegen_openai_compat_wait_s
-    waited = await settle(feed, rt, [j.id for j in jobs], wait_s)
-    jobs = waited if len(waited) == len(jobs) else jobs
+    jobs = await settle(feed, rt, ids, wait_s)
+    if len(jobs) < len(ids):  # purged while we waited
+        raise OpenAICompatError(500, f"job(s) {', '.join(ids)} were deleted while waiting", type="server_error")
     probe = settings.imagegen_pause_probe_s
     error = failure(jobs, wait_s=wait_s, keyed=keyed, retry_after_s=int(probe) if probe >= 1 else HELD_RETRY_AFTER_S)
     if error is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +12,13 @@ from sqlmodel import col
 
 from imagegen.constants import clip
 from imagegen.request import DEFAULT_TENANT
-from imagegen.store.models import ATTEMPTS, Attempt, Batch, Job, ProviderState, utcnow
+from imagegen.store.models import ATTEMPTS, JOBS, Attempt, Batch, Job, ProviderState, utcnow
+
+
+def insert_jobs(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert job rows given as column values: one Core INSERT executed for all of them (executemany)."""
+    if rows:
+        session.execute(sa.insert(JOBS), list(rows))
 
 
 def get_job(session: Session, job_id: str) -> Job | None:

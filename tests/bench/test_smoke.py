@@ -53,3 +53,9 @@ def test_scale() -> None:
 def test_startup() -> None:
     out = run("bench.startup", "--runs", "1", timeout=120)
     assert "celery --help" in out and "imagegen --help" in out and "imagegen status <missing>" in out
+
+
+def test_intake() -> None:
+    out = run("bench.intake", "--n", "50", "--repeat", "1")
+    assert "vs bare" in out and "CPU ms/job" in out and "bare send_task loop" in out
+    assert "imagegen batch (CLI process)" in out and "POST /v1/batches" in out and "enqueue_batch (Python)" in out

@@ -40,7 +40,10 @@ HOOK = "https://hooks.example/batch"
 
 
 def _batch(rt: Runtime, n: int = 2, callback_url: str | None = HOOK, **fields: Any) -> tuple[str, list[Job]]:
-    return create_batch(rt, [ImageRequest(prompt=f"p{i}", **fields) for i in range(n)], callback_url=callback_url)
+    requests = [ImageRequest(prompt=f"p{i}", **fields) for i in range(n)]
+    batch_id, queued = create_batch(rt, requests, callback_url=callback_url)
+    with rt.read_session() as s:
+        return batch_id, repo.get_jobs(s, [j.id for j in queued])
 
 
 def _end(rt: Runtime, job_id: str, target: S = S.CANCELED) -> None:

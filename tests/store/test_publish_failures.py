@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import pytest
 
@@ -22,6 +23,9 @@ class DownBroker:
     def publish(self, step: Step) -> None:
         self.tries += 1
         raise ConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+
+    def publish_many(self, steps: Sequence[Step]) -> None:
+        self.publish(steps[0])
 
 
 def test_a_down_broker_is_tried_once_and_logged_in_one_line(rt: Runtime, caplog: pytest.LogCaptureFixture) -> None:

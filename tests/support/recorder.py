@@ -4,7 +4,7 @@ keeps the requests it answers."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -23,6 +23,9 @@ class RecordingPublisher:
 
     def publish(self, step: Step) -> None:
         self.steps.append(step)
+
+    def publish_many(self, steps: Sequence[Step]) -> None:
+        self.steps.extend(steps)
 
 
 class Recorder:

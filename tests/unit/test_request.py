@@ -639,6 +639,25 @@ def test_valid_requests_round_trip_through_dicts(req: ImageRequest) -> None:
     assert again.to_dict() == data
 
 
+@settings(max_examples=200, deadline=None)
+@given(valid_requests)
+def test_to_dict_is_the_dataclass_dict_without_who_asks(req: ImageRequest) -> None:
+    """The field-by-field copy gives what ``dataclasses.asdict`` gave, sequences as lists, Nones dropped."""
+    reference = {k: v for k, v in dataclasses.asdict(req).items() if v is not None}
+    for who in ("allow_private_urls", "tenant"):
+        reference.pop(who, None)
+    for key in ("image_urls", "fallback", "image_files"):
+        if key in reference:
+            reference[key] = list(reference[key])
+    assert req.to_dict() == reference and list(req.to_dict()) == list(reference)
+
+
+def test_to_dict_never_shares_the_metadata_object() -> None:
+    req = ImageRequest(prompt="a", metadata={"tags": ["x"]})
+    req.to_dict()["metadata"]["tags"].append("y")
+    assert req.metadata == {"tags": ["x"]}
+
+
 def test_url_problem_directly() -> None:
     assert url_problem(IMG, allow_http=False) is None
     assert url_problem("http://a.com/x", allow_http=False) == "must be an https URL"
