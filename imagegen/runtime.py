@@ -25,6 +25,7 @@ from imagegen.providers import Provider, build_providers
 from imagegen.providers.limits import UNLIMITED, LimitConfig, RateLimiter
 from imagegen.storage import ResultStore, build_store
 from imagegen.store import changes
+from imagegen.store.announcer import Announcer
 from imagegen.store.db import (
     ensure_schema,
     make_engine,
@@ -54,7 +55,7 @@ class Runtime:
     _redis: redis.Redis | None = None
     _limiter: RateLimiter | None = None
     _learner: DurationLearner | None = None
-    _announcer: changes.Announcer | None = None
+    _announcer: Announcer | None = None
 
     @classmethod
     def create(cls, settings: Settings | None = None, *, check_schema: bool = True) -> Runtime:
@@ -121,10 +122,10 @@ class Runtime:
         return self._redis
 
     @property
-    def announcer(self) -> changes.Announcer:
+    def announcer(self) -> Announcer:
         """Publishes committed job changes for the API's waiting requests (``store.changes``)."""
         if self._announcer is None:
-            self._announcer = changes.Announcer(self.redis)
+            self._announcer = Announcer(self.redis)
         return self._announcer
 
     @property

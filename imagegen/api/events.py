@@ -10,8 +10,10 @@ an ``id`` (a counter), so a client that reconnects simply gets the current state
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
@@ -23,7 +25,7 @@ from imagegen.api.feed import ChangeFeed
 from imagegen.api.jobs import NOT_FOUND
 from imagegen.api.state import FeedDep, RuntimeDep, SettingsDep
 from imagegen.api.tenancy import own_job
-from imagegen.api.waiting import follow, view
+from imagegen.api.waiting import REREAD_S, follow, view
 from imagegen.runtime import Runtime
 from imagegen.store.transitions import TERMINAL, JobStatus
 
@@ -33,7 +35,7 @@ HEARTBEAT_S = 15.0
 #: What makes a new ``status`` event (``next_attempt_at`` moves on every poll: not news).
 WATCHED = ("status", "progress", "upstream_status", "result", "error", "last_error", "queue_position")
 
-_STREAM = {
+_STREAM: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "`text/event-stream`: events `status` (the job JSON) and a final `end`",
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
@@ -50,7 +52,7 @@ def sse(event: str, data: dict[str, Any], event_id: int) -> bytes:
 @router.get(
     "/jobs/{job_id}/events",
     summary="Follow a job as Server-Sent Events",
-    responses=_STREAM,  # type: ignore[arg-type]
+    responses=_STREAM,
     response_class=StreamingResponse,
 )
 async def job_events(
@@ -72,13 +74,19 @@ async def _stream(feed: ChangeFeed, rt: Runtime, job_id: str, public_url: str | 
     last: tuple[Any, ...] | None = None
     last_sent = time.monotonic()
     count = 0
+    last_updated: datetime | None = None
+    viewed_at = -math.inf
     async for job in follow(feed, rt, job_id, tick_s=HEARTBEAT_S):
-        if job is None:
+        # An unchanged row is no news (a resubscription wakes every stream at once): only a queued
+        # job's position can move without its row changing, and it is counted again every REREAD_S.
+        unchanged = job is not None and job.updated_at == last_updated
+        if job is None or (unchanged and (job.status != JobStatus.QUEUED or time.monotonic() - viewed_at < REREAD_S)):
             if time.monotonic() - last_sent >= HEARTBEAT_S:
                 yield b": heartbeat\n\n"
                 last_sent = time.monotonic()
             continue
         data = await run_in_threadpool(view, rt, job, public_url)
+        last_updated, viewed_at = job.updated_at, time.monotonic()
         seen = tuple(json.dumps(data[k], sort_keys=True) for k in WATCHED)
         ended = JobStatus(job.status) in TERMINAL
         if seen != last or ended:

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -79,6 +79,7 @@ PreferHeader = Annotated[
     openapi_extra=body_schema(JobRequest),
 )
 async def post_job(
+    http_request: Request,
     body: Body,
     rt: RuntimeDep,
     publisher: PublisherDep,
@@ -98,10 +99,17 @@ async def post_job(
     if wait is None:
         content = await run_in_threadpool(view, rt, job, settings.imagegen_public_url)
         return JSONResponse(content, status_code=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
-    jobs = await settle(feed, rt, [job.id], wait)
+    try:
+        jobs = await settle(feed, rt, [job.id], wait, gone=http_request.is_disconnected)
+    except Exception:  # the job exists: whatever broke the wait, the caller must learn its id (a 202)
+        log.warning("the wait on job %s failed; answering 202", job.id, exc_info=True)
+        jobs = []
     job = jobs[0] if jobs else job
     done = settled(job)
-    content = await run_in_threadpool(view, rt, job, settings.imagegen_public_url)
+    try:
+        content = await run_in_threadpool(view, rt, job, settings.imagegen_public_url)
+    except Exception:  # the database went away meanwhile: the row we have, without its queue position
+        content = job_to_dict(job, public_url=settings.imagegen_public_url)
     headers = {"Preference-Applied": f"wait={wait}"}
     if not done:
         headers["Location"] = f"/v1/jobs/{job.id}"

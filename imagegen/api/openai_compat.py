@@ -251,7 +251,7 @@ async def _run(
 ) -> JSONResponse:
     ids = await run_in_threadpool(_queue, rt, publisher, requests)
     wait_s = settings.imagegen_openai_compat_wait_s
-    jobs = await settle(feed, rt, ids, wait_s)
+    jobs = await settle(feed, rt, ids, wait_s, gone=request.is_disconnected)
     if len(jobs) < len(ids):  # purged while we waited
         raise OpenAICompatError(500, f"job(s) {', '.join(ids)} were deleted while waiting", type="server_error")
     probe = settings.imagegen_pause_probe_s

@@ -9,9 +9,10 @@ holds neither a thread nor a database connection while it sleeps; reads run in t
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import suppress
 from typing import Any
 
@@ -35,7 +36,7 @@ REREAD_CONNECTED_S = 30.0
 SETTLED: frozenset[JobStatus] = TERMINAL | {JobStatus.HELD}
 
 # RFC 7240: `Prefer: respond-async, wait=10` (preferences are comma-separated, parameters after `;`).
-_WAIT = re.compile(r"^\s*wait\s*=\s*\"?(\d{1,9})\"?\s*(;.*)?$", re.IGNORECASE)
+_WAIT = re.compile(r'^\s*wait\s*=\s*(?:([0-9]{1,9})|"([0-9]{1,9})")\s*(;.*)?$', re.IGNORECASE | re.ASCII)
 
 
 def preferred_wait(prefer: str | None) -> int | None:
@@ -46,7 +47,7 @@ def preferred_wait(prefer: str | None) -> int | None:
     for preference in (prefer or "").split(","):
         match = _WAIT.match(preference)
         if match:
-            return min(int(match.group(1)), MAX_WAIT_S)
+            return min(int(match.group(1) or match.group(2)), MAX_WAIT_S)
     return None
 
 
@@ -75,44 +76,67 @@ def reread_interval(feed: ChangeFeed, reread_s: float) -> float:
     return max(reread_s, REREAD_CONNECTED_S) if feed.connected.is_set() else reread_s
 
 
+#: How often a sleeping waiter checks, without reading anything, whether its client left or the
+#: process is stopping, and whether its re-read is due.
+TICK_S = 1.0
+
+#: ``request.is_disconnected``: whether the client went away (then nobody reads the answer).
+Gone = Callable[[], Awaitable[bool]]
+
+
 async def settle(
-    feed: ChangeFeed, rt: Runtime, job_ids: Sequence[str], timeout_s: float, *, reread_s: float = REREAD_S
+    feed: ChangeFeed,
+    rt: Runtime,
+    job_ids: Sequence[str],
+    timeout_s: float,
+    *,
+    reread_s: float = REREAD_S,
+    gone: Gone | None = None,
 ) -> list[Job]:
-    """The jobs once every one is settled, or as they are when ``timeout_s`` runs out."""
+    """The jobs once every one is settled, or as they are when ``timeout_s`` runs out, the process stops
+    or the client leaves (then nobody waits for the answer: it returns without reading)."""
     deadline = time.monotonic() + timeout_s
     with feed.watching(job_ids) as changed:
+        read_at = -math.inf
+        jobs: list[Job] = []
         while True:
-            changed.clear()  # before the read: an announcement during it wakes the next wait
-            jobs = await run_in_threadpool(read_jobs, rt, job_ids)
             left = deadline - time.monotonic()
-            if left <= 0 or len(jobs) < len(job_ids) or all(settled(j) for j in jobs):
+            due = time.monotonic() - read_at >= reread_interval(feed, reread_s)
+            if changed.is_set() or due or left <= 0 or feed.closing:
+                changed.clear()  # before the read: an announcement during it wakes the next wait
+                jobs = await run_in_threadpool(read_jobs, rt, job_ids)
+                read_at = time.monotonic()
+                if left <= 0 or feed.closing or len(jobs) < len(job_ids) or all(settled(j) for j in jobs):
+                    return jobs
+            elif gone is not None and await gone():
                 return jobs
-            await _sleep_until(changed, min(reread_interval(feed, reread_s), left))
+            await _sleep_until(changed, min(TICK_S, max(left, 0.0)))
 
 
 async def follow(
     feed: ChangeFeed, rt: Runtime, job_id: str, *, tick_s: float, reread_s: float = REREAD_S
 ) -> AsyncIterator[Job | None]:
-    """The job after every announcement (and every re-read interval) until it ends; stops if it vanishes.
+    """The job after every announcement (and every re-read interval) until it ends; stops if it vanishes
+    or the process is stopping.
 
     Yields the row each time it was read, changed or not (the caller decides what is news), and None
     when ``tick_s`` passed with nothing to read (time for a heartbeat).
     """
     with feed.watching([job_id]) as changed:
-        reread_at = 0.0
-        while True:
-            if changed.is_set() or time.monotonic() >= reread_at:
+        read_at = -math.inf
+        while not feed.closing:
+            if changed.is_set() or time.monotonic() - read_at >= reread_interval(feed, reread_s):
                 changed.clear()
                 jobs = await run_in_threadpool(read_jobs, rt, [job_id])
+                read_at = time.monotonic()
                 if not jobs:  # purged while followed
                     return
                 yield jobs[0]
                 if JobStatus(jobs[0].status) in TERMINAL:
                     return
-                reread_at = time.monotonic() + reread_interval(feed, reread_s)
             else:
                 yield None
-            await _sleep_until(changed, min(tick_s, max(reread_at - time.monotonic(), 0.0)))
+            await _sleep_until(changed, min(tick_s, reread_s))
 
 
 async def _sleep_until(event: asyncio.Event, timeout_s: float) -> None:

@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from types import FrameType
+
 import click
 import uvicorn
 
 from imagegen.api import create_app
 from imagegen.cli.runtime import open_runtime
+
+
+class ClosingServer(uvicorn.Server):
+    """uvicorn's server, telling waits and event streams at SIGTERM that the process is stopping.
+
+    uvicorn drains open connections before it runs the app's shutdown: without this, every open wait
+    and stream would hold the exit until ``timeout_graceful_shutdown`` cut it off mid-answer. Told at
+    once, a wait answers 202 with its job and a stream ends cleanly (its client reconnects elsewhere).
+    """
+
+    def __init__(self, config: uvicorn.Config, *, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """Close the change feed, then stop as uvicorn does."""
+        self._on_exit()
+        super().handle_exit(sig, frame)
 
 
 @click.command()

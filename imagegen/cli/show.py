@@ -23,6 +23,6 @@ def status(job_id: str, as_json: bool) -> None:
     if not as_json:
         click.echo(describe(job))
         return
-    with db.session() as s:
+    with db.read_session() as s:
         position = repo.queue_position(s, job)
     click.echo(json.dumps(job_to_dict(job, queue_position=position), indent=2))

@@ -3,14 +3,17 @@ slow re-read and still answers on time (the real wake-ups are tested in tests/pi
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.exc import OperationalError
 
-from imagegen.api import events
+from imagegen.api import events, waiting
 from imagegen.ops import actions
 from imagegen.runtime import Runtime
+from tests.support.api import ClientFactory
 
 
 def test_without_redis_a_wait_still_runs_out_on_time(client: TestClient) -> None:
@@ -72,3 +75,26 @@ def test_an_idle_stream_sends_heartbeats_and_ends_with_the_job(
     frames = [s for s in seen if s.startswith("event: ")]
     assert frames == ["event: status", "event: end"]
     assert '"status":"canceled"' in seen[-2]
+
+
+def test_a_stopping_process_answers_its_waits_with_202_at_once(make_client: ClientFactory) -> None:
+    client = make_client()
+    with client:  # runs the lifespan: the feed knows its loop
+        feed = client.app.state.api.feed  # type: ignore[attr-defined]
+        threading.Timer(0.5, feed.close_threadsafe).start()  # what `imagegen api` does at SIGTERM
+        started = time.monotonic()
+        response = client.post("/v1/jobs", json={"prompt": "a cat"}, headers={"Prefer": "wait=60"})
+        assert time.monotonic() - started < 3
+        assert response.status_code == 202 and response.headers["Location"].endswith(response.json()["id"])
+
+
+def test_a_wait_whose_database_fails_still_names_its_job(
+    client: TestClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: object) -> None:
+        raise OperationalError("SELECT", {}, Exception("database went away"))
+
+    monkeypatch.setattr(waiting, "read_jobs", broken)
+    response = client.post("/v1/jobs", json={"prompt": "a cat"}, headers={"Prefer": "wait=5"})
+    assert response.status_code == 202
+    assert response.headers["Location"] == f"/v1/jobs/{response.json()['id']}"

@@ -1,8 +1,8 @@
 """Sync wait and live status through a real ``imagegen api``, worker, Redis and simulator.
 
 ``Prefer: wait=N`` must answer as soon as the worker commits the ending, woken by the Redis
-announcement, not by the waiter's slow re-read (``api.waiting.REREAD_S``, 5 s): the timings below
-would fail if the wake-up were lost. ``GET /v1/jobs/{id}/events`` streams the same changes as
+announcement, not by the waiter's slow re-read (``api.waiting``: 30 s while subscribed, 5 s while
+not): the timings below would fail if the wake-up were lost. ``GET /v1/jobs/{id}/events`` streams the same changes as
 Server-Sent Events.
 """
 

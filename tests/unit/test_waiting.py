@@ -25,7 +25,8 @@ def test_a_long_wait_is_applied_as_the_longest_honoured() -> None:
 
 
 def test_no_or_a_malformed_wait_asks_none() -> None:
-    for header in (None, "", "respond-async", "wait", "wait=", "wait=-1", "wait=1.5", "wait=abc", "handling=strict"):
+    malformed = ("wait", "wait=", "wait=-1", "wait=1.5", "wait=abc", 'wait="5', "wait=\u0661\u0662")
+    for header in (None, "", "respond-async", "handling=strict", *malformed):
         assert preferred_wait(header) is None, header
 
 
