@@ -341,6 +341,18 @@ class Settings(BaseSettings):
         return b"imagegen-callback:unconfigured"
 
     @property
+    def upload_token_key(self) -> bytes | None:
+        """The HMAC key of upload URLs (``/uploads/…?token=``), or None: then no upload is served.
+
+        Only a secret every process is given serves: not the APIDot key (an API process need not have
+        it, and two deployments sharing one key would accept each other's URLs), never a constant.
+        """
+        for secret in (self.imagegen_callback_token_secret, self.apidot_webhook_secret, self.imagegen_webhook_secret):
+            if secret.get_secret_value():
+                return b"imagegen-upload:" + secret.get_secret_value().encode()
+        return None
+
+    @property
     def provider_limits(self) -> dict[str, dict[str, float]]:
         """``IMAGEGEN_PROVIDER_LIMITS``, parsed (provider → {rate_per_s, burst, max_in_flight})."""
         return parse_provider_limits(self.imagegen_provider_limits) if self.imagegen_provider_limits else {}

@@ -87,6 +87,10 @@ class ResultStore(Protocol):
         ``job_id``, not one of that job's files (keys are ``<job id>/<index><ext>``)."""
         ...
 
+    def read(self, path: str, *, job_id: str) -> bytes | None:
+        """The bytes of the file recorded as ``path``, checked like ``locate``; ``None`` when it is gone."""
+        ...
+
 
 class LocalStore:
     """A directory on a filesystem every worker shares (one host, or a network mount)."""
@@ -123,6 +127,14 @@ class LocalStore:
         except OSError:
             return None
         return LocalFile(resolved, info) if stat.S_ISREG(info.st_mode) else None
+
+    def read(self, path: str, *, job_id: str) -> bytes | None:
+        """The file at ``path``, if ``locate`` finds it among ``job_id``'s."""
+        found = self.locate(path, job_id=job_id)
+        try:
+            return found.path.read_bytes() if found is not None else None
+        except OSError:
+            return None
 
 
 def contained(path: str, root: Path) -> Path | None:
@@ -191,16 +203,33 @@ class S3Store:
 
         No request to the service: signing is local (a deleted object answers 404 at the URL itself).
         """
+        key = self._own_key(path, job_id)
+        if key is None:
+            return None
+        url: str = self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.presign_s
+        )
+        return RemoteFile(url)
+
+    def read(self, path: str, *, job_id: str) -> bytes | None:
+        """The object recorded as ``path``, if it is one of ``job_id``'s under this prefix."""
+        key = self._own_key(path, job_id)
+        if key is None:
+            return None
+        try:
+            return self.get(key[len(self.prefix) :])
+        except FileNotFoundError:
+            return None
+
+    def _own_key(self, path: str, job_id: str | None) -> str | None:
+        """The object key of ``path`` if it is ours (and ``job_id``'s, when given), else None."""
         head = f"s3://{self.bucket}/"
         key = path[len(head) :] if path.startswith(head) else ""
         if not key.startswith(self.prefix) or _odd_key(key[len(self.prefix) :]):
             return None
         if job_id is not None and not key[len(self.prefix) :].startswith(f"{job_id}/"):
             return None  # another job's object: a tampered row never reaches it
-        url: str = self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.presign_s
-        )
-        return RemoteFile(url)
+        return key
 
 
 def _odd_key(key: str) -> bool:
@@ -284,9 +313,10 @@ def upload_token_ok(key: bytes, upload: str, token: str | None) -> bool:
     return hmac.compare_digest((token or "").encode(), upload_token(key, upload).encode())
 
 
-def upload_url(public_url: str | None, key: bytes, upload: str) -> str | None:
-    """The signed URL of an upload under ``public_url`` (``IMAGEGEN_PUBLIC_URL``); None without one."""
-    if not public_url:
+def upload_url(public_url: str | None, key: bytes | None, upload: str) -> str | None:
+    """The signed URL of an upload under ``public_url`` (``IMAGEGEN_PUBLIC_URL``); None without one, or
+    without a signing key (``Settings.upload_token_key``)."""
+    if not public_url or key is None:
         return None
     name = upload.removeprefix("uploads/")
     return f"{public_url.rstrip('/')}{UPLOADS_ROUTE}/{name}?token={upload_token(key, upload)}"

@@ -47,7 +47,7 @@ from imagegen.messages import Publisher
 from imagegen.producer import QueuedJob, create_batch, create_job, publish_submits
 from imagegen.request import ImageRequest
 from imagegen.runtime import Runtime
-from imagegen.storage import reference_key, result_key
+from imagegen.storage import reference_key
 from imagegen.store.models import Job
 
 router = APIRouter(prefix="/v1/images", tags=["OpenAI-compatible"])
@@ -167,9 +167,13 @@ async def edits(
     if form.get("mask") is not None:
         raise invalid(f"mask is not supported on provider {provider}: send the image alone", "mask")
     uploads = await _uploads(files)
-    if provider == "apidot" and not settings.imagegen_public_url:
-        # APIDot fetches reference images itself, from a URL of ours under the public URL.
-        raise invalid("edits on apidot need IMAGEGEN_PUBLIC_URL set (APIDot fetches the images from us)", "image")
+    if provider == "apidot" and (not settings.imagegen_public_url or settings.upload_token_key is None):
+        # APIDot fetches reference images itself, from a URL of ours under the public URL, signed.
+        raise invalid(
+            "edits on apidot need IMAGEGEN_PUBLIC_URL and IMAGEGEN_CALLBACK_TOKEN_SECRET set (APIDot fetches"
+            " the images from us, by signed URL)",
+            "image",
+        )
     requests = to_requests(
         call,
         tenant=caller.tenant,
@@ -266,7 +270,7 @@ async def _run(
 def _answer(rt: Runtime, jobs: Sequence[Job], call: ImagesCall, base: str) -> dict[str, Any]:
     """The ``ImagesResponse``: each stored image as ``b64_json`` (our stored copy) or ``url`` (ours)."""
     data: list[dict[str, Any]] = []
-    stored = [(job, index, entry) for job in jobs for index, entry in enumerate(entries(job))]
+    stored = [(job, index, entry) for job in jobs for index, entry in entries(job)]
     for job, index, entry in stored:
         if call.response_format == "url":
             data.append({"url": f"{base}/v1/jobs/{job.id}/images/{index}"})
@@ -283,10 +287,9 @@ def _answer(rt: Runtime, jobs: Sequence[Job], call: ImagesCall, base: str) -> di
 
 
 def _stored_b64(rt: Runtime, job: Job, index: int, entry: dict[str, Any]) -> str:
-    try:
-        raw = rt.store.get(result_key(job.id, index, str(entry.get("content_type"))))
-    except OSError:
-        raise OpenAICompatError(502, f"job {job.id}: stored image {index} is gone", type="server_error") from None
+    raw = rt.store.read(str(entry["path"]), job_id=job.id)  # the recorded path, checked as a download is
+    if raw is None:
+        raise OpenAICompatError(502, f"job {job.id}: stored image {index} is gone", type="server_error")
     if entry.get("sha256") not in (None, hashlib.sha256(raw).hexdigest()):
         raise OpenAICompatError(
             500, f"job {job.id}: stored image {index} does not match its sha256", type="server_error"

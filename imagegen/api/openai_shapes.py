@@ -309,10 +309,11 @@ def failure(jobs: Sequence[Job], *, wait_s: float, keyed: bool, retry_after_s: i
 _ENDED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.EXPIRED, JobStatus.CANCELED, JobStatus.HELD})
 
 
-def entries(job: Job) -> list[dict[str, Any]]:
-    """The job's stored result entries (an entry without a stored copy is not an answer)."""
+def entries(job: Job) -> list[tuple[int, dict[str, Any]]]:
+    """The job's stored result entries with their place in ``result`` (the ``n`` of
+    ``/v1/jobs/{id}/images/{n}``); an entry without a stored copy is not an answer."""
     result = job.result if isinstance(job.result, list) else []
-    return [e for e in result if isinstance(e, dict) and isinstance(e.get("path"), str)]
+    return [(n, e) for n, e in enumerate(result) if isinstance(e, dict) and isinstance(e.get("path"), str)]
 
 
 def echo_of(call: ImagesCall, first: Mapping[str, Any] | None) -> dict[str, str]:

@@ -33,7 +33,8 @@ def get_upload(
 ) -> Response:
     """The upload's bytes; content-addressed, so they never change (cacheable for good)."""
     key = f"uploads/{name}"
-    if not UPLOAD_KEY.match(key) or not upload_token_ok(settings.callback_token_key, key, token):
+    signing = settings.upload_token_key  # none configured: no token is valid, so nothing is served
+    if signing is None or not UPLOAD_KEY.match(key) or not upload_token_ok(signing, key, token):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="upload not found")
     try:
         data = rt.store.get(key)

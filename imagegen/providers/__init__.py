@@ -40,7 +40,7 @@ def build_providers(
             base_url=settings.apidot_base_url,
             api_key=settings.apidot_api_key.get_secret_value(),
             submit_timeout=submit_timeout,
-            upload_url=partial(upload_url, settings.imagegen_public_url, settings.callback_token_key),
+            upload_url=partial(upload_url, settings.imagegen_public_url, settings.upload_token_key),
         ),
         "openai": OpenAIProvider(
             client,

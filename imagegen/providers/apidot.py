@@ -92,7 +92,8 @@ class APIDotProvider(AsyncTaskClient):
             # APIDot fetches references itself: without a public URL of ours nothing can serve it this file.
             raise provider_error(
                 ErrorKind.INVALID_REQUEST,
-                f"image_files.{index}: apidot fetches reference images by URL; set IMAGEGEN_PUBLIC_URL",
+                f"image_files.{index}: apidot fetches reference images by URL from this API; set"
+                " IMAGEGEN_PUBLIC_URL and IMAGEGEN_CALLBACK_TOKEN_SECRET (the same in every process)",
             )
         return url
 

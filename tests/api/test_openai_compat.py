@@ -15,12 +15,13 @@ import openai
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from config.settings import Settings
 from imagegen.api.openai_shapes import parse_call, to_requests
 from imagegen.producer import create_job
 from imagegen.runtime import Runtime
-from imagegen.storage import store_image, upload_url
+from imagegen.storage import reference_key, store_image, upload_token, upload_url
 from imagegen.store import repo
 from imagegen.store.models import Job
 from tests.support.api import UNREACHABLE_REDIS, ClientFactory
@@ -280,7 +281,7 @@ def test_another_tenant_reusing_a_key_gets_a_job_of_its_own(client: TestClient, 
 def test_an_edit_stores_the_upload_and_the_provider_url_is_signed_for_it(
     make_client: ClientFactory, runtime: Runtime
 ) -> None:
-    client = make_client(imagegen_public_url="https://imagegen.example")
+    client = make_client(imagegen_public_url="https://imagegen.example", imagegen_callback_token_secret=SecretStr("s"))
     response = client.post(
         EDIT, files=[("image[]", ("in.png", PNG, "image/png"))], data={"prompt": "x", "n": "1"}, headers=auth("tok-a")
     )
@@ -289,7 +290,7 @@ def test_an_edit_stores_the_upload_and_the_provider_url_is_signed_for_it(
         (job,) = repo.list_jobs(s, tenant="a")
     (key,) = job.request["image_files"]
     assert job.request["model"] == "gpt-image-2-edit" and runtime.store.get(key) == PNG
-    url = upload_url("https://imagegen.example", runtime.settings.callback_token_key, key)
+    url = upload_url("https://imagegen.example", b"imagegen-upload:s", key)
     assert url is not None
     path = url.removeprefix("https://imagegen.example")
     got = client.get(path)
@@ -343,3 +344,18 @@ def test_the_routes_are_documented(client: TestClient) -> None:
     assert {"400", "401", "429", "504"} <= set(generate["responses"])
     edit = paths["/v1/images/edits"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert edit["properties"]["image"]["items"]["format"] == "binary"
+
+
+def test_without_a_shared_secret_no_upload_is_served(make_client: ClientFactory, runtime: Runtime) -> None:
+    """No signing secret: not even a token made with the built-in fallback key reads an upload."""
+    key, content_type = reference_key(PNG)
+    runtime.store.put(key, PNG, content_type)
+    client = make_client(imagegen_public_url="https://imagegen.example")
+    assert client.app.state.api.settings.upload_token_key is None  # type: ignore[attr-defined]
+    forged = upload_token(b"imagegen-callback:unconfigured", key)
+    name = key.removeprefix("uploads/")
+    assert client.get(f"/uploads/{name}", params={"token": forged}).status_code == 404
+    response = client.post(
+        EDIT, files=[("image", ("in.png", PNG, "image/png"))], data={"prompt": "x"}, headers=auth("tok-a")
+    )
+    assert "IMAGEGEN_CALLBACK_TOKEN_SECRET" in _error(response, 400)["message"]

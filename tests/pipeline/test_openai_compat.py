@@ -34,7 +34,11 @@ TRANSCRIPT: list[str] = []
 
 @pytest.fixture(scope="module")
 def own_stack(database_factory: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    env = {"IMAGEGEN_API_TOKENS": TENANT_TOKENS, "IMAGEGEN_OPENAI_COMPAT_WAIT_S": str(WAIT_S)}
+    env = {
+        "IMAGEGEN_API_TOKENS": TENANT_TOKENS,
+        "IMAGEGEN_OPENAI_COMPAT_WAIT_S": str(WAIT_S),
+        "IMAGEGEN_CALLBACK_TOKEN_SECRET": "upload-signing-secret",  # apidot edits fetch uploads by signed URL
+    }
     with stack_of_its_own(database_factory(), tmp_path_factory, with_api=True, **env) as stack:
         yield stack
     print("\n--- SDK transcript ---\n" + "\n".join(TRANSCRIPT))

@@ -28,7 +28,11 @@ BLOCKS = [b for b in re.findall(r"```python\n(.*?)```", README.read_text(), re.D
 
 @pytest.fixture(scope="module")
 def own_stack(database_factory: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    env = {"IMAGEGEN_API_TOKENS": TENANT_TOKENS, "IMAGEGEN_ADMIN_TOKENS": ADMIN_TOKEN}
+    env = {
+        "IMAGEGEN_API_TOKENS": TENANT_TOKENS,
+        "IMAGEGEN_ADMIN_TOKENS": ADMIN_TOKEN,
+        "IMAGEGEN_CALLBACK_TOKEN_SECRET": "upload-signing-secret",  # the OpenAI example's edit, on apidot
+    }
     with stack_of_its_own(database_factory(), tmp_path_factory, with_api=True, **env) as stack:
         yield stack
 

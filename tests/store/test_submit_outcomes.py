@@ -247,6 +247,9 @@ class BrokenBucket:
     def locate(self, path: str, *, job_id: str | None = None) -> None:
         return None
 
+    def read(self, path: str, *, job_id: str) -> None:
+        return None
+
 
 def test_a_synchronous_answer_that_cannot_be_stored_is_paid_once(make_rt: Callable[..., Runtime]) -> None:
     # OpenAI answered with the picture (paid); storing it fails with an error that is not an OSError.
