@@ -162,8 +162,9 @@ class Settings(BaseSettings):
     # --- the OpenAI-compatible front door (/v1/images/generations and /v1/images/edits) ------------
     #: The provider its jobs go to.
     imagegen_openai_compat_provider: str = "apidot"
-    #: How long such a request waits for its images before it answers 504 (the jobs go on).
-    imagegen_openai_compat_wait_s: float = Field(default=600.0, gt=0, le=86_400)
+    #: How long such a request waits for its images before it answers 504 (the jobs go on). Below the
+    #: openai SDK's 600 s read timeout, so the SDK reads the 504 instead of timing out and retrying.
+    imagegen_openai_compat_wait_s: float = Field(default=540.0, gt=0, le=86_400)
 
     @field_validator("imagegen_provider_limits")
     @classmethod

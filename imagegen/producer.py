@@ -122,11 +122,13 @@ class QueuedJob:
     priority: str
     provider: str
     status: str
+    #: Inserted by this call (its submit is to be published); False: an earlier job of the same key.
+    created: bool = True
 
     @classmethod
-    def of(cls, job: Job) -> QueuedJob:
+    def of(cls, job: Job, *, created: bool = True) -> QueuedJob:
         """The record of a job read or created one at a time."""
-        return cls(job.id, job.batch_id, job.priority, job.provider, job.status)
+        return cls(job.id, job.batch_id, job.priority, job.provider, job.status, created)
 
 
 def create_job(
@@ -187,10 +189,18 @@ def create_batch(
     check_idempotency(rt, requests)  # a conflict anywhere refuses the whole batch before any insert
     with rt.session() as s:  # first, so that every job naming the batch finds its row
         s.add(_batch_row(batch_id, requests, callback_url, now))
-    out = [QueuedJob.of(create_job(rt, r, batch_id=batch_id, batch_callback=hooked)[0]) for r in requests]
-    if not any(j.batch_id == batch_id for j in out):
+    out = []
+    for request in requests:
+        job, created = create_job(rt, request, batch_id=batch_id, batch_callback=hooked)
+        out.append(QueuedJob.of(job, created=created))
+    if not any(j.created for j in out):
         with rt.session() as s:  # every job was an earlier batch's: this one has nothing to finish
             s.execute(sa.delete(Batch).where(col(Batch.id) == batch_id))
+        earlier = {j.batch_id for j in out}
+        if len(earlier) == 1 and None not in earlier:
+            # A replay of one earlier batch (its keys, its requests): answer with that batch, whose
+            # counts and notification (to its own callback_url) are these jobs'.
+            return str(earlier.pop()), out
     return batch_id, out
 
 
@@ -270,7 +280,7 @@ def enqueue_batch(
     signed ``batch.finished`` notification each time every job of the batch has ended."""
     rt = runtime or get_runtime()
     batch_id, jobs = create_batch(rt, requests, callback_url=callback_url)
-    publish_submits(publisher or default_publisher(), [j for j in jobs if j.batch_id == batch_id])
+    publish_submits(publisher or default_publisher(), [j for j in jobs if j.created])
     return batch_id, [j.id for j in jobs]
 
 

@@ -86,7 +86,7 @@ def post_batch(
     except IdempotencyConflict as exc:
         raise conflict(exc) from None
     # Jobs of a repeated idempotency key belong to their first batch; their submit went out then.
-    publish_submits(publisher, [j for j in jobs if j.batch_id == batch_id])
+    publish_submits(publisher, [j for j in jobs if j.created])
     content = {"batch_id": batch_id, "jobs": [j.id for j in jobs]}
     return JSONResponse(content, status_code=status.HTTP_202_ACCEPTED)
 

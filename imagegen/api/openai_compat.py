@@ -229,8 +229,8 @@ def _queue(rt: Runtime, publisher: Publisher, requests: Sequence[ImageRequest]) 
             job, created = create_job(rt, requests[0])
             ids, fresh = [job.id], [job] if created else []
         else:
-            batch_id, queued = create_batch(rt, requests)
-            ids, fresh = [j.id for j in queued], [j for j in queued if j.batch_id == batch_id]
+            _, queued = create_batch(rt, requests)
+            ids, fresh = [j.id for j in queued], [j for j in queued if j.created]
     except IdempotencyConflict:
         raise OpenAICompatError(
             409,

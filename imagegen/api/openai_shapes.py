@@ -232,6 +232,9 @@ def to_requests(
     """One validated request per image; a core field error becomes a 400 naming the OpenAI parameter."""
     if idempotency_key is not None and not 0 < len(idempotency_key) <= 190:
         raise invalid("the Idempotency-Key header must be 1 to 190 characters", None, "invalid_idempotency_key")
+    if idempotency_key is not None and "#" in idempotency_key:
+        # `#` separates the per-image keys (`key#1`): a client key with one could name another call's image.
+        raise invalid("the Idempotency-Key header must not contain '#'", None, "invalid_idempotency_key")
     requests = []
     for index in range(call.n):
         data = {**call.fields, "tenant": tenant, "idempotency_key": job_key(idempotency_key, index)}
@@ -295,7 +298,9 @@ def failure(jobs: Sequence[Job], *, wait_s: float, keyed: bool, retry_after_s: i
         message = (
             f"the image(s) were not ready within {wait_s:g} s; job(s) {ids} go on: follow GET /v1/jobs/{waiting[0]}"
         )
-        headers = {} if keyed else {"x-should-retry": "false"}
+        headers = {"Location": f"/v1/jobs/{waiting[0]}"}
+        if not keyed:
+            headers["x-should-retry"] = "false"
         return OpenAICompatError(504, message, type="server_error", code="timeout", headers=headers)
     if failed:
         job = failed[0]

@@ -156,7 +156,7 @@ def batch(
         batch_id, jobs = create_batch(rt, valid, callback_url=callback_url)
     except IdempotencyConflict as exc:
         fail(f"{exc}; nothing was queued")
-    publish_submits(default_publisher(), [j for j in jobs if j.batch_id == batch_id])
+    publish_submits(default_publisher(), [j for j in jobs if j.created])
     ids = [j.id for j in jobs]
     skipped = [{"line": n, "errors": [str(e) for e in errs]} for n, errs in invalid]
     if not wait:

@@ -101,3 +101,18 @@ def test_a_batch_item_reusing_a_key_for_a_different_request_is_409_and_writes_no
     assert response.status_code == 409, response.text
     assert "same" in response.json()["detail"]
     assert count_jobs(runtime) == 1 and len(publisher.steps) == 1
+
+
+def test_a_replayed_batch_answers_with_the_first_batch_and_publishes_nothing(
+    client: TestClient, publisher: RecordingPublisher
+) -> None:
+    """A client that resends its batch (same keys, same requests) gets the batch it made the first time:
+    its counts, its jobs, its callback; not an id that 404s and never finishes."""
+    body = {"requests": [{"prompt": f"p{i}", "idempotency_key": f"replay-{i}"} for i in range(3)]}
+    first = client.post("/v1/batches", json=body).json()
+    sent = len(publisher.steps)
+    again = client.post("/v1/batches", json=body)
+    assert again.status_code == 202
+    assert again.json() == first
+    assert len(publisher.steps) == sent
+    assert client.get(f"/v1/batches/{first['batch_id']}").json()["counts"] == {"queued": 3}

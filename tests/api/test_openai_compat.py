@@ -162,6 +162,7 @@ def test_the_body_is_queued_in_the_providers_terms_then_the_wait_runs_out_with_t
         (job,) = repo.list_jobs(s, tenant="a")
     assert job.id in error["message"] and f"/v1/jobs/{job.id}" in error["message"]
     assert error["code"] == "timeout" and response.headers["x-should-retry"] == "false"
+    assert response.headers["Location"] == f"/v1/jobs/{job.id}"
     assert job.request == {
         "prompt": "a fox",
         "provider": "apidot",
@@ -359,3 +360,10 @@ def test_without_a_shared_secret_no_upload_is_served(make_client: ClientFactory,
         EDIT, files=[("image", ("in.png", PNG, "image/png"))], data={"prompt": "x"}, headers=auth("tok-a")
     )
     assert "IMAGEGEN_CALLBACK_TOKEN_SECRET" in _error(response, 400)["message"]
+
+
+def test_a_key_with_the_per_image_separator_is_refused(client: TestClient, publisher: RecordingPublisher) -> None:
+    """`k#1` would otherwise name the second image of an earlier n=2 call keyed `k`."""
+    response = client.post(GEN, json={"prompt": "x"}, headers={**auth("tok-a"), "Idempotency-Key": "k#1"})
+    assert _error(response, 400)["code"] == "invalid_idempotency_key"
+    assert publisher.steps == []
