@@ -22,8 +22,8 @@ from PIL import Image
 
 from imagegen.store import repo
 from imagegen.store.models import Job
-from tests.support.stack import Stack, revive_worker, stack_of_its_own
-from tests.support.tenancy import TENANT_TOKENS, auth
+from tests.support.stack import Stack, revive_worker, tenant_api_stack
+from tests.support.tenancy import auth
 
 pytestmark = pytest.mark.pipeline
 
@@ -34,12 +34,7 @@ TRANSCRIPT: list[str] = []
 
 @pytest.fixture(scope="module")
 def own_stack(database_factory: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    env = {
-        "IMAGEGEN_API_TOKENS": TENANT_TOKENS,
-        "IMAGEGEN_OPENAI_COMPAT_WAIT_S": str(WAIT_S),
-        "IMAGEGEN_CALLBACK_TOKEN_SECRET": "upload-signing-secret",  # apidot edits fetch uploads by signed URL
-    }
-    with stack_of_its_own(database_factory(), tmp_path_factory, with_api=True, **env) as stack:
+    with tenant_api_stack(database_factory(), tmp_path_factory, IMAGEGEN_OPENAI_COMPAT_WAIT_S=str(WAIT_S)) as stack:
         yield stack
     print("\n--- SDK transcript ---\n" + "\n".join(TRANSCRIPT))
 

@@ -17,8 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.stack import Stack, revive_worker, stack_of_its_own
-from tests.support.tenancy import ADMIN_TOKEN, TENANT_TOKENS
+from tests.support.stack import Stack, revive_worker, tenant_api_stack
 
 pytestmark = pytest.mark.pipeline
 
@@ -28,12 +27,7 @@ BLOCKS = [b for b in re.findall(r"```python\n(.*?)```", README.read_text(), re.D
 
 @pytest.fixture(scope="module")
 def own_stack(database_factory: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    env = {
-        "IMAGEGEN_API_TOKENS": TENANT_TOKENS,
-        "IMAGEGEN_ADMIN_TOKENS": ADMIN_TOKEN,
-        "IMAGEGEN_CALLBACK_TOKEN_SECRET": "upload-signing-secret",  # the OpenAI example's edit, on apidot
-    }
-    with stack_of_its_own(database_factory(), tmp_path_factory, with_api=True, **env) as stack:
+    with tenant_api_stack(database_factory(), tmp_path_factory) as stack:
         yield stack
 
 

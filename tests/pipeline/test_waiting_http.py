@@ -21,16 +21,15 @@ import pytest
 
 from imagegen.api.events import WATCHED
 from imagegen.api.waiting import REREAD_S
-from tests.support.stack import Stack, revive_worker, stack_of_its_own
-from tests.support.tenancy import ADMIN_TOKEN, TENANT_TOKENS, auth
+from tests.support.stack import Stack, revive_worker, tenant_api_stack
+from tests.support.tenancy import ADMIN_TOKEN, auth
 
 pytestmark = pytest.mark.pipeline
 
 
 @pytest.fixture(scope="module")
 def own_stack(database_factory: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    env = {"IMAGEGEN_API_TOKENS": TENANT_TOKENS, "IMAGEGEN_ADMIN_TOKENS": ADMIN_TOKEN}
-    with stack_of_its_own(database_factory(), tmp_path_factory, with_api=True, **env) as stack:
+    with tenant_api_stack(database_factory(), tmp_path_factory) as stack:
         yield stack
 
 

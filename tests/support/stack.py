@@ -23,6 +23,7 @@ from imagegen.runtime import Runtime
 from imagegen.store import repo
 from imagegen.store.models import Job
 from imagegen.store.transitions import TERMINAL, JobStatus
+from tests.support.tenancy import ADMIN_TOKEN, TENANT_TOKENS
 from worker.app import create_app
 from worker.publisher import CeleryPublisher
 
@@ -183,6 +184,19 @@ def stack_of_its_own(database_url: str, tmp_path_factory: pytest.TempPathFactory
     finally:
         stack.close()
         redis_proc.stop()
+
+
+@contextmanager
+def tenant_api_stack(database_url: str, tmp_path_factory: pytest.TempPathFactory, **env: str) -> Iterator[Stack]:
+    """``stack_of_its_own`` with a real ``imagegen api`` whose tokens are tenants a and b and an admin
+    (``tests.support.tenancy``), and an upload-signing secret; ``env`` adds or overrides settings."""
+    tokens = {
+        "IMAGEGEN_API_TOKENS": TENANT_TOKENS,
+        "IMAGEGEN_ADMIN_TOKENS": ADMIN_TOKEN,
+        "IMAGEGEN_CALLBACK_TOKEN_SECRET": "upload-signing-secret",  # apidot edits fetch uploads by signed URL
+    }
+    with stack_of_its_own(database_url, tmp_path_factory, with_api=True, **{**tokens, **env}) as stack:
+        yield stack
 
 
 def revive_worker(stack: Stack) -> None:
